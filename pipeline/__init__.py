@@ -1,0 +1,1 @@
+"""Offline data preparation: ffmpeg decodes videos, frames go into WebDataset tar shards."""

@@ -1,0 +1,121 @@
+"""Decode a video with ffmpeg and get its frames back as encoded JPEG or PNG files.
+
+ffmpeg both decodes and encodes the images, so no frame passes through numpy on the way into a
+shard; Python only cuts the pipe's byte stream at image boundaries.
+"""
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Optional, Tuple
+
+import ffmpeg
+
+from pipeline.ffmpeg_cmd import ffmpeg_command
+from pipeline.image_stream import make_splitter
+
+READ_CHUNK = 1 << 20
+PROBLEM_LEVELS = ("[error]", "[fatal]", "[panic]")
+# "Stream #0:0: Video: mpeg4 (...), yuv420p, 320x240 [SAR 1:1 DAR 4:3], 25 fps, 25 tbr, 25 tbn"
+INPUT_VIDEO_LINE = re.compile(r"Stream #0:\d+.*?: Video: .*?(?:, (?P<fps>[\d.]+k?) fps)?, (?P<tbr>[\d.]+k?) tbr")
+
+
+@dataclass
+class EncodedFrames:
+    images: list  # encoded image bytes in decode order
+    problems: list  # what ffmpeg logged at error level or worse (empty when clean)
+    returncode: int
+    truncated_bytes: int  # an image cut off at the end of the pipe
+    fps: Optional[Fraction]  # the input's frame rate as ffmpeg reported it (None: not found)
+
+
+def resize_filter_args(size: Optional[Tuple[int, int]], short_side: Optional[int]):
+    """scale-filter arguments; ffmpeg works out the aspect (-2: keep it, rounded to even,
+    as 4:2:0 JPEG and most codecs need)."""
+    if size:
+        return {"w": size[0], "h": size[1]}
+    if short_side:
+        return {"w": f"if(lte(iw,ih),{short_side},-2)", "h": f"if(lte(iw,ih),-2,{short_side})"}
+    return None
+
+
+def ffmpeg_image_pipe_args(path, image_format="jpg", quality=2, frame_stride=1, size=None, short_side=None) -> list:
+    """The ffmpeg command line that writes every `frame_stride`-th frame as an image to stdout."""
+    stream = ffmpeg.input(str(path), threads=1)["v:0"]
+    if frame_stride > 1:
+        stream = stream.filter("framestep", step=frame_stride)
+    resize = resize_filter_args(size, short_side)
+    if resize:
+        stream = stream.filter("scale", flags="area", **resize)
+    if image_format == "jpg":
+        # yuvj420p: full-range YUV is what the JPEG standard (and every decoder) expects.
+        codec = {"vcodec": "mjpeg", "pix_fmt": "yuvj420p", "q:v": quality}
+    else:
+        codec = {"vcodec": "png", "pix_fmt": "rgb24"}
+    # One decode/encode thread per process: parallelism comes from running several videos.
+    # passthrough: one image per decoded frame, never a duplicate to fill a timestamp gap.
+    out = stream.output("pipe:", format="image2pipe", threads=1, vsync="passthrough", **codec)
+    # level+info tags each log line with its level, so errors can be told from the stream
+    # description that saves a separate ffprobe run (a process start costs ~80 ms).
+    return ffmpeg_command(out, "-nostats", loglevel="level+info")
+
+
+def parse_log(log: str):
+    """(problems, fps) from a level-tagged ffmpeg log."""
+    problems = [clean_log_line(ln) for ln in log.splitlines() if any(tag in ln for tag in PROBLEM_LEVELS)]
+    m = INPUT_VIDEO_LINE.search(log)
+    return problems, rate_from_text(m["fps"] or m["tbr"]) if m else None
+
+
+def rate_from_text(text: str) -> Optional[Fraction]:
+    """ffmpeg prints rates rounded ("29.97", "1k"); NTSC rates are N*1000/1001 exactly."""
+    value = float(text[:-1]) * 1000 if text.endswith("k") else float(text)
+    if value <= 0:
+        return None
+    ntsc = round(value * 1.001)
+    if abs(value - ntsc / 1.001) < 0.006 and abs(value - round(value)) > 0.006:
+        return Fraction(ntsc * 1000, 1001)
+    return Fraction(value).limit_denominator(100)
+
+
+def clean_log_line(line: str) -> str:
+    # "[mpeg4 @ 0x55d0] [error] ac-tex damaged at 0 9" -> "mpeg4: ac-tex damaged at 0 9"
+    m = re.match(r"^(?:\[(?P<ctx>\w+) @ 0x[0-9a-f]+\] )?\[\w+\] (?P<msg>.*)$", line)
+    if not m:
+        return line.strip()
+    return f"{m['ctx']}: {m['msg'].strip()}" if m["ctx"] else m["msg"].strip()
+
+
+def read_encoded_frames(path, image_format="jpg", quality=2, frame_stride=1, size=None, short_side=None) -> EncodedFrames:
+    args = ffmpeg_image_pipe_args(path, image_format, quality, frame_stride, size, short_side)
+    splitter = make_splitter(image_format)
+    images = []
+    # The log goes to a file, not a pipe: a corrupt video can print more than a pipe buffer
+    # holds, and an undrained pipe would deadlock ffmpeg.
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
+        try:
+            while chunk := proc.stdout.read1(READ_CHUNK):
+                images.extend(splitter.feed(chunk))
+        finally:
+            proc.stdout.close()
+            returncode = proc.wait()
+        log.seek(0)
+        problems, fps = parse_log(log.read().decode(errors="replace"))
+    return EncodedFrames(images, problems, returncode, splitter.leftover(), fps)
+
+
+def ffmpeg_version(ffmpeg_bin: str = "ffmpeg") -> str:
+    out = subprocess.run([ffmpeg_bin, "-version"], capture_output=True, text=True, check=True).stdout
+    return out.splitlines()[0] if out else "unknown"
+
+
+def require_ffmpeg() -> None:
+    """Fail early with a clear message rather than on the first video."""
+    missing = [b for b in ("ffmpeg", "ffprobe") if shutil.which(b) is None]
+    if missing:
+        raise FileNotFoundError(
+            f"{' and '.join(missing)} not found on PATH; install ffmpeg (Debian/Ubuntu: apt-get install ffmpeg)"
+        )

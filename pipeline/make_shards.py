@@ -1,0 +1,309 @@
+"""make-shards: videos → interleaved, indexed WebDataset shards plus a manifest.
+
+Videos are taken in windows of `mix_window`; the frames of a window are shuffled with a seed
+derived from (seed, node, window) and streamed into shards, so every shard mixes many clips
+and the same settings always give byte-identical shards. After each shard closes, a small
+state file records where the next one starts (window, offset), which is all a re-run needs
+to resume without writing any finished shard again.
+"""
+import hashlib
+import json
+import os
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Tuple
+
+from tqdm import tqdm
+
+from pipeline.atomic import remove_stale_temp_files, write_json_atomic
+from pipeline.discover import SourceError, VideoEntry, list_source_videos
+from pipeline.frame_reader import ffmpeg_version, read_encoded_frames, require_ffmpeg
+from pipeline.image_stream import image_size
+from pipeline.manifest import build_manifest, node_manifest_name
+from pipeline.probe import UnreadableVideo, probe_video
+from pipeline.shard_writer import ShardInfo, ShardWriter
+
+# Settings that change what is written; a resume must find them unchanged.
+OUTPUT_PARAMS = (
+    "split_file", "limit", "use_first_100", "image_format", "quality", "frame_stride", "size",
+    "short_side", "max_frames", "max_size_mb", "mix_window", "seed", "prefix", "num_nodes", "node_rank",
+)
+
+
+@dataclass
+class ShardConfig:
+    src: Path
+    out: Path = Path("shards")
+    split_file: Optional[Path] = None  # UCF-101 trainlist/testlist; paths relative to src
+    limit: Optional[int] = None  # keep the first N videos in sorted order
+    use_first_100: bool = False  # the original project's quick mode (= limit 100)
+    image_format: str = "jpg"  # "jpg" or "png" (lossless, ~8x larger)
+    quality: int = 2  # ffmpeg's JPEG -q:v: 2 (best) .. 31 (worst)
+    frame_stride: int = 1  # keep every Nth frame
+    size: Optional[Tuple[int, int]] = None  # (W, H) resize; None keeps the source size
+    short_side: Optional[int] = None  # resize so the short side is N, keeping aspect
+    max_frames: int = 10_000  # samples per shard
+    max_size_mb: float = 512.0  # bytes per shard (WebDataset recommends 100 MB - 1 GB)
+    mix_window: int = 32  # videos whose frames are interleaved; memory ~ window x clip size
+    seed: int = 0
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    prefix: str = "shard"
+    overwrite: bool = False
+    strict: bool = False  # a skipped video makes the run fail (exit 1)
+    num_nodes: int = 1
+    node_rank: int = 0
+    progress: bool = True
+
+    def __post_init__(self):
+        self.src, self.out = Path(self.src), Path(self.out)
+        if self.split_file is not None:
+            self.split_file = Path(self.split_file)
+        if self.use_first_100:
+            self.limit = min(self.limit or 100, 100)
+        checks = [
+            (self.image_format in ("jpg", "png"), "format must be jpg or png"),
+            (2 <= self.quality <= 31, "quality is ffmpeg's JPEG -q:v, from 2 (best) to 31"),
+            (self.frame_stride >= 1, "frame stride must be >= 1"),
+            (not (self.size and self.short_side), "give --size or --short-side, not both"),
+            (self.max_frames >= 1 and self.max_size_mb > 0, "shard caps must be positive"),
+            (self.mix_window >= 1, "mix window must be >= 1"),
+            (self.workers >= 1, "workers must be >= 1"),
+            (self.limit is None or self.limit >= 1, "limit must be >= 1"),
+            (0 <= self.node_rank < self.num_nodes, "node rank must be in [0, num_nodes)"),
+            ("." not in self.prefix and "/" not in self.prefix, "prefix may not contain '.' or '/'"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        if self.size and any(s <= 0 or s % 2 for s in self.size):
+            raise ValueError("--size needs positive, even width and height")
+
+    def output_params(self) -> dict:
+        d = asdict(self)
+        params = {k: d[k] for k in OUTPUT_PARAMS}
+        params["split_file"] = str(self.split_file) if self.split_file else None
+        params["size"] = list(self.size) if self.size else None
+        return params
+
+    @property
+    def file_prefix(self) -> str:
+        # Per-node names, so K nodes writing into one OUT never collide.
+        return self.prefix if self.num_nodes == 1 else f"{self.prefix}-n{self.node_rank:03d}"
+
+
+@dataclass
+class VideoResult:
+    entry: VideoEntry
+    samples: list = field(default_factory=list)  # (key, {"jpg"|"png": bytes, "json": bytes})
+    record: dict = field(default_factory=dict)  # what the manifest says of this video
+    skipped: bool = False
+
+
+@dataclass
+class ShardResult:
+    out: Path
+    manifest_path: Path
+    manifest: dict
+    seconds: float
+    resumed_shards: int = 0
+    already_complete: bool = False
+
+
+class NoReadableVideo(SourceError):
+    pass
+
+
+def select_videos(cfg: ShardConfig):
+    entries, missing = list_source_videos(cfg.src, cfg.split_file)
+    if cfg.limit:
+        entries = entries[: cfg.limit]
+    return entries[cfg.node_rank :: cfg.num_nodes], missing
+
+
+def shard_video(entry: VideoEntry, cfg: ShardConfig) -> VideoResult:
+    """Decode one video into encoded frame samples; never raises for a bad video."""
+    result = VideoResult(entry)
+    base = {"path": entry.rel, "id": entry.video_id}
+
+    def skip(reason):
+        result.record, result.skipped = {**base, "reason": reason}, True
+        return result
+
+    try:
+        if entry.path.stat().st_size == 0:
+            return skip("empty file (0 bytes)")
+        decoded = read_encoded_frames(entry.path, cfg.image_format, cfg.quality, cfg.frame_stride, cfg.size, cfg.short_side)
+    except OSError as e:
+        return skip(f"cannot read: {e}")
+    problem = decoded.problems[-1] if decoded.problems else ""
+    if decoded.returncode and not problem:
+        problem = f"ffmpeg exited with code {decoded.returncode}"
+    if decoded.truncated_bytes and not problem:
+        problem = "image stream ended mid-frame"
+    if not decoded.images:
+        return skip(problem or "no frames decoded")
+    fps = decoded.fps
+    if fps is None:  # the log did not say; ask ffprobe (slower, but exact)
+        try:
+            fps = probe_video(entry.path).fps
+        except UnreadableVideo as e:
+            return skip(str(e))
+    width, height = image_size(decoded.images[0])
+    meta = {
+        "video": entry.video_id, "class": entry.cls, "group": entry.group, "clip": entry.clip,
+        "fps": round(float(fps), 6), "width": width, "height": height, "source": entry.rel,
+    }
+    for n, image in enumerate(decoded.images):
+        index = n * cfg.frame_stride
+        frame_meta = json.dumps({**meta, "frame": index}, sort_keys=True).encode()
+        result.samples.append((f"{entry.video_id}/{index:06d}", {cfg.image_format: image, "json": frame_meta}))
+    result.record = {
+        **base, "class": entry.cls, "group": entry.group, "clip": entry.clip,
+        "frames": len(decoded.images), "fps": meta["fps"], "width": width, "height": height,
+        "partial": bool(problem), **({"warning": problem} if problem else {}),
+    }
+    return result
+
+
+def window_rng(cfg: ShardConfig, window: int) -> random.Random:
+    return random.Random(f"make-shards/{cfg.seed}/{cfg.node_rank}/{window}")
+
+
+def videos_fingerprint(entries) -> str:
+    return hashlib.sha256("\n".join(e.rel for e in entries).encode()).hexdigest()[:16]
+
+
+def _decoded_windows(windows, start, pool, cfg):
+    """Yield (index, results) per window while the next window already decodes."""
+    submit = lambda w: [pool.submit(shard_video, e, cfg) for e in windows[w]] if w < len(windows) else []
+    ahead = submit(start)
+    for w in range(start, len(windows)):
+        current, ahead = ahead, submit(w + 1)
+        yield w, [f.result() for f in current]
+
+
+def _prepare_out_dir(cfg: ShardConfig, state_path: Path, manifest_path: Path) -> None:
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    ours = [*cfg.out.glob(f"{cfg.file_prefix}-[0-9]*.tar"), *cfg.out.glob(f"{cfg.file_prefix}-[0-9]*.idx")]
+    if cfg.overwrite:
+        for p in [*ours, state_path, manifest_path]:
+            p.unlink(missing_ok=True)
+    remove_stale_temp_files(cfg.out, cfg.file_prefix)
+    remove_stale_temp_files(cfg.out, manifest_path.name)
+    remove_stale_temp_files(cfg.out, state_path.name)
+    if ours and not cfg.overwrite and not state_path.exists() and not manifest_path.exists():
+        raise SourceError(f"{cfg.out} already holds {cfg.file_prefix}-*.tar shards of an unknown run; pass --overwrite to replace them")
+
+
+def _load_previous(path: Path, params: dict, fingerprint: str, what: str) -> Optional[dict]:
+    if not path.exists():
+        return None
+    previous = json.loads(path.read_text())
+    old = previous.get("params", {})
+    changed = sorted(k for k in set(old) | set(params) if old.get(k) != params.get(k))
+    if changed:
+        diff = ", ".join(f"{k}: {old.get(k)!r} -> {params.get(k)!r}" for k in changed)
+        raise SourceError(f"{path.parent} holds a {what} made with other settings ({diff}); pass --overwrite to start over")
+    if previous.get("videos_fingerprint") != fingerprint:
+        raise SourceError(f"{path.parent} holds a {what} made from a different list of videos; pass --overwrite to start over")
+    return previous
+
+
+def make_shards(cfg: ShardConfig, on_shard: Optional[Callable[[ShardInfo], None]] = None) -> ShardResult:
+    """Shard `cfg.src` into `cfg.out`; resumes a run that stopped part-way."""
+    t0 = time.perf_counter()
+    require_ffmpeg()
+    entries, missing = select_videos(cfg)
+    params, fingerprint = cfg.output_params(), videos_fingerprint(entries)
+    manifest_path = cfg.out / node_manifest_name(cfg.node_rank, cfg.num_nodes)
+    state_path = cfg.out / f".{cfg.file_prefix}.state.json"
+    _prepare_out_dir(cfg, state_path, manifest_path)
+
+    done = _load_previous(manifest_path, params, fingerprint, "finished run")
+    if done is not None:
+        return ShardResult(cfg.out, manifest_path, done, time.perf_counter() - t0, already_complete=True)
+    state = _load_previous(state_path, params, fingerprint, "partial run") or {
+        "params": params, "videos_fingerprint": fingerprint, "shards": [], "records": [],
+        "next_window": 0, "next_offset": 0,
+    }
+    resumed = len(state["shards"])
+    windows = [entries[i : i + cfg.mix_window] for i in range(0, len(entries), cfg.mix_window)]
+    position = {"window": state["next_window"], "offset": state["next_offset"]}
+    records_before = list(state["records"])  # records of windows before the current one
+
+    def shard_closed(info: ShardInfo):
+        state["shards"].append(asdict(info))
+        state["next_window"], state["next_offset"] = position["window"], position["offset"]
+        state["records"] = records_before
+        write_json_atomic(state_path, state)
+        if on_shard:
+            on_shard(info)
+
+    writer = ShardWriter(cfg.out, cfg.file_prefix, cfg.max_frames, int(cfg.max_size_mb * 2**20), len(state["shards"]), shard_closed)
+    bar = tqdm(total=len(entries), unit="video", disable=not cfg.progress, dynamic_ncols=True)
+    bar.update(sum(len(w) for w in windows[: state["next_window"]]))
+    frames_done, frames_t0 = 0, time.perf_counter()
+    try:
+        with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
+            for w, results in _decoded_windows(windows, state["next_window"], pool, cfg):
+                samples = [s for r in results for s in r.samples]
+                window_rng(cfg, w).shuffle(samples)
+                skip = state["next_offset"] if w == state["next_window"] else 0
+                position["window"] = w
+                for i in range(skip, len(samples)):
+                    position["offset"] = i
+                    writer.write(*samples[i])
+                records_before = records_before + [r.record | {"skipped": r.skipped} for r in results]
+                position["window"], position["offset"] = w + 1, 0
+                for r in results:
+                    if r.skipped or r.record.get("partial"):
+                        tag = "skipped" if r.skipped else "partial"
+                        bar.write(f"{tag}: {r.entry.rel}: {r.record.get('reason') or r.record.get('warning')}")
+                frames_done += len(samples) - skip
+                bar.update(len(results))
+                bar.set_postfix(frames=frames_done, fps=f"{frames_done / (time.perf_counter() - frames_t0):.0f}")
+            writer.close_shard()
+    except BaseException:
+        writer.abandon()
+        raise
+    finally:
+        bar.close()
+
+    all_records = records_before
+    videos = [{k: v for k, v in r.items() if k != "skipped"} for r in all_records if not r["skipped"]]
+    skipped = [{k: v for k, v in r.items() if k != "skipped"} for r in all_records if r["skipped"]]
+    skipped += [{"path": rel, "reason": "listed in the split file but not found"} for rel in missing]
+    if not videos:
+        state_path.unlink(missing_ok=True)
+        reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
+        raise NoReadableVideo(f"no readable video in {cfg.src} ({reasons})")
+    manifest = build_manifest(params, state["shards"], videos, skipped, ffmpeg_version())
+    manifest["videos_fingerprint"] = fingerprint
+    write_json_atomic(manifest_path, manifest)
+    state_path.unlink(missing_ok=True)
+    return ShardResult(cfg.out, manifest_path, manifest, time.perf_counter() - t0, resumed_shards=resumed)
+
+
+def format_summary(result: ShardResult) -> str:
+    m = result.manifest
+    mb = sum(s["bytes"] for s in m["shards"]) / 2**20
+    partial = sum(1 for v in m["videos"] if v.get("partial"))
+    lines = []
+    if result.already_complete:
+        lines.append(f"{result.manifest_path} is already complete with these settings; nothing to do (--overwrite starts over)")
+    rate = m["num_samples"] / result.seconds if result.seconds > 0 and not result.already_complete else None
+    lines.append(
+        f"{len(m['videos'])} videos -> {m['num_samples']} frames in {m['num_shards']} shards ({mb:.1f} MB) in {result.out}"
+        + (f", {result.seconds:.1f} s ({rate:.0f} frames/s)" if rate else "")
+    )
+    if result.resumed_shards:
+        lines.append(f"resumed: kept {result.resumed_shards} finished shards from the interrupted run")
+    if partial:
+        lines.append(f"{partial} videos decoded only partly (kept the frames ffmpeg could decode)")
+    lines.append(f"{len(m['skipped'])} skipped" + ("" if not m["skipped"] else ":"))
+    lines += [f"  {s['path']}: {s['reason']}" for s in m["skipped"]]
+    lines.append(f"manifest: {result.manifest_path}")
+    return "\n".join(lines)

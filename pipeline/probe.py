@@ -1,0 +1,60 @@
+"""Video metadata from ffprobe's JSON (never by parsing text or eval'ing a frame rate)."""
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Optional
+
+import ffmpeg
+
+
+class UnreadableVideo(Exception):
+    """The file cannot be opened as a video; the message is the reason to report."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    fps: Fraction
+    nb_frames: Optional[int]  # from the container header; absent for some formats (mkv, webm)
+    duration: Optional[float]
+    codec: str
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "unknown error"
+
+
+def probe_video(path) -> VideoInfo:
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise UnreadableVideo("empty file (0 bytes)")
+    try:
+        meta = ffmpeg.probe(str(path), v="error")
+    except ffmpeg.Error as e:
+        raise UnreadableVideo(f"ffprobe: {_last_line(e.stderr.decode(errors='replace'))}") from None
+    video = [s for s in meta.get("streams", []) if s.get("codec_type") == "video"]
+    if not video:
+        raise UnreadableVideo("no video stream")
+    s = video[0]
+    width, height = int(s.get("width") or 0), int(s.get("height") or 0)
+    if width <= 0 or height <= 0:
+        raise UnreadableVideo("video stream has no frame size")
+    fps = Fraction(0)
+    for key in ("avg_frame_rate", "r_frame_rate"):
+        rate = s.get(key, "0/0")
+        num, _, den = rate.partition("/")
+        if den and int(den) != 0 and int(num) != 0:
+            fps = Fraction(int(num), int(den))
+            break
+    nb = s.get("nb_frames")
+    duration = s.get("duration") or meta.get("format", {}).get("duration")
+    return VideoInfo(
+        width=width,
+        height=height,
+        fps=fps,
+        nb_frames=int(nb) if nb and str(nb).isdigit() else None,
+        duration=float(duration) if duration else None,
+        codec=s.get("codec_name", "?"),
+    )

@@ -1,0 +1,93 @@
+"""WebDataset tar shards, each with the index file DALI's `fn.readers.webdataset` reads.
+
+A shard and its index are written under temporary names and renamed only once both are
+complete (index first, tar last): a tar under its real name is always a finished shard.
+"""
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import webdataset as wds
+from wds2idx import IndexCreator
+
+from pipeline.atomic import temp_path_for
+
+TAR_OVERHEAD = 1024  # two 512-byte headers a sample (image + json), near enough for a size cap
+
+
+@dataclass
+class ShardInfo:
+    tar: str
+    index: str
+    samples: int
+    bytes: int
+
+
+def shard_names(prefix: str, number: int):
+    stem = f"{prefix}-{number:06d}"
+    return f"{stem}.tar", f"{stem}.idx"
+
+
+def write_dali_index(tar_path: Path, idx_path: Path) -> None:
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        with IndexCreator(str(tar_path), str(idx_path), verbose=False) as creator:
+            creator.create_index()
+
+
+class ShardWriter:
+    """Write samples into numbered shards, starting a new one when a cap would be passed."""
+
+    def __init__(self, out_dir: Path, prefix: str, max_samples: int, max_bytes: int, first_number: int = 0, on_close=None):
+        self.out_dir, self.prefix = Path(out_dir), prefix
+        self.max_samples, self.max_bytes = max_samples, max_bytes
+        self.number = first_number
+        self.on_close = on_close  # called with the ShardInfo after each rename
+        self._tar = None
+
+    def write(self, key: str, sample: dict) -> None:
+        size = sum(len(v) for v in sample.values()) + TAR_OVERHEAD
+        if self._tar is not None and (
+            self._samples >= self.max_samples or self._bytes + size > self.max_bytes
+        ):
+            self.close_shard()
+        if self._tar is None:
+            self._open()
+        self._tar.write({"__key__": key, **sample})
+        self._samples += 1
+        self._bytes += size
+
+    def _open(self):
+        tar_name, _ = shard_names(self.prefix, self.number)
+        self._tmp_tar = temp_path_for(self.out_dir / tar_name)
+        self._file = open(self._tmp_tar, "wb")
+        # mtime fixed at 0 so the same samples always give the same bytes (resume checks that).
+        self._tar = wds.TarWriter(self._file, encoder=False, mtime=0, user="", group="")
+        self._samples, self._bytes = 0, 0
+
+    def close_shard(self):
+        if self._tar is None:
+            return None
+        self._tar.close()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._tar = None
+        tar_name, idx_name = shard_names(self.prefix, self.number)
+        tmp_idx = temp_path_for(self.out_dir / idx_name)
+        write_dali_index(self._tmp_tar, tmp_idx)
+        os.replace(tmp_idx, self.out_dir / idx_name)
+        os.replace(self._tmp_tar, self.out_dir / tar_name)
+        info = ShardInfo(tar_name, idx_name, self._samples, (self.out_dir / tar_name).stat().st_size)
+        self.number += 1
+        if self.on_close:
+            self.on_close(info)
+        return info
+
+    def abandon(self):
+        """Drop the shard being written (after an error or interrupt); leaves no file behind."""
+        if self._tar is not None:
+            with contextlib.suppress(Exception):
+                self._file.close()
+            self._tmp_tar.unlink(missing_ok=True)
+            self._tar = None

@@ -1,0 +1,30 @@
+# Sourced by demo.sh and test.sh: installs what is missing, then activates .venv.
+# Idempotent: a second run only checks (ffmpeg on PATH, the install stamp) and returns.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+EXTRAS="${1:-}"  # "test" adds the test dependencies
+
+if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
+  echo "==> installing ffmpeg (Debian package)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg >/dev/null
+fi
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+# Reinstall only when the package's requirements changed.
+STAMP=".venv/.installed-$(cat setup.cfg pyproject.toml | sha256sum | cut -c1-12)${EXTRAS:+-$EXTRAS}"
+if [ ! -f "$STAMP" ]; then
+  echo "==> installing video-restoration-gan${EXTRAS:+[$EXTRAS]} into .venv (torch, DALI: a few minutes the first time)"
+  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+  .venv/bin/python -m pip install -q -e ".${EXTRAS:+[$EXTRAS]}" 2>&1 | grep -v "is ignored" || true
+  .venv/bin/python -c "import torch, nvidia.dali, webdataset, ffmpeg, click" # fail here, not mid-run
+  rm -f .venv/.installed-*
+  touch "$STAMP"
+fi
+export PATH="$ROOT/.venv/bin:$PATH"

@@ -1,0 +1,38 @@
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pipeline.sample_videos import SampleConfig, make_sample_videos
+
+
+@pytest.fixture(scope="session")
+def sample_tree(tmp_path_factory) -> Path:
+    """A small UCF-101-shaped tree: 2 classes x 2 groups x 2 clips of 2-4 s at 320x240."""
+    root = tmp_path_factory.mktemp("ucf")
+    make_sample_videos(SampleConfig(root, classes=2, groups=2, clips=2, seed=0))
+    return root
+
+
+@pytest.fixture
+def tree_copy(sample_tree, tmp_path) -> Path:
+    """A private copy of the sample tree that a test may add bad files to."""
+    dst = tmp_path / "src"
+    shutil.copytree(sample_tree, dst)
+    return dst
+
+
+def count_frames(path) -> int:
+    """Frames in a video as ffprobe counts them by decoding (independent of our code)."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+         "-show_entries", "stream=nb_read_frames", "-of", "json", str(path)],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return int(json.loads(out)["streams"][0]["nb_read_frames"])
+
+
+def videos_in(root: Path) -> list:
+    return sorted(p for p in root.rglob("*.avi"))

@@ -1,0 +1,1 @@
+"""The `vrestore` command line: a thin layer over pipeline/ and trainer/."""
