@@ -36,3 +36,13 @@ def count_frames(path) -> int:
 
 def videos_in(root: Path) -> list:
     return sorted(p for p in root.rglob("*.avi"))
+
+
+@pytest.fixture(scope="session")
+def sample_shards(sample_tree, tmp_path_factory) -> Path:
+    """Shards of the sample tree (several shards, every frame of 8 clips)."""
+    from pipeline.make_shards import ShardConfig, make_shards
+
+    out = tmp_path_factory.mktemp("shards")
+    make_shards(ShardConfig(sample_tree, out, max_frames=150, progress=False, workers=2))
+    return out

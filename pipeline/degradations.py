@@ -1,0 +1,115 @@
+"""The one definition of the degradations the GAN learns to undo: blur -> noise -> boxes.
+
+Training (DALI for blur and, on a GPU, noise; torch for the rest), `vrestore degrade` and
+evaluation all take their numbers from `DegradationSpec`, and the torch functions here are the
+reference the DALI ops are tested against. Images are float tensors on the 0..255 scale,
+NCHW; every step rounds to whole levels, as an 8-bit video of the degraded frames would hold.
+"""
+import math
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class DegradationSpec:
+    blur_window: int = 7  # Gaussian window, pixels (odd)
+    blur_sigma: float = 1.4  # what OpenCV picks for a 7x7 window: 0.3*((7-1)*0.5-1)+0.8
+    blur_sigma_max: Optional[float] = None  # set: sigma ~ U[blur_sigma, blur_sigma_max] per sample
+    noise_std: float = 15.0  # additive Gaussian, 0..255 scale, clipped
+    noise_std_max: Optional[float] = None  # set: std ~ U[noise_std, noise_std_max] per sample
+    boxes_min: int = 1  # occlusion boxes per frame
+    boxes_max: int = 3
+    box_min_frac: float = 0.10  # box side as a fraction of the frame's side
+    box_max_frac: float = 0.25
+    box_value: int = 128  # flat gray
+
+    def __post_init__(self):
+        checks = [
+            (self.blur_window >= 1 and self.blur_window % 2 == 1, "blur window must be odd and >= 1"),
+            (self.blur_sigma > 0, "blur sigma must be > 0"),
+            (self.blur_sigma_max is None or self.blur_sigma_max >= self.blur_sigma, "blur sigma max must be >= blur sigma"),
+            (self.noise_std >= 0, "noise std must be >= 0"),
+            (self.noise_std_max is None or self.noise_std_max >= self.noise_std, "noise std max must be >= noise std"),
+            (0 <= self.boxes_min <= self.boxes_max, "need 0 <= boxes min <= boxes max"),
+            (0 < self.box_min_frac <= self.box_max_frac <= 1, "need 0 < box min frac <= box max frac <= 1"),
+            (0 <= self.box_value <= 255, "box value must be in 0..255"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def draw_uniform(low: float, high: Optional[float], n: int, generator, device) -> torch.Tensor:
+    if high is None or high == low:
+        return torch.full((n,), float(low), device=device)
+    return low + (high - low) * torch.rand(n, generator=generator, device=device)
+
+
+def gaussian_kernel1d(window: int, sigma: torch.Tensor) -> torch.Tensor:
+    """(N, window) normalised Gaussian taps, one row per sigma."""
+    x = torch.arange(window, dtype=torch.float32, device=sigma.device) - (window - 1) / 2
+    k = torch.exp(-(x[None, :] ** 2) / (2 * sigma[:, None].float() ** 2))
+    return k / k.sum(dim=1, keepdim=True)
+
+
+def blur(images: torch.Tensor, spec: DegradationSpec, generator=None) -> torch.Tensor:
+    """Separable Gaussian blur with mirrored borders (reflect-101, DALI's and OpenCV's default)."""
+    n, c, h, w = images.shape
+    sigma = draw_uniform(spec.blur_sigma, spec.blur_sigma_max, n, generator, images.device)
+    k = gaussian_kernel1d(spec.blur_window, sigma).repeat_interleave(c, dim=0)  # (N*C, K)
+    r = spec.blur_window // 2
+    x = F.pad(images.float().reshape(1, n * c, h, w), (r, r, r, r), mode="reflect")
+    x = F.conv2d(x, k[:, None, :, None], groups=n * c)  # vertical
+    x = F.conv2d(x, k[:, None, None, :], groups=n * c)  # horizontal
+    return x.reshape(n, c, h, w).round_().clamp_(0, 255)
+
+
+def add_noise(images: torch.Tensor, spec: DegradationSpec, generator=None) -> torch.Tensor:
+    n = images.shape[0]
+    std = draw_uniform(spec.noise_std, spec.noise_std_max, n, generator, images.device)
+    noise = torch.randn(images.shape, generator=generator, device=images.device) * std.view(n, 1, 1, 1)
+    return (images.float() + noise).round_().clamp_(0, 255)
+
+
+def box_mask(n: int, h: int, w: int, spec: DegradationSpec, generator=None, device="cpu") -> torch.Tensor:
+    """(N, 1, H, W) bool: True inside 1..3 boxes per frame, all frames drawn at once."""
+    m = spec.boxes_max
+    if m == 0:
+        return torch.zeros(n, 1, h, w, dtype=torch.bool, device=device)
+    rand = lambda *shape: torch.rand(*shape, generator=generator, device=device)
+    count = spec.boxes_min + (rand(n) * (m - spec.boxes_min + 1)).long().clamp_(max=m - spec.boxes_min)
+    frac = lambda: spec.box_min_frac + (spec.box_max_frac - spec.box_min_frac) * rand(n, m)
+    bh, bw = (frac() * h).round().clamp_(min=1), (frac() * w).round().clamp_(min=1)
+    y0, x0 = (rand(n, m) * (h - bh + 1)).floor(), (rand(n, m) * (w - bw + 1)).floor()
+    active = torch.arange(m, device=device)[None, :] < count[:, None]  # (N, M)
+    ys = torch.arange(h, device=device).view(1, 1, h, 1)
+    xs = torch.arange(w, device=device).view(1, 1, 1, w)
+    inside = (
+        (ys >= y0[..., None, None]) & (ys < (y0 + bh)[..., None, None])
+        & (xs >= x0[..., None, None]) & (xs < (x0 + bw)[..., None, None])
+        & active[..., None, None]
+    )  # (N, M, H, W)
+    return inside.any(dim=1, keepdim=True)
+
+
+def add_boxes(images: torch.Tensor, spec: DegradationSpec, generator=None):
+    """Flat gray boxes; returns (images, mask)."""
+    n, _, h, w = images.shape
+    mask = box_mask(n, h, w, spec, generator, images.device)
+    return torch.where(mask, torch.full_like(images, float(spec.box_value)), images), mask
+
+
+def degrade(images: torch.Tensor, spec: DegradationSpec, generator=None):
+    """blur -> noise -> boxes on 0..255 NCHW frames; returns (degraded, box mask)."""
+    return add_boxes(add_noise(blur(images, spec, generator), spec, generator), spec, generator)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor, peak: float = 255.0) -> float:
+    mse = torch.mean((a.double() - b.double()) ** 2).item()
+    return math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)

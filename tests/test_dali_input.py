@@ -1,0 +1,95 @@
+import io
+import json
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipeline.degradations import DegradationSpec
+from trainer.dali_input import batches_per_epoch, load_shard_set, train_batches, train_pipeline, val_batches
+
+CPU = torch.device("cpu")
+SPEC = DegradationSpec()
+
+
+def key(meta):
+    return f"{meta['video']}/{meta['frame']:06d}"
+
+
+def test_batches_are_dense_nchw_channels_last_in_range(sample_shards):
+    shards = load_shard_set(sample_shards)
+    batch = next(iter(train_batches(shards, SPEC, batch_size=6, crop=64, device=CPU)))
+    for name in ("clean", "degraded"):
+        x = batch[name]
+        assert x.shape == (6, 3, 64, 64) and x.dtype == torch.float32
+        assert x.is_contiguous(memory_format=torch.channels_last)
+        assert -1.0 <= x.min().item() and x.max().item() <= 1.0
+    assert batch["mask"].shape == (6, 1, 64, 64) and batch["mask"].dtype == torch.bool
+    gray = 128 / 127.5 - 1
+    assert torch.allclose(batch["degraded"][batch["mask"].expand(-1, 3, -1, -1)], torch.tensor(gray), atol=1e-6)
+    # outside the boxes the degraded frame is the clean one blurred and noisy: close, not equal
+    diff = (batch["degraded"] - batch["clean"]).abs()[~batch["mask"].expand(-1, 3, -1, -1)] * 127.5
+    assert 5 < diff.mean().item() < 30
+
+
+def test_two_ranks_read_disjoint_parts_that_cover_every_sample(sample_shards):
+    shards = load_shard_set(sample_shards)
+    b, world = 16, 2
+    seen = []
+    for rank in range(world):
+        loader = train_batches(shards, SPEC, b, 64, CPU, rank=rank, world_size=world, with_meta=True)
+        assert len(loader) == batches_per_epoch(shards.num_samples, b, world)
+        batches = list(loader)  # one epoch: the iterator stops by itself (reader_name)
+        assert len(batches) == len(loader)
+        assert all(x["clean"].shape[0] == b for x in batches)  # FILL: full batches only
+        seen.append({key(m) for x in batches for m in x["meta"]})
+    assert not seen[0] & seen[1]
+    assert len(seen[0] | seen[1]) == shards.num_samples
+
+
+def test_a_second_epoch_runs_with_the_same_length(sample_shards):
+    shards = load_shard_set(sample_shards)
+    loader = train_batches(shards, SPEC, 32, 64, CPU)
+    assert len(list(loader)) == len(list(loader)) == len(loader)
+
+
+def test_validation_is_center_cropped_and_identical_every_time(sample_shards):
+    shards = load_shard_set(sample_shards)
+    a = list(val_batches(shards, SPEC, 50, 96, CPU, with_meta=True))
+    b = list(val_batches(shards, SPEC, 50, 96, CPU, with_meta=True))
+    assert sum(x["clean"].shape[0] for x in a) == shards.num_samples  # PARTIAL: each sample once
+    for x, y in zip(a, b):
+        assert torch.equal(x["degraded"], y["degraded"]) and torch.equal(x["clean"], y["clean"])
+    meta = a[0]["meta"][0]
+    tar = shards.tars[0]
+    with tarfile.open(tar) as t:
+        jpg = t.extractfile(f"{key(meta)}.jpg").read()
+    frame = np.array(Image.open(io.BytesIO(jpg)).convert("RGB"), dtype=np.float32)
+    y0, x0 = (240 - 96) // 2, (320 - 96) // 2
+    center = torch.from_numpy(frame[y0 : y0 + 96, x0 : x0 + 96]).permute(2, 0, 1) / 127.5 - 1
+    # DALI's and PIL's JPEG decoders may differ by a level or two
+    assert (a[0]["clean"][0] - center).abs().max().item() <= 3 / 127.5
+
+
+def test_crop_larger_than_frames_is_a_clear_error(sample_shards):
+    with pytest.raises(ValueError, match="crop 512"):
+        train_batches(load_shard_set(sample_shards), SPEC, 4, 512, CPU)
+
+
+def test_with_a_gpu_every_op_after_the_decoder_runs_on_it(sample_shards):
+    # Building the graph needs no GPU; running it would.
+    pipe = train_pipeline(load_shard_set(sample_shards), SPEC, 64, "gpu", 0, 1, 0, 64, True,
+                          batch_size=4, num_threads=1, device_id=0)
+    pipe._build_graph()
+    ops = {op.name: (op._op.schema_name, op.outputs[0].device) for op in pipe._ops}
+    by_kind = {}
+    for schema, device in ops.values():
+        by_kind.setdefault(schema, set()).add(device)
+    assert by_kind["readers__Webdataset"] == {"cpu"}
+    assert by_kind["decoders__Image"] == {"gpu"}  # "mixed": CPU parse, GPU decode
+    for schema in ("GaussianBlur", "CropMirrorNormalize", "noise__Gaussian"):
+        assert by_kind[schema] == {"gpu"}, schema
+    # only the per-sample random arguments (crop position, flip) are drawn on the CPU
+    assert {s for s, devices in by_kind.items() if "cpu" in devices} == {"readers__Webdataset", "random__Uniform", "random__CoinFlip"}

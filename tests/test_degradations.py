@@ -1,0 +1,123 @@
+import numpy as np
+import pytest
+import torch
+from nvidia.dali import fn, pipeline_def, types
+
+from pipeline.degradations import DegradationSpec, add_boxes, add_noise, blur, box_mask, degrade
+
+
+def photo_like(n=4, h=96, w=128, seed=0):
+    """Smooth content plus edges, so the blur has something to do near the borders."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(n, 3, h // 8, w // 8, generator=g) * 255
+    img = torch.nn.functional.interpolate(base, size=(h, w), mode="bilinear", align_corners=False)
+    img[:, :, :, w // 2 :] = 255 - img[:, :, :, w // 2 :]  # a hard vertical edge
+    return img.round()
+
+
+def run_dali(op, images_nhwc: np.ndarray):
+    @pipeline_def(batch_size=len(images_nhwc), num_threads=1, device_id=None, seed=1)
+    def pipe():
+        x = fn.external_source(source=lambda: [np.ascontiguousarray(a) for a in images_nhwc], batch=True, layout="HWC", dtype=types.UINT8)
+        return op(x)
+
+    p = pipe()
+    p.build()
+    (out,) = p.run()
+    return np.stack([np.array(out.at(i)) for i in range(len(images_nhwc))])
+
+
+def test_dali_blur_equals_the_torch_blur_used_by_degrade():
+    from trainer.dali_input import dali_blur
+
+    spec = DegradationSpec()
+    # photo-like content plus one frame of pure noise, whose borders differ under every
+    # border rule but the right one
+    images = torch.cat([photo_like(), torch.randint(0, 256, (1, 3, 96, 128)).float()])
+    ours = blur(images, spec)
+    nhwc = images.permute(0, 2, 3, 1).numpy().astype(np.uint8)
+    dali = torch.from_numpy(run_dali(lambda x: dali_blur(x, spec), nhwc)).permute(0, 3, 1, 2).float()
+    assert (dali - ours).abs().max().item() <= 1.0  # within 1/255, borders included
+    assert (ours - images).abs().mean().item() > 2  # and the blur did blur
+    # the border handling is pinned down too: a replicate-padded blur differs at the edges
+    replicate = torch.nn.functional.pad(images, (3, 3, 3, 3), mode="replicate")
+    assert (blur(replicate, spec)[..., 3:-3, 3:-3] - dali).abs().max().item() > 1.0
+
+
+def test_dali_noise_has_the_configured_std():
+    from trainer.dali_input import dali_noise
+
+    spec = DegradationSpec(noise_std=15.0)
+    flat = np.full((8, 64, 64, 3), 128, dtype=np.uint8)
+    noisy = run_dali(lambda x: dali_noise(x, spec), flat).astype(np.float64)
+    assert abs(noisy.std() - 15.0) < 0.3 and abs(noisy.mean() - 128) < 0.3
+    torch_noisy = add_noise(torch.full((8, 3, 64, 64), 128.0), spec, torch.Generator().manual_seed(0))
+    assert abs(torch_noisy.std().item() - 15.0) < 0.3
+    assert torch.equal(torch_noisy, torch_noisy.round()) and torch_noisy.min() >= 0 and torch_noisy.max() <= 255
+
+
+def test_noise_is_clipped_to_the_8_bit_range():
+    spec = DegradationSpec(noise_std=50)
+    x = add_noise(torch.zeros(2, 3, 32, 32), spec, torch.Generator().manual_seed(0))
+    assert x.min() == 0 and x.max() > 50 and (x == 0).float().mean() > 0.4
+
+
+def connected_boxes(mask2d: np.ndarray):
+    """Bounding boxes of the True regions (boxes may overlap, so count merged regions)."""
+    from collections import deque
+
+    seen = np.zeros_like(mask2d)
+    boxes = []
+    for y, x in zip(*np.nonzero(mask2d)):
+        if seen[y, x]:
+            continue
+        q, ys, xs = deque([(y, x)]), [], []
+        seen[y, x] = True
+        while q:
+            cy, cx = q.popleft()
+            ys.append(cy), xs.append(cx)
+            for ny, nx in ((cy + 1, cx), (cy - 1, cx), (cy, cx + 1), (cy, cx - 1)):
+                if 0 <= ny < mask2d.shape[0] and 0 <= nx < mask2d.shape[1] and mask2d[ny, nx] and not seen[ny, nx]:
+                    seen[ny, nx] = True
+                    q.append((ny, nx))
+        boxes.append((max(ys) - min(ys) + 1, max(xs) - min(xs) + 1, len(ys)))
+    return boxes
+
+
+def test_boxes_follow_the_spec():
+    spec = DegradationSpec()
+    h, w = 120, 160
+    masks = box_mask(400, h, w, spec, torch.Generator().manual_seed(0))[:, 0].numpy()
+    counts = []
+    for m in masks:
+        regions = connected_boxes(m)
+        counts.append(len(regions))
+        for bh, bw, area in regions:
+            if area == bh * bw:  # a lone rectangle (not two merged): its sides are in spec
+                assert round(0.10 * h) <= bh <= round(0.25 * h)
+                assert round(0.10 * w) <= bw <= round(0.25 * w)
+    assert min(counts) >= 1 and max(counts) <= 3
+    assert set(counts) == {1, 2, 3}  # each count occurs (merged boxes only lower a count)
+    images = photo_like(n=400, h=h, w=w)
+    boxed, mask = add_boxes(images, spec, torch.Generator().manual_seed(0))
+    assert torch.equal(mask, box_mask(400, h, w, spec, torch.Generator().manual_seed(0)))
+    assert (boxed[mask.expand_as(boxed)] == 128).all()
+    assert torch.equal(boxed[~mask.expand_as(boxed)], images[~mask.expand_as(images)])
+
+
+def test_degrade_is_reproducible_with_a_seed_and_ranges_draw_per_sample():
+    spec = DegradationSpec(blur_sigma=0.5, blur_sigma_max=3.0, noise_std=0, noise_std_max=30)
+    x = photo_like()
+    a = degrade(x, spec, torch.Generator().manual_seed(5))
+    b = degrade(x, spec, torch.Generator().manual_seed(5))
+    c = degrade(x, spec, torch.Generator().manual_seed(6))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and not torch.equal(a[0], c[0])
+    noise_only = add_noise(torch.full((64, 3, 32, 32), 128.0), spec, torch.Generator().manual_seed(0))
+    stds = noise_only.flatten(1).std(dim=1)
+    assert stds.min() < 10 and stds.max() > 20  # per-sample std drawn from [0, 30]
+
+
+@pytest.mark.parametrize("bad", [dict(blur_window=6), dict(noise_std=-1), dict(boxes_min=4), dict(box_max_frac=1.5)])
+def test_spec_rejects_bad_numbers(bad):
+    with pytest.raises(ValueError):
+        DegradationSpec(**bad)

@@ -1,0 +1,194 @@
+"""Training and validation batches: DALI reads the shards, decodes, blurs, crops and flips (and
+adds noise on a GPU); torch adds the occlusion boxes (and the noise on the CPU).
+
+Both pipelines are built from the same plain functions; the device is a parameter. Batches come
+out as dicts of NCHW float tensors in [-1, 1], channels_last, on the training device.
+"""
+import json
+from dataclasses import dataclass
+from math import ceil
+from pathlib import Path
+from typing import Optional
+
+import torch
+from nvidia.dali import fn, pipeline_def, types
+from nvidia.dali.plugin.base_iterator import LastBatchPolicy
+from nvidia.dali.plugin.pytorch import DALIGenericIterator
+
+from pipeline.degradations import DegradationSpec, add_boxes, add_noise
+from pipeline.manifest import read_manifest
+
+READER = "reader"
+
+
+@dataclass(frozen=True)
+class ShardSet:
+    tars: list
+    indexes: list
+    num_samples: int
+    image_ext: str
+    min_side: int  # smallest frame side in the set, to check the crop against
+
+
+def load_shard_set(folder) -> ShardSet:
+    folder = Path(folder)
+    m = read_manifest(folder)
+    return ShardSet(
+        tars=[str(folder / s["tar"]) for s in m["shards"]],
+        indexes=[str(folder / s["index"]) for s in m["shards"]],
+        num_samples=m["num_samples"],
+        image_ext=m["params"]["image_format"],
+        min_side=min(min(v["width"], v["height"]) for v in m["videos"]),
+    )
+
+
+# ---- graph pieces, shared by the train and validation pipelines ----
+
+def read_and_decode(shards: ShardSet, device: str, shard_id: int, num_shards: int, shuffle: bool, seed: int, initial_fill: int, with_meta: bool):
+    """Decoded RGB frames, plus each sample's json as a zero-padded byte row when asked
+    (ragged bytes cannot cross into torch; padded to the batch's longest they can)."""
+    outputs = fn.readers.webdataset(
+        paths=shards.tars, index_paths=shards.indexes, ext=[shards.image_ext] + (["json"] if with_meta else []),
+        missing_component_behavior="error", shard_id=shard_id, num_shards=num_shards,
+        # pad_last_batch: every rank gets the same number of batches and never reads
+        # into the next rank's part at the end of an epoch.
+        pad_last_batch=True, random_shuffle=shuffle, initial_fill=initial_fill,
+        # Tar order reshuffled every epoch with one seed on all ranks, so ranks stay disjoint.
+        shuffle_after_epoch=shuffle, shuffle_after_epoch_seed=seed if shuffle else None,
+        name=READER,
+    )
+    encoded, *meta = outputs if with_meta else [outputs]  # one ext: a node, not a list
+    images = fn.decoders.image(encoded, device="mixed" if device == "gpu" else "cpu", output_type=types.RGB)
+    return images, [fn.pad(m, fill_value=0) for m in meta]
+
+
+def dali_blur(images, spec: DegradationSpec):
+    sigma = spec.blur_sigma if spec.blur_sigma_max is None else fn.random.uniform(range=[spec.blur_sigma, spec.blur_sigma_max])
+    return fn.gaussian_blur(images, window_size=spec.blur_window, sigma=sigma)
+
+
+def dali_noise(images, spec: DegradationSpec):
+    std = spec.noise_std if spec.noise_std_max is None else fn.random.uniform(range=[spec.noise_std, spec.noise_std_max])
+    return fn.noise.gaussian(images, stddev=std)
+
+
+def crop_flip(images, crop: int, pos_x, pos_y, mirror):
+    return fn.crop_mirror_normalize(
+        images, crop=(crop, crop), crop_pos_x=pos_x, crop_pos_y=pos_y, mirror=mirror,
+        dtype=types.UINT8, output_layout="HWC",
+    )
+
+
+def clean_and_degraded(images, spec, crop, pos_x, pos_y, mirror, noise_in_dali):
+    """The full frame is blurred before cropping, so crop borders see real neighbours exactly
+    as `vrestore degrade` does; one crop and one flip serve both outputs."""
+    degraded = crop_flip(dali_blur(images, spec), crop, pos_x, pos_y, mirror)
+    if noise_in_dali:
+        degraded = dali_noise(degraded, spec)
+    return crop_flip(images, crop, pos_x, pos_y, mirror), degraded
+
+
+@pipeline_def
+def train_pipeline(shards, spec, crop, device, shard_id, num_shards, shuffle_seed, initial_fill, noise_in_dali, with_meta=False):
+    images, meta = read_and_decode(shards, device, shard_id, num_shards, True, shuffle_seed, initial_fill, with_meta)
+    pos_x, pos_y = fn.random.uniform(range=[0.0, 1.0]), fn.random.uniform(range=[0.0, 1.0])
+    return (*clean_and_degraded(images, spec, crop, pos_x, pos_y, fn.random.coin_flip(), noise_in_dali), *meta)
+
+
+@pipeline_def
+def val_pipeline(shards, spec, crop, device, noise_in_dali, with_meta=False):
+    images, meta = read_and_decode(shards, device, 0, 1, False, 0, 1, with_meta)
+    return (*clean_and_degraded(images, spec, crop, 0.5, 0.5, 0, noise_in_dali), *meta)
+
+
+# ---- torch side ----
+
+def to_model_input(x_nhwc: torch.Tensor) -> torch.Tensor:
+    """uint8/float NHWC 0..255 -> float NCHW in [-1, 1]. The permute of an NHWC tensor is
+    already channels_last in memory, so no copy is made."""
+    return x_nhwc.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+class DegradedBatches:
+    """Iterate {"clean", "degraded", "mask"} batches; `len()` is batches per epoch per rank.
+
+    Last-batch policy: training fills the last batch with repeated samples (FILL), so every rank
+    runs ceil(ceil(N / ranks) / batch) full batches; validation returns a short last batch
+    (PARTIAL) so every sample counts once.
+    """
+
+    def __init__(self, pipe, spec: DegradationSpec, device: torch.device, noise_in_dali: bool, train: bool, box_seed: int, with_meta: bool = False):
+        pipe.build()
+        self.with_meta = with_meta
+        self.iterator = DALIGenericIterator(
+            [pipe], ["clean", "degraded"] + (["meta"] if with_meta else []), reader_name=READER, auto_reset=True,
+            last_batch_policy=LastBatchPolicy.FILL if train else LastBatchPolicy.PARTIAL,
+        )
+        self.spec, self.device, self.noise_in_dali = spec, device, noise_in_dali
+        self.generator = torch.Generator(device=device).manual_seed(box_seed)
+
+    def __len__(self):
+        return len(self.iterator)
+
+    def __iter__(self):
+        for (out,) in self.iterator:
+            clean = out["clean"].to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+            degraded = out["degraded"].to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+            if not self.noise_in_dali:
+                # DALI's CPU noise op is the CPU pipeline's bottleneck; torch's randn follows
+                # the same spec (additive, rounded, clipped) at ~9x the speed.
+                degraded = add_noise(degraded, self.spec, self.generator)
+            degraded, mask = add_boxes(degraded, self.spec, self.generator)
+            batch = {
+                "clean": clean.float().div_(127.5).sub_(1.0),
+                "degraded": degraded.div_(127.5).sub_(1.0),
+                "mask": mask,
+            }
+            if self.with_meta:
+                batch["meta"] = [json.loads(bytes(row).rstrip(b"\0")) for row in out["meta"].cpu().numpy()]
+            yield batch
+
+
+def _check_crop(shards: ShardSet, crop: int):
+    if crop > shards.min_side:
+        raise ValueError(f"crop {crop} is larger than the smallest frame side in the shards ({shards.min_side})")
+
+
+def dali_device(device: torch.device) -> str:
+    return "gpu" if device.type == "cuda" else "cpu"
+
+
+def train_batches(
+    shards: ShardSet, spec: DegradationSpec, batch_size: int, crop: int, device: torch.device,
+    rank: int = 0, world_size: int = 1, seed: int = 0, num_threads: int = 2, initial_fill: int = 1024, with_meta: bool = False,
+) -> DegradedBatches:
+    _check_crop(shards, crop)
+    gpu = dali_device(device) == "gpu"
+    pipe = train_pipeline(
+        shards, spec, crop, dali_device(device), rank, world_size, seed, min(initial_fill, shards.num_samples), gpu, with_meta,
+        batch_size=batch_size, num_threads=num_threads,
+        # CPU-only DALI wants device_id=None (not 0, -1 or CPU_ONLY_DEVICE_ID).
+        device_id=(device.index or 0) if gpu else None,
+        seed=seed * 1000 + rank,  # crops, flips, sigma draws differ per rank
+        prefetch_queue_depth=2,
+    )
+    return DegradedBatches(pipe, spec, device, noise_in_dali=gpu, train=True, box_seed=seed * 1000 + rank, with_meta=with_meta)
+
+
+def val_batches(
+    shards: ShardSet, spec: DegradationSpec, batch_size: int, crop: int, device: torch.device,
+    seed: int = 12345, num_threads: int = 2, with_meta: bool = False,
+) -> DegradedBatches:
+    """Built anew for each validation, so every run sees the very same degraded inputs."""
+    _check_crop(shards, crop)
+    gpu = dali_device(device) == "gpu"
+    pipe = val_pipeline(
+        shards, spec, crop, dali_device(device), gpu, with_meta,
+        batch_size=batch_size, num_threads=num_threads, device_id=(device.index or 0) if gpu else None, seed=seed,
+    )
+    return DegradedBatches(pipe, spec, device, noise_in_dali=gpu, train=False, box_seed=seed, with_meta=with_meta)
+
+
+def batches_per_epoch(num_samples: int, batch_size: int, world_size: int) -> int:
+    """What `len(train_batches(...))` is: the rank's padded part, in full batches."""
+    return ceil(ceil(num_samples / world_size) / batch_size)
