@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from pipeline.degradations import DegradationSpec
 from pipeline.discover import SourceError
 from pipeline.manifest import ManifestError, merge_manifests
 from pipeline.make_shards import ShardConfig, format_summary, make_shards
@@ -107,6 +108,86 @@ def merge_manifests_cmd(out):
     except ManifestError as e:
         fail(str(e))
     click.echo(f"{out / 'manifest.json'}: {m['num_samples']} frames in {m['num_shards']} shards from {m['params']['num_nodes']} nodes")
+
+
+def degradation_options(command):
+    """The spec's numbers as options, shared by every command that degrades (one set of defaults)."""
+    d = DegradationSpec()
+    options = [
+        click.option("--blur-window", default=d.blur_window, show_default=True, help="Gaussian blur window (odd)."),
+        click.option("--blur-sigma", default=d.blur_sigma, show_default=True, help="Blur sigma (lower end of the range when --blur-sigma-max is set)."),
+        click.option("--blur-sigma-max", type=float, help="Draw sigma per frame from [blur-sigma, this]."),
+        click.option("--noise-std", default=d.noise_std, show_default=True, help="Gaussian noise std on the 0-255 scale."),
+        click.option("--noise-std-max", type=float, help="Draw the std per frame from [noise-std, this]."),
+        click.option("--boxes-min", default=d.boxes_min, show_default=True, help="Fewest occlusion boxes per frame."),
+        click.option("--boxes-max", default=d.boxes_max, show_default=True, help="Most occlusion boxes per frame."),
+        click.option("--box-min-frac", default=d.box_min_frac, show_default=True, help="Smallest box side, as a fraction of the frame side."),
+        click.option("--box-max-frac", default=d.box_max_frac, show_default=True, help="Largest box side, as a fraction of the frame side."),
+        click.option("--box-value", default=d.box_value, show_default=True, help="Gray level of the boxes."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def pop_spec(options: dict) -> DegradationSpec:
+    names = DegradationSpec.__dataclass_fields__
+    return DegradationSpec(**{k: options.pop(k) for k in list(options) if k in names})
+
+
+@cli.command("degrade")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("dst", type=click.Path(path_type=Path))
+@degradation_options
+@click.option("--split-file", type=click.Path(path_type=Path), help="UCF-101 trainlist/testlist selecting videos under SRC.")
+@click.option("--seed", default=0, show_default=True, help="Base seed; each video's seed comes from it and the video's path.")
+@click.option("--codec", type=click.Choice(["ffv1", "png", "mjpeg", "h264"]), default="ffv1", show_default=True, help="Output codec; ffv1 and png are lossless.")
+@click.option("--save-masks", is_flag=True, help="Also write NAME_mask.avi: 255 inside the occlusion boxes.")
+@click.option("--batch-size", default=16, show_default=True, help="Frames degraded at once.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: skip them).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def degrade_cmd(src, dst, quiet, **options):
+    """Degrade a video, or every video under a folder, exactly as training does: blur, noise,
+    boxes. Keeps fps, size and frame count; the relative layout is kept under DST."""
+    from pipeline.degrade_videos import DegradeConfig, degrade_videos
+
+    try:
+        cfg = DegradeConfig(src, dst, spec=pop_spec(options), progress=not quiet, **options)
+        result = degrade_videos(cfg)
+    except (ValueError, SourceError) as e:
+        fail(str(e))
+    frames = sum(n for _, n in result.done)
+    click.echo(f"degraded {len(result.done)} videos ({frames} frames) into {dst}; "
+               f"{len(result.skipped)} already there (--overwrite replaces them); {len(result.failed)} failed")
+    for rel, reason in result.failed:
+        click.echo(f"  failed: {rel}: {reason}")
+    if result.failed:
+        sys.exit(1)
+
+
+@cli.command("preview")
+@click.argument("shards", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default="preview.png", show_default=True, help="PNG to write.")
+@degradation_options
+@click.option("-n", "--num", default=8, show_default=True, help="Samples (rows).")
+@click.option("--crop", default=128, show_default=True, help="Training crop size.")
+@click.option("--device", default="auto", show_default=True, help="cuda, cuda:N, cpu, or auto (cuda when available).")
+@click.option("--seed", default=0, show_default=True)
+def preview_cmd(shards, out, num, crop, device, seed, **options):
+    """Run the training input pipeline for one batch and write a clean | degraded grid.
+    Look at it before spending GPU hours."""
+    import torch
+
+    from pipeline.manifest import ManifestError
+    from trainer.preview import make_preview
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        path = make_preview(shards, out, pop_spec(options), n=num, crop=crop, device=device, seed=seed)
+    except (ValueError, ManifestError) as e:
+        fail(str(e))
+    click.echo(f"wrote {path} ({num} samples: clean | degraded, {crop}x{crop} crops, device {device})")
 
 
 cli.add_command(make_shards_cmd)

@@ -1,0 +1,109 @@
+"""`vrestore degrade`: apply the degradation spec to videos, to make test inputs.
+
+Same code path as training's reference ops (pipeline.degradations), seeded per video, encoded
+losslessly so compression adds no error of its own.
+"""
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pipeline.degradations import DegradationSpec, degrade
+from pipeline.discover import list_source_videos
+from pipeline.probe import UnreadableVideo, probe_video
+from pipeline.video_io import CODECS, VideoReadError, VideoWriter, read_frames
+
+
+@dataclass
+class DegradeConfig:
+    src: Path
+    dst: Path
+    spec: DegradationSpec = field(default_factory=DegradationSpec)
+    split_file: Optional[Path] = None  # UCF-101 list selecting videos under src
+    seed: int = 0
+    codec: str = "ffv1"  # lossless by default
+    save_masks: bool = False  # also write <name>_mask.avi: 255 inside the boxes
+    batch_size: int = 16
+    overwrite: bool = False
+    progress: bool = True
+
+    def __post_init__(self):
+        self.src, self.dst = Path(self.src), Path(self.dst)
+        if self.codec not in CODECS:
+            raise ValueError(f"unknown codec {self.codec!r}; choose from {', '.join(CODECS)}")
+
+
+@dataclass
+class DegradeResult:
+    done: list = field(default_factory=list)  # (relative path, frames)
+    skipped: list = field(default_factory=list)  # outputs that already existed
+    failed: list = field(default_factory=list)  # (relative path, reason)
+
+
+def video_seed(seed: int, rel: str) -> int:
+    """A stable per-video seed: the same video gets the same boxes whatever else is in the folder."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{rel}".encode()).digest()[:8], "little") & (2**63 - 1)
+
+
+def output_path(dst_root: Path, rel: str, codec: str) -> Path:
+    return dst_root / Path(rel).with_suffix("." + CODECS[codec]["container"])
+
+
+def mask_path(video_out: Path) -> Path:
+    return video_out.with_name(f"{video_out.stem}_mask{video_out.suffix}")
+
+
+def degrade_video(src: Path, dst: Path, spec: DegradationSpec, seed: int, codec="ffv1", save_masks=False, batch_size=16, on_frames=None) -> int:
+    info = probe_video(src)
+    generator = torch.Generator().manual_seed(seed)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with VideoWriter(dst, info.width, info.height, info.fps, codec) as out:
+        masks = VideoWriter(mask_path(dst), info.width, info.height, info.fps, codec, gray=True) if save_masks else None
+        try:
+            for frames in read_frames(src, batch_size, info):
+                x = torch.from_numpy(frames.copy()).permute(0, 3, 1, 2).float()
+                degraded, mask = degrade(x, spec, generator)
+                out.write(degraded.permute(0, 2, 3, 1).to(torch.uint8).numpy())
+                if masks:
+                    masks.write(mask[:, 0].numpy().astype(np.uint8) * 255)
+                if on_frames:
+                    on_frames(len(frames))
+        except BaseException:
+            if masks:
+                masks.close(ok=False)
+            raise
+        if masks:
+            masks.close()
+    return out.frames
+
+
+def degrade_videos(cfg: DegradeConfig) -> DegradeResult:
+    entries, missing = list_source_videos(cfg.src, cfg.split_file)
+    root = cfg.src.parent if cfg.src.is_file() else cfg.src
+    rels = [e.rel for e in entries]
+    single_out = cfg.dst if cfg.src.is_file() and cfg.dst.suffix else None
+    result = DegradeResult(failed=[(rel, "listed in the split file but not found") for rel in missing])
+    bar = tqdm(total=len(rels), unit="video", disable=not cfg.progress, dynamic_ncols=True)
+    frames = [0]
+
+    def count(n):
+        frames[0] += n
+        bar.set_postfix(frames=frames[0], refresh=False)
+    for rel in rels:
+        out = single_out or output_path(cfg.dst, rel, cfg.codec)
+        if out.exists() and not cfg.overwrite:
+            result.skipped.append(rel)
+        else:
+            try:
+                n = degrade_video(root / rel, out, cfg.spec, video_seed(cfg.seed, rel), cfg.codec, cfg.save_masks, cfg.batch_size, count)
+                result.done.append((rel, n))
+            except (UnreadableVideo, VideoReadError, RuntimeError, OSError) as e:
+                result.failed.append((rel, str(e)))
+                bar.write(f"failed: {rel}: {e}")
+        bar.update(1)
+    bar.close()
+    return result

@@ -1,0 +1,109 @@
+"""Raw RGB frames in and out of ffmpeg through pipes: memory stays flat however long a video is."""
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import ffmpeg
+import numpy as np
+
+from pipeline.atomic import atomic_path, temp_path_for
+from pipeline.ffmpeg_cmd import ffmpeg_command
+from pipeline.probe import VideoInfo, probe_video
+
+# Lossless codecs need their own pixel formats for RGB and gray.
+CODECS = {
+    "ffv1": {"vcodec": "ffv1", "pix_fmt": "bgr0", "gray": "gray", "container": "avi"},
+    "png": {"vcodec": "png", "pix_fmt": "rgb24", "gray": "gray", "container": "avi"},
+    "mjpeg": {"vcodec": "mjpeg", "pix_fmt": "yuvj444p", "gray": "gray", "container": "avi", "q:v": 2},
+    "h264": {"vcodec": "libx264", "pix_fmt": "yuv444p", "gray": "gray", "container": "mp4", "crf": 0},
+}
+
+
+class VideoReadError(Exception):
+    pass
+
+
+def read_frames(path, batch: int = 16, info: VideoInfo = None):
+    """Yield (n, H, W, 3) uint8 arrays of consecutive frames; raises VideoReadError if ffmpeg
+    fails, never drops a frame silently."""
+    info = info or probe_video(path)
+    frame_bytes = info.width * info.height * 3
+    args = ffmpeg_command(
+        ffmpeg.input(str(path))["v:0"].output("pipe:", format="rawvideo", pix_fmt="rgb24", vsync="passthrough")
+    )
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
+        try:
+            while True:
+                data = proc.stdout.read(frame_bytes * batch)
+                if len(data) % frame_bytes:
+                    raise VideoReadError(f"{path}: stream ended mid-frame")
+                if not data:
+                    break
+                yield np.frombuffer(data, np.uint8).reshape(-1, info.height, info.width, 3)
+        finally:
+            proc.stdout.close()
+            if proc.poll() is None:
+                proc.kill()
+            code = proc.wait()
+            log.seek(0)
+            errors = log.read().decode(errors="replace").strip()
+        if code != 0 or errors:
+            raise VideoReadError(f"{path}: ffmpeg: {errors.splitlines()[-1] if errors else f'exit code {code}'}")
+
+
+class VideoWriter:
+    """Encode raw frames fed to `write`; the file appears under its name only when complete."""
+
+    def __init__(self, path, width: int, height: int, fps, codec: str = "ffv1", gray: bool = False):
+        if codec not in CODECS:
+            raise ValueError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
+        self.path, self.channels = Path(path), 1 if gray else 3
+        self.shape = (height, width, self.channels)
+        opts = dict(CODECS[codec])
+        fmt, vcodec = opts.pop("container"), opts.pop("vcodec")
+        pix_fmt = opts.pop("gray") if gray else opts.pop("pix_fmt")
+        opts.pop("pix_fmt", None), opts.pop("gray", None)
+        self._tmp = temp_path_for(self.path)
+        stream = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="gray" if gray else "rgb24", s=f"{width}x{height}", framerate=str(fps))
+        args = ffmpeg_command(stream.output(str(self._tmp), format=fmt, vcodec=vcodec, pix_fmt=pix_fmt, **opts), "-y")
+        self._log = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
+        self.frames = 0
+
+    def write(self, frames: np.ndarray):
+        frames = np.ascontiguousarray(frames, dtype=np.uint8).reshape(-1, *self.shape)
+        self._proc.stdin.write(frames.tobytes())
+        self.frames += len(frames)
+
+    def close(self, ok: bool = True):
+        self._proc.stdin.close()
+        code = self._proc.wait()
+        self._log.seek(0)
+        errors = self._log.read().decode(errors="replace").strip()
+        self._log.close()
+        if ok and code == 0:
+            os.replace(self._tmp, self.path)
+            return
+        self._tmp.unlink(missing_ok=True)
+        if ok:
+            raise RuntimeError(f"ffmpeg could not write {self.path}: {errors.splitlines()[-1] if errors else code}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close(ok=exc_type is None)
+
+
+def write_png(path, image: np.ndarray) -> None:
+    """An (H, W, 3) uint8 image to PNG through ffmpeg (no imaging library needed)."""
+    h, w = image.shape[:2]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        args = ffmpeg_command(
+            ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{w}x{h}")
+            .output(str(tmp), format="image2", vcodec="png", frames=1, update=1), "-y")
+        subprocess.run(args, input=np.ascontiguousarray(image, dtype=np.uint8).tobytes(), check=True, capture_output=True)
