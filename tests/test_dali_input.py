@@ -1,5 +1,4 @@
 import io
-import json
 import tarfile
 
 import numpy as np
@@ -60,7 +59,7 @@ def test_validation_is_center_cropped_and_identical_every_time(sample_shards):
     a = list(val_batches(shards, SPEC, 50, 96, CPU, with_meta=True))
     b = list(val_batches(shards, SPEC, 50, 96, CPU, with_meta=True))
     assert sum(x["clean"].shape[0] for x in a) == shards.num_samples  # PARTIAL: each sample once
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert torch.equal(x["degraded"], y["degraded"]) and torch.equal(x["clean"], y["clean"])
     meta = a[0]["meta"][0]
     tar = shards.tars[0]

@@ -8,7 +8,6 @@ import json
 from dataclasses import dataclass
 from math import ceil
 from pathlib import Path
-from typing import Optional
 
 import torch
 from nvidia.dali import fn, pipeline_def, types
@@ -103,12 +102,6 @@ def val_pipeline(shards, spec, crop, device, noise_in_dali, with_meta=False):
 
 # ---- torch side ----
 
-def to_model_input(x_nhwc: torch.Tensor) -> torch.Tensor:
-    """uint8/float NHWC 0..255 -> float NCHW in [-1, 1]. The permute of an NHWC tensor is
-    already channels_last in memory, so no copy is made."""
-    return x_nhwc.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-
-
 class DegradedBatches:
     """Iterate {"clean", "degraded", "mask"} batches; `len()` is batches per epoch per rank.
 
@@ -132,6 +125,7 @@ class DegradedBatches:
 
     def __iter__(self):
         for (out,) in self.iterator:
+            # DALI gives NHWC; its NCHW permute is channels_last in memory, so no copy is made.
             clean = out["clean"].to(self.device, non_blocking=True).permute(0, 3, 1, 2)
             degraded = out["degraded"].to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
             if not self.noise_in_dali:
