@@ -1,0 +1,184 @@
+"""pix2pix networks (Isola et al. 2017): a U-Net generator and a 70x70 PatchGAN critic.
+
+Architecture settings live in small dataclasses of plain types, saved next to the weights so a
+checkpoint rebuilds its own model and loads with `torch.load(..., weights_only=True)`.
+"""
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+NORMS = ("batch", "instance")
+
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    raise ValueError(f"norm must be one of {NORMS}, not {kind!r}")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    in_channels: int = 3
+    out_channels: int = 3
+    ngf: int = 64  # width of the outermost layer; inner layers go up to 8x this
+    depth: int = 7  # stride-2 downsamplings: 7 turns a 128 crop into 1x1, 8 a 256 crop
+    norm: str = "batch"
+    dropout: bool = True  # 0.5 in the innermost decoder blocks, the pix2pix noise source
+
+    def __post_init__(self):
+        if self.depth < 5:
+            raise ValueError("depth must be >= 5 (the U-Net's outer four levels are fixed)")
+        norm_layer(self.norm, 1)
+
+    @staticmethod
+    def for_crop(crop: int, **kw) -> "GeneratorConfig":
+        depth = int(math.log2(crop))
+        if 2**depth != crop:
+            raise ValueError(f"crop must be a power of two (128, 256), not {crop}")
+        return GeneratorConfig(depth=depth, **kw)
+
+    @property
+    def multiple(self) -> int:
+        """Frame sides must be multiples of this (restore pads to it)."""
+        return 2**self.depth
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    in_channels: int = 6  # (degraded, candidate) stacked
+    ndf: int = 64
+    n_layers: int = 3  # 3: the 70x70 PatchGAN
+    norm: str = "batch"
+
+    def __post_init__(self):
+        norm_layer(self.norm, 1)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class UNetBlock(nn.Module):
+    """One level of the U-Net: down, the inner levels, up, and the skip connection around them.
+
+        x -> [down] -> inner -> [up] -> cat(x, .)      (outermost: no skip, Tanh out)
+    """
+
+    def __init__(self, outer_nc, inner_nc, in_nc=None, inner=None, outermost=False, innermost=False, norm="batch", dropout=False):
+        super().__init__()
+        self.outermost = outermost
+        in_nc = in_nc or outer_nc
+        bias = norm == "instance"  # BatchNorm has its own shift; InstanceNorm here has none
+        down = [nn.Conv2d(in_nc, inner_nc, 4, 2, 1, bias=bias)]
+        if outermost:
+            up = [nn.ReLU(True), nn.ConvTranspose2d(inner_nc * 2, outer_nc, 4, 2, 1), nn.Tanh()]
+            layers = down + [inner] + up
+        elif innermost:
+            # no norm on a 1x1 map: with batch 1 it would zero the signal
+            up = [nn.ReLU(True), nn.ConvTranspose2d(inner_nc, outer_nc, 4, 2, 1, bias=bias), norm_layer(norm, outer_nc)]
+            layers = [nn.LeakyReLU(0.2, True)] + down + up
+        else:
+            down = [nn.LeakyReLU(0.2, True)] + down + [norm_layer(norm, inner_nc)]
+            up = [nn.ReLU(True), nn.ConvTranspose2d(inner_nc * 2, outer_nc, 4, 2, 1, bias=bias), norm_layer(norm, outer_nc)]
+            layers = down + [inner] + up + ([nn.Dropout(0.5)] if dropout else [])
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.model(x) if self.outermost else torch.cat([x, self.model(x)], dim=1)
+
+
+class UNetGenerator(nn.Module):
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.cfg = cfg
+        g, n = cfg.ngf, cfg.norm
+        block = UNetBlock(g * 8, g * 8, innermost=True, norm=n)
+        for _ in range(cfg.depth - 5):  # the innermost levels, 8*ngf wide, with dropout
+            block = UNetBlock(g * 8, g * 8, inner=block, norm=n, dropout=cfg.dropout)
+        block = UNetBlock(g * 4, g * 8, inner=block, norm=n)
+        block = UNetBlock(g * 2, g * 4, inner=block, norm=n)
+        block = UNetBlock(g, g * 2, inner=block, norm=n)
+        self.model = UNetBlock(cfg.out_channels, g, in_nc=cfg.in_channels, inner=block, outermost=True, norm=n)
+
+    def forward(self, x):
+        return self.model(x)
+
+
+class PatchDiscriminator(nn.Module):
+    """Classifies overlapping 70x70 patches: a 128 crop gives a 14x14 grid of logits, 256 30x30."""
+
+    def __init__(self, cfg: DiscriminatorConfig):
+        super().__init__()
+        self.cfg = cfg
+        bias = cfg.norm == "instance"
+        d = cfg.ndf
+        layers = [nn.Conv2d(cfg.in_channels, d, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        mult = 1
+        for i in range(1, cfg.n_layers + 1):
+            prev, mult = mult, min(2**i, 8)
+            stride = 2 if i < cfg.n_layers else 1
+            layers += [nn.Conv2d(d * prev, d * mult, 4, stride, 1, bias=bias), norm_layer(cfg.norm, d * mult), nn.LeakyReLU(0.2, True)]
+        layers += [nn.Conv2d(d * mult, 1, 4, 1, 1)]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, degraded, candidate):
+        return self.model(torch.cat([degraded, candidate], dim=1))
+
+
+def init_weights(net: nn.Module, gain: float = 0.02) -> nn.Module:
+    """N(0, 0.02) convolutions, N(1, 0.02) batch-norm scales, zero biases, as in pix2pix."""
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, gain)
+            nn.init.zeros_(m.bias)
+    return net
+
+
+def build_generator(cfg: GeneratorConfig) -> UNetGenerator:
+    return init_weights(UNetGenerator(cfg))
+
+
+def build_discriminator(cfg: DiscriminatorConfig) -> PatchDiscriminator:
+    return init_weights(PatchDiscriminator(cfg))
+
+
+class GANLoss(nn.Module):
+    """'vanilla' (BCE on logits, the paper's) or 'lsgan' (least squares) against all-real or
+    all-fake targets of the critic's output shape."""
+
+    def __init__(self, mode: str = "vanilla"):
+        super().__init__()
+        if mode not in ("vanilla", "lsgan"):
+            raise ValueError(f"GAN loss must be vanilla or lsgan, not {mode!r}")
+        self.mode = mode
+
+    def forward(self, logits: torch.Tensor, real: bool) -> torch.Tensor:
+        target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+        if self.mode == "vanilla":
+            return F.binary_cross_entropy_with_logits(logits, target)
+        return F.mse_loss(logits, target)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int):
+    """Mirror-pad H and W up to a multiple (a U-Net of depth d needs 2**d); returns the padded
+    batch and a function that crops a result back. Never resizes."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if ph == 0 and pw == 0:
+        return x, lambda y: y
+    top, left = ph // 2, pw // 2
+    # reflect needs the pad smaller than the side; replicate covers frames smaller than that
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    padded = F.pad(x, (left, pw - left, top, ph - top), mode=mode)
+    return padded, lambda y: y[..., top : top + h, left : left + w]

@@ -1,0 +1,88 @@
+import ast
+from pathlib import Path
+
+import pytest
+import torch
+
+from models import (
+    DiscriminatorConfig, GANLoss, GeneratorConfig, PatchDiscriminator, UNetGenerator,
+    build_discriminator, build_generator, pad_to_multiple,
+)
+
+
+@pytest.mark.parametrize("crop,grid,depth", [(128, 14, 7), (256, 30, 8)])
+def test_shapes_at_the_training_crops(crop, grid, depth):
+    g_cfg = GeneratorConfig.for_crop(crop, ngf=8)
+    assert g_cfg.depth == depth
+    g, d = build_generator(g_cfg), build_discriminator(DiscriminatorConfig(ndf=8))
+    x = torch.rand(2, 3, crop, crop) * 2 - 1
+    y = g(x)
+    assert y.shape == x.shape and y.abs().max() <= 1  # Tanh
+    assert d(x, y).shape == (2, 1, grid, grid)
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_restore_size_round_trip_on_a_240x320_frame(norm):
+    g = build_generator(GeneratorConfig.for_crop(128, ngf=8, norm=norm)).eval()
+    frame = torch.rand(1, 3, 240, 320) * 2 - 1
+    padded, crop_back = pad_to_multiple(frame, g.cfg.multiple)
+    assert padded.shape[-2:] == (256, 384)
+    assert torch.equal(crop_back(padded), frame)  # the crop undoes the pad exactly
+    with torch.no_grad():
+        out = crop_back(g(padded))
+    assert out.shape == frame.shape
+
+
+def test_eval_mode_is_deterministic_and_train_mode_is_not():
+    # dropout and batch statistics make train-mode output vary frame to frame (video flicker)
+    g = build_generator(GeneratorConfig.for_crop(128, ngf=8))
+    x = torch.rand(2, 3, 128, 128)
+    g.train()
+    assert not torch.equal(g(x), g(x))
+    g.eval()
+    with torch.no_grad():
+        assert torch.equal(g(x), g(x))
+
+
+def test_init_and_bias_follow_pix2pix():
+    d = build_discriminator(DiscriminatorConfig(ndf=16))
+    convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    w = torch.cat([c.weight.flatten() for c in convs])
+    assert abs(w.mean().item()) < 2e-3 and 0.018 < w.std().item() < 0.022
+    assert convs[1].bias is None  # batch norm follows: no conv bias
+    inst = PatchDiscriminator(DiscriminatorConfig(ndf=16, norm="instance"))
+    assert [m for m in inst.modules() if isinstance(m, torch.nn.Conv2d)][1].bias is not None
+
+
+def test_weights_and_config_round_trip_with_weights_only(tmp_path):
+    g = build_generator(GeneratorConfig.for_crop(128, ngf=8, norm="instance"))
+    torch.save({"config": g.cfg.to_dict(), "state_dict": g.state_dict()}, tmp_path / "g.pth")
+    saved = torch.load(tmp_path / "g.pth", weights_only=True)
+    rebuilt = UNetGenerator(GeneratorConfig(**saved["config"]))
+    rebuilt.load_state_dict(saved["state_dict"])
+    x = torch.rand(1, 3, 128, 128)
+    g.eval(), rebuilt.eval()
+    with torch.no_grad():
+        assert torch.equal(g(x), rebuilt(x))
+
+
+def test_gan_losses():
+    logits = torch.zeros(2, 1, 14, 14)
+    assert GANLoss("vanilla")(logits, True).item() == pytest.approx(0.6931, abs=1e-4)
+    assert GANLoss("lsgan")(logits, True).item() == 1.0 and GANLoss("lsgan")(logits, False).item() == 0.0
+    with pytest.raises(ValueError):
+        GANLoss("wgan")
+
+
+def test_bad_configs_are_refused():
+    for bad in (lambda: GeneratorConfig.for_crop(100), lambda: GeneratorConfig(norm="group"), lambda: GeneratorConfig(depth=3)):
+        with pytest.raises(ValueError):
+            bad()
+
+
+def test_models_import_nothing_else_of_this_project():
+    ours = {"pipeline", "trainer", "vrestore"}
+    for path in Path(__file__).parents[1].joinpath("models").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not {n.split(".")[0] for n in names} & ours, path
