@@ -17,8 +17,9 @@ if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv"
   "$PYTHON" -m venv .venv
 fi
-# Reinstall only when the package's requirements changed.
-STAMP=".venv/.installed-$(cat setup.cfg pyproject.toml | sha256sum | cut -c1-12)${EXTRAS:+-$EXTRAS}"
+# Reinstall only when the requirements or the set of top-level packages changed (an editable
+# install maps the packages that existed when it ran).
+STAMP=".venv/.installed-$( (cat setup.cfg pyproject.toml; ls -d ./*/__init__.py) | sha256sum | cut -c1-12)${EXTRAS:+-$EXTRAS}"
 if [ ! -f "$STAMP" ]; then
   echo "==> installing video-restoration-gan${EXTRAS:+[$EXTRAS]} into .venv (torch, DALI: a few minutes the first time)"
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
