@@ -5,8 +5,7 @@ evaluation all take their numbers from `DegradationSpec`, and the torch function
 reference the DALI ops are tested against. Images are float tensors on the 0..255 scale,
 NCHW; every step rounds to whole levels, as an 8-bit video of the degraded frames would hold.
 """
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -40,9 +39,6 @@ class DegradationSpec:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def draw_uniform(low: float, high: Optional[float], n: int, generator, device) -> torch.Tensor:
@@ -109,7 +105,3 @@ def degrade(images: torch.Tensor, spec: DegradationSpec, generator=None):
     """blur -> noise -> boxes on 0..255 NCHW frames; returns (degraded, box mask)."""
     return add_boxes(add_noise(blur(images, spec, generator), spec, generator), spec, generator)
 
-
-def psnr(a: torch.Tensor, b: torch.Tensor, peak: float = 255.0) -> float:
-    mse = torch.mean((a.double() - b.double()) ** 2).item()
-    return math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)

@@ -4,6 +4,7 @@ Same code path as training's reference ops (pipeline.degradations), seeded per v
 losslessly so compression adds no error of its own.
 """
 import hashlib
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -50,7 +51,7 @@ def video_seed(seed: int, rel: str) -> int:
 
 
 def output_path(dst_root: Path, rel: str, codec: str) -> Path:
-    return dst_root / Path(rel).with_suffix("." + CODECS[codec]["container"])
+    return dst_root / Path(rel).with_suffix("." + CODECS[codec].container)
 
 
 def mask_path(video_out: Path) -> Path:
@@ -61,23 +62,17 @@ def degrade_video(src: Path, dst: Path, spec: DegradationSpec, seed: int, codec=
     info = probe_video(src)
     generator = torch.Generator().manual_seed(seed)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with VideoWriter(dst, info.width, info.height, info.fps, codec) as out:
-        masks = VideoWriter(mask_path(dst), info.width, info.height, info.fps, codec, gray=True) if save_masks else None
-        try:
-            for frames in read_frames(src, batch_size, info):
-                x = torch.from_numpy(frames.copy()).permute(0, 3, 1, 2).float()
-                degraded, mask = degrade(x, spec, generator)
-                out.write(degraded.permute(0, 2, 3, 1).to(torch.uint8).numpy())
-                if masks:
-                    masks.write(mask[:, 0].numpy().astype(np.uint8) * 255)
-                if on_frames:
-                    on_frames(len(frames))
-        except BaseException:
+    with ExitStack() as stack:
+        out = stack.enter_context(VideoWriter(dst, info.width, info.height, info.fps, codec))
+        masks = stack.enter_context(VideoWriter(mask_path(dst), info.width, info.height, info.fps, codec, gray=True)) if save_masks else None
+        for frames in read_frames(src, batch_size, info):
+            x = torch.from_numpy(frames.copy()).permute(0, 3, 1, 2).float()
+            degraded, mask = degrade(x, spec, generator)
+            out.write(degraded.permute(0, 2, 3, 1).to(torch.uint8).numpy())
             if masks:
-                masks.close(ok=False)
-            raise
-        if masks:
-            masks.close()
+                masks.write(mask[:, 0].numpy().astype(np.uint8) * 255)
+            if on_frames:
+                on_frames(len(frames))
     return out.frames
 
 

@@ -2,6 +2,7 @@
 import os
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import ffmpeg
@@ -11,12 +12,20 @@ from pipeline.atomic import atomic_path, temp_path_for
 from pipeline.ffmpeg_cmd import ffmpeg_command
 from pipeline.probe import VideoInfo, probe_video
 
-# Lossless codecs need their own pixel formats for RGB and gray.
+@dataclass(frozen=True)
+class Codec:
+    container: str
+    vcodec: str
+    pix_fmt: str  # for RGB frames; gray frames (masks) are written as "gray"
+    options: tuple = ()  # extra ffmpeg output options as (name, value) pairs
+
+
+# ffv1 and png are lossless; each codec needs its own pixel format to stay so for RGB.
 CODECS = {
-    "ffv1": {"vcodec": "ffv1", "pix_fmt": "bgr0", "gray": "gray", "container": "avi"},
-    "png": {"vcodec": "png", "pix_fmt": "rgb24", "gray": "gray", "container": "avi"},
-    "mjpeg": {"vcodec": "mjpeg", "pix_fmt": "yuvj444p", "gray": "gray", "container": "avi", "q:v": 2},
-    "h264": {"vcodec": "libx264", "pix_fmt": "yuv444p", "gray": "gray", "container": "mp4", "crf": 0},
+    "ffv1": Codec("avi", "ffv1", "bgr0"),
+    "png": Codec("avi", "png", "rgb24"),
+    "mjpeg": Codec("avi", "mjpeg", "yuvj444p", (("q:v", 2),)),
+    "h264": Codec("mp4", "libx264", "yuv444p", (("crf", 0),)),
 }
 
 
@@ -61,13 +70,11 @@ class VideoWriter:
             raise ValueError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
         self.path, self.channels = Path(path), 1 if gray else 3
         self.shape = (height, width, self.channels)
-        opts = dict(CODECS[codec])
-        fmt, vcodec = opts.pop("container"), opts.pop("vcodec")
-        pix_fmt = opts.pop("gray") if gray else opts.pop("pix_fmt")
-        opts.pop("pix_fmt", None), opts.pop("gray", None)
+        c = CODECS[codec]
         self._tmp = temp_path_for(self.path)
         stream = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="gray" if gray else "rgb24", s=f"{width}x{height}", framerate=str(fps))
-        args = ffmpeg_command(stream.output(str(self._tmp), format=fmt, vcodec=vcodec, pix_fmt=pix_fmt, **opts), "-y")
+        out = stream.output(str(self._tmp), format=c.container, vcodec=c.vcodec, pix_fmt="gray" if gray else c.pix_fmt, **dict(c.options))
+        args = ffmpeg_command(out, "-y")
         self._log = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
         self.frames = 0
