@@ -110,7 +110,7 @@ class DegradedBatches:
     (PARTIAL) so every sample counts once.
     """
 
-    def __init__(self, pipe, spec: DegradationSpec, device: torch.device, noise_in_dali: bool, train: bool, box_seed: int, with_meta: bool = False):
+    def __init__(self, pipe, spec: DegradationSpec, device: torch.device, noise_in_dali: bool, train: bool, box_seed: int, with_meta: bool = False, box_rng_state=None):
         pipe.build()
         self.with_meta = with_meta
         self.iterator = DALIGenericIterator(
@@ -119,9 +119,16 @@ class DegradedBatches:
         )
         self.spec, self.device, self.noise_in_dali = spec, device, noise_in_dali
         self.generator = torch.Generator(device=device).manual_seed(box_seed)
+        if box_rng_state is not None:
+            self.generator.set_state(box_rng_state)
 
     def __len__(self):
         return len(self.iterator)
+
+    def state(self) -> dict:
+        """Where the stream is: DALI's reader position and RNGs, and the torch box/noise RNG.
+        `train_batches(..., state=this)` continues with exactly the batches that would have come."""
+        return {"dali": self.iterator.checkpoints()[0], "torch_rng": self.generator.get_state()}
 
     def __iter__(self):
         for (out,) in self.iterator:
@@ -155,6 +162,7 @@ def dali_device(device: torch.device) -> str:
 def train_batches(
     shards: ShardSet, spec: DegradationSpec, batch_size: int, crop: int, device: torch.device,
     rank: int = 0, world_size: int = 1, seed: int = 0, num_threads: int = 2, initial_fill: int = 1024, with_meta: bool = False,
+    state: dict = None,
 ) -> DegradedBatches:
     _check_crop(shards, crop)
     gpu = dali_device(device) == "gpu"
@@ -165,8 +173,14 @@ def train_batches(
         device_id=(device.index or 0) if gpu else None,
         seed=seed * 1000 + rank,  # crops, flips, sigma draws differ per rank
         prefetch_queue_depth=2,
+        # DALI tracks reader positions and RNGs so a resumed run gets the very batches it would
+        # have had (documented as free of cost).
+        enable_checkpointing=True, checkpoint=state["dali"] if state else None,
     )
-    return DegradedBatches(pipe, spec, device, noise_in_dali=gpu, train=True, box_seed=seed * 1000 + rank, with_meta=with_meta)
+    return DegradedBatches(
+        pipe, spec, device, noise_in_dali=gpu, train=True, box_seed=seed * 1000 + rank, with_meta=with_meta,
+        box_rng_state=state["torch_rng"] if state else None,
+    )
 
 
 def val_batches(

@@ -190,6 +190,62 @@ def preview_cmd(shards, out, num, crop, device, seed, **options):
     click.echo(f"wrote {path} ({num} samples: clean | degraded, {crop}x{crop} crops, device {device})")
 
 
+@cli.command("train")
+@click.option("--shards", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True, help="Training shards (a make-shards OUT folder).")
+@click.option("--val-shards", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Validation shards. Default: the training shards.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="saved_models", show_default=True, help="generator.pth, discriminator.pth, checkpoint.pt, metrics.jsonl, samples/.")
+@click.option("--epochs", default=50, show_default=True)
+@click.option("--batch-size", default=16, show_default=True, help="Per rank.")
+@click.option("--crop", default=128, show_default=True, help="Square training crop, a power of two; sets the U-Net depth (128: 7, 256: 8).")
+@click.option("--max-steps", type=int, help="Stop (and save) after this many steps in all.")
+@click.option("--max-minutes", type=float, help="Stop (and save) after this many minutes of this launch.")
+@click.option("--lr", default=2e-4, show_default=True, help="Adam learning rate of both networks.")
+@click.option("--decay-epochs", default=0, show_default=True, help="The last N epochs decay the lr linearly to 0.")
+@click.option("--ngf", default=64, show_default=True, help="Generator width.")
+@click.option("--ndf", default=64, show_default=True, help="Critic width.")
+@click.option("--norm", type=click.Choice(["batch", "instance"]), default="batch", show_default=True)
+@click.option("--dropout/--no-dropout", default=True, show_default=True, help="pix2pix dropout in the innermost decoder blocks.")
+@click.option("--gan-mode", type=click.Choice(["vanilla", "lsgan"]), default="vanilla", show_default=True, help="vanilla: BCE on logits; lsgan: least squares.")
+@click.option("--lambda-l1", default=100.0, show_default=True, help="Weight of the L1 term in G's loss.")
+@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True, help="auto: bf16 on GPUs that have it, else fp16 with a GradScaler; off on the CPU.")
+@click.option("--channels-last/--no-channels-last", default=True, show_default=True)
+@click.option("--compile", is_flag=True, help="torch.compile the networks (worth it on GPUs for long runs).")
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt at its step.")
+@click.option("--overwrite", is_flag=True, help="Start over although OUT holds a checkpoint.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--val-every", type=int, help="Also validate and save every N steps (epochs end with both anyway).")
+@click.option("--val-batches", default=8, show_default=True, help="Validation size in batches.")
+@click.option("--log-every", default=10, show_default=True, help="Steps between loss readouts.")
+@click.option("--device", default="auto", show_default=True, help="auto (cuda when available), cuda, cuda:N, cpu.")
+@click.option("--num-threads", default=2, show_default=True, help="DALI threads per rank.")
+@degradation_options
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train_cmd(quiet, **options):
+    """Train the pix2pix restorer on shards; one process, or one per GPU under torchrun:
+
+    \b
+      vrestore train --shards shards/train --val-shards shards/test
+      torchrun --standalone --nproc_per_node=8 -m trainer --shards shards/train ...
+
+    Saves generator.pth and discriminator.pth (weights and architecture; torch.load with
+    weights_only=True) and checkpoint.pt (all training state) in OUT at every epoch end, at
+    --val-every, at --max-steps/--max-minutes and on Ctrl-C/SIGTERM.
+    """
+    from pipeline.manifest import ManifestError
+    from trainer.config import TrainConfig
+    from trainer.train import NonFiniteLosses, train
+
+    try:
+        cfg = TrainConfig(spec=pop_spec(options), progress=not quiet, **options)
+        result = train(cfg)
+    except (ValueError, ManifestError, FileNotFoundError) as e:
+        fail(str(e))
+    except NonFiniteLosses as e:
+        fail(str(e), 1)
+    if result.stopped == "signal":
+        sys.exit(130)
+
+
 cli.add_command(make_shards_cmd)
 
 

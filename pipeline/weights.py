@@ -1,0 +1,58 @@
+"""The weights file format: `generator.pth` / `discriminator.pth`.
+
+A dict of plain types and tensors, {"kind", "format", "config", "state_dict"}, so it loads with
+`torch.load(path, weights_only=True)` and rebuilds its own network with no other flags.
+Written under a temporary name and renamed.
+"""
+from pathlib import Path
+
+import torch
+
+from models import DiscriminatorConfig, GeneratorConfig, PatchDiscriminator, UNetGenerator
+from pipeline.atomic import atomic_path
+
+FORMAT = 1
+KINDS = {"generator": (GeneratorConfig, UNetGenerator), "discriminator": (DiscriminatorConfig, PatchDiscriminator)}
+
+
+class WeightsError(Exception):
+    """A weights file that is missing, unreadable, or not what was asked for."""
+
+
+def weights_payload(net) -> dict:
+    kind = "generator" if isinstance(net, UNetGenerator) else "discriminator"
+    # clone: the saved tensors must not alias live parameters while another thread trains
+    state = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
+    return {"kind": kind, "format": FORMAT, "config": net.cfg.to_dict(), "state_dict": state}
+
+
+def save_weights(path, net) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(weights_payload(net), tmp)
+
+
+def read_weights(path, kind: str) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle, zip and weights_only errors all mean "not our file"
+        raise WeightsError(f"{path}: not a weights file ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    if not isinstance(payload, dict) or "state_dict" not in payload or "config" not in payload:
+        raise WeightsError(f"{path}: not a {kind} weights file (no config/state_dict; a training checkpoint.pt? use generator.pth)")
+    if payload.get("kind") != kind:
+        raise WeightsError(f"{path}: holds a {payload.get('kind')}, not a {kind}")
+    return payload
+
+
+def load_network(path, kind: str = "generator"):
+    """Rebuild the network a weights file describes and load its weights (strictly)."""
+    payload = read_weights(path, kind)
+    config_cls, net_cls = KINDS[kind]
+    try:
+        net = net_cls(config_cls(**payload["config"]))
+        net.load_state_dict(payload["state_dict"])
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise WeightsError(f"{path}: weights do not fit the architecture they name ({str(e).splitlines()[0][:160]})") from None
+    return net

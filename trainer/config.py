@@ -1,0 +1,68 @@
+"""`TrainConfig`: every setting of a training run, one field per command-line option."""
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from pipeline.degradations import DegradationSpec
+
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+GAN_MODES = ("vanilla", "lsgan")
+
+
+@dataclass
+class TrainConfig:
+    shards: Path  # folder written by make-shards (manifest.json, tars, idx)
+    val_shards: Optional[Path] = None  # default: validate on the first batches of `shards`
+    out: Path = Path("saved_models")
+    epochs: int = 50
+    batch_size: int = 16  # per rank
+    crop: int = 128  # square training crop; 128 -> U-Net depth 7, 256 -> 8
+    max_steps: Optional[int] = None  # stop early (still saving) after this many steps in all
+    max_minutes: Optional[float] = None  # ...or after this much wall time in this launch
+    lr: float = 2e-4  # Adam, both networks, as in pix2pix
+    beta1: float = 0.5
+    decay_epochs: int = 0  # the last N epochs decay the lr linearly to 0 (pix2pix n_epochs_decay)
+    ngf: int = 64  # generator width
+    ndf: int = 64  # critic width
+    norm: str = "batch"  # batch | instance
+    dropout: bool = True  # pix2pix's dropout in the innermost decoder blocks
+    gan_mode: str = "vanilla"  # vanilla (BCE) | lsgan
+    lambda_l1: float = 100.0
+    amp: str = "auto"  # auto: bf16 on GPUs that have it, else fp16 (+GradScaler); off on CPU
+    channels_last: bool = True
+    compile: bool = False  # torch.compile the networks (GPU; minutes of warm-up)
+    resume: bool = False  # continue from out/checkpoint.pt
+    overwrite: bool = False  # start over even though out/ holds a checkpoint
+    seed: int = 0
+    val_every: Optional[int] = None  # also validate (and save) every N steps, besides epoch ends
+    val_batches: int = 8  # validation size, in batches (fixed crops, fixed degradations)
+    samples: int = 8  # rows in the samples/ picture
+    log_every: int = 10  # steps between loss readouts (each one is a CPU-GPU sync)
+    max_bad_steps: int = 50  # consecutive non-finite steps before giving up
+    device: str = "auto"  # auto: cuda when available; cpu; cuda
+    num_threads: int = 2  # DALI worker threads per rank
+    spec: DegradationSpec = field(default_factory=DegradationSpec)
+    progress: bool = True
+
+    def __post_init__(self):
+        self.shards, self.out = Path(self.shards), Path(self.out)
+        self.val_shards = Path(self.val_shards) if self.val_shards else None
+        checks = [
+            (self.amp in AMP_MODES, f"amp must be one of {AMP_MODES}"),
+            (self.gan_mode in GAN_MODES, f"gan mode must be one of {GAN_MODES}"),
+            (self.epochs >= 1 and self.batch_size >= 1, "epochs and batch size must be >= 1"),
+            (0 <= self.decay_epochs <= self.epochs, "decay epochs must be between 0 and epochs"),
+            (self.crop >= 32 and self.crop & (self.crop - 1) == 0, "crop must be a power of two >= 32 (128, 256)"),
+            (self.max_steps is None or self.max_steps >= 1, "max steps must be >= 1"),
+            (self.max_minutes is None or self.max_minutes > 0, "max minutes must be > 0"),
+            (not (self.resume and self.overwrite), "--resume and --overwrite contradict each other"),
+            (self.val_every is None or self.val_every >= 1, "val every must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def to_dict(self) -> dict:
+        """Plain types only, for config.json and checkpoint.pt (weights_only loads it)."""
+        d = asdict(self)
+        return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}
