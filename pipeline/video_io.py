@@ -1,6 +1,8 @@
 """Raw RGB frames in and out of ffmpeg through pipes: memory stays flat however long a video is."""
 import os
+import queue
 import subprocess
+import threading
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,12 +47,14 @@ def read_frames(path, batch: int = 16, info: VideoInfo = None):
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
         try:
             while True:
-                data = proc.stdout.read(frame_bytes * batch)
-                if len(data) % frame_bytes:
+                # a fresh buffer per batch: the arrays handed out are writable and never reused
+                data = bytearray(frame_bytes * batch)
+                n = proc.stdout.readinto(data)
+                if n % frame_bytes:
                     raise VideoReadError(f"{path}: stream ended mid-frame")
-                if not data:
+                if not n:
                     break
-                yield np.frombuffer(data, np.uint8).reshape(-1, info.height, info.width, 3)
+                yield np.frombuffer(data, np.uint8, count=n).reshape(-1, info.height, info.width, 3)
         finally:
             proc.stdout.close()
             if proc.poll() is None:
@@ -62,10 +66,52 @@ def read_frames(path, batch: int = 16, info: VideoInfo = None):
             raise VideoReadError(f"{path}: ffmpeg: {errors.splitlines()[-1] if errors else f'exit code {code}'}")
 
 
+def prefetched(batches, depth: int = 2):
+    """Iterate `batches` (e.g. `read_frames`) from a thread, up to `depth` items ahead: pipe reads
+    release the GIL, so ffmpeg's decoding overlaps the consumer's work. Stopping early closes
+    the source in its own thread (which stops its ffmpeg)."""
+    q, stop = queue.Queue(depth), threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def produce():
+        try:
+            for item in batches:
+                if not put(("item", item)):
+                    break
+            put(("done", None))
+        except BaseException as e:  # handed to the consumer, raised there
+            put(("error", e))
+        finally:
+            if hasattr(batches, "close"):
+                batches.close()
+
+    worker = threading.Thread(target=produce, daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
 class VideoWriter:
     """Encode raw frames fed to `write`; the file appears under its name only when complete."""
 
-    def __init__(self, path, width: int, height: int, fps, codec: str = "ffv1", gray: bool = False):
+    def __init__(self, path, width: int, height: int, fps, codec: str = "ffv1", gray: bool = False, audio_from=None):
         if codec not in CODECS:
             raise ValueError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
         self.path, self.channels = Path(path), 1 if gray else 3
@@ -73,7 +119,10 @@ class VideoWriter:
         c = CODECS[codec]
         self._tmp = temp_path_for(self.path)
         stream = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="gray" if gray else "rgb24", s=f"{width}x{height}", framerate=str(fps))
-        out = stream.output(str(self._tmp), format=c.container, vcodec=c.vcodec, pix_fmt="gray" if gray else c.pix_fmt, **dict(c.options))
+        # audio_from: copy that file's audio streams, if it has any ("a?"), without re-encoding
+        streams = [stream] + ([ffmpeg.input(str(audio_from))["a?"]] if audio_from else [])
+        out = ffmpeg.output(*streams, str(self._tmp), format=c.container, vcodec=c.vcodec, pix_fmt="gray" if gray else c.pix_fmt,
+                            **dict(c.options), **({"acodec": "copy"} if audio_from else {}))
         args = ffmpeg_command(out, "-y")
         self._log = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)

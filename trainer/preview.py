@@ -5,6 +5,7 @@ import numpy as np
 import torch
 
 from pipeline.degradations import DegradationSpec
+from pipeline.pictures import image_grid
 from pipeline.video_io import write_png
 from trainer.dali_input import load_shard_set, train_batches
 
@@ -12,16 +13,6 @@ from trainer.dali_input import load_shard_set, train_batches
 def to_uint8_hwc(x: torch.Tensor) -> np.ndarray:
     """[-1, 1] NCHW -> 0..255 NHWC uint8."""
     return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
-def image_grid(columns: list, gap: int = 4) -> np.ndarray:
-    """Rows of samples, one column per list entry (each (N, H, W, 3)), white gaps between."""
-    n, h, w, _ = columns[0].shape
-    grid = np.full((n * (h + gap) - gap, len(columns) * (w + gap) - gap, 3), 255, np.uint8)
-    for c, images in enumerate(columns):
-        for r in range(n):
-            grid[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = images[r]
-    return grid
 
 
 def make_preview(shards: Path, out: Path, spec: DegradationSpec, n: int = 8, crop: int = 128, device="cpu", seed: int = 0) -> Path:

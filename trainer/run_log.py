@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.pictures import image_grid
 from pipeline.video_io import write_png
-from trainer.preview import image_grid
 
 
 class RunLog:

@@ -246,6 +246,50 @@ def train_cmd(quiet, **options):
         sys.exit(130)
 
 
+@cli.command("restore")
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("--weights", type=click.Path(path_type=Path), default="saved_models/generator.pth", show_default=True, help="A generator.pth written by training.")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default="restored_videos", show_default=True, help="Restored videos, in INPUT's relative layout.")
+@click.option("--batch-size", default=8, show_default=True, help="Frames through the generator at once.")
+@click.option("--codec", type=click.Choice(["mjpeg", "ffv1", "png", "h264"]), default="mjpeg", show_default=True, help="mjpeg: .avi at JPEG quality 2; ffv1/png: lossless .avi; h264: lossless x264 .mp4.")
+@click.option("--device", default="auto", show_default=True, help="auto (cuda when available), cuda, cuda:N, cpu.")
+@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True, help="auto: bf16 (or fp16) autocast on a GPU, fp32 on the CPU.")
+@click.option("--channels-last/--no-channels-last", default=True, show_default=True)
+@click.option("--tile", type=int, help="Restore large frames in overlapping tiles of N pixels (a multiple of the generator's 2^depth) to bound memory.")
+@click.option("--originals", type=click.Path(exists=True, path_type=Path), help="Clean originals (a file, or a folder matched by relative path, then by file name): report PSNR/SSIM.")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write the figures as JSON here and as CSV beside it.")
+@click.option("--side-by-side", is_flag=True, help="Also write OUTPUT_DIR/side_by_side/NAME video and .png: degraded | restored | original.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: skip them).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def restore_cmd(quiet, **options):
+    """Restore a video, or every video under a folder (recursively), with a trained generator.
+
+    Frames stream from ffmpeg through the generator (eval mode, any frame size: padded to its
+    multiple and cropped back) into an ffmpeg encoder; frame count, fps and size are kept and
+    the audio is copied. A video that fails is reported and the rest go on (exit 1 at the end).
+    """
+    from pipeline.restore import RestoreConfig, format_table, restore_videos
+    from pipeline.weights import WeightsError
+
+    try:
+        cfg = RestoreConfig(progress=not quiet, **options)
+        result = restore_videos(cfg)
+    except (ValueError, SourceError, WeightsError) as e:
+        fail(str(e))
+    frames = sum(r.frames for r in result.videos)
+    click.echo(f"restored {len(result.videos)} videos ({frames} frames) into {cfg.output_dir}; "
+               f"{len(result.skipped)} already there (--overwrite replaces them); {len(result.failed)} failed")
+    table = format_table(result)
+    if table:
+        click.echo(table)
+    if cfg.report:
+        click.echo(f"report: {cfg.report} and {cfg.report.with_suffix('.csv')}")
+    for rel, reason in result.failed:
+        click.echo(f"  failed: {rel}: {reason}")
+    if result.failed:
+        sys.exit(1)
+
+
 cli.add_command(make_shards_cmd)
 
 

@@ -1,0 +1,24 @@
+"""Comparison pictures: images side by side with white gaps, as NHWC/HWC uint8 arrays."""
+import numpy as np
+
+GAP = 4
+
+
+def image_grid(columns: list, gap: int = GAP) -> np.ndarray:
+    """Rows of samples, one column per list entry (each (N, H, W, 3)), white gaps between."""
+    n, h, w, _ = columns[0].shape
+    grid = np.full((n * (h + gap) - gap, len(columns) * (w + gap) - gap, 3), 255, np.uint8)
+    for c, images in enumerate(columns):
+        for r in range(n):
+            grid[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = images[r]
+    return grid
+
+
+def side_by_side(frames: list, gap: int = GAP) -> np.ndarray:
+    """(N, H, W, 3) batches of the same frames -> (N, H, k*W + gaps, 3), left to right."""
+    n, h, _, _ = frames[0].shape
+    white = np.full((n, h, gap, 3), 255, np.uint8)
+    parts = []
+    for i, f in enumerate(frames):
+        parts += [white, f] if i else [f]
+    return np.concatenate(parts, axis=2)

@@ -1,0 +1,341 @@
+"""`vrestore restore`: run a trained generator over videos, frame batches streamed through
+ffmpeg pipes (memory stays flat however long the video), and measure it against originals.
+
+The generator runs in eval mode (dropout off, running batch-norm statistics): in training mode
+each frame would get its own noise and statistics and the video would flicker.
+"""
+import csv
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from models import pad_to_multiple
+from pipeline.atomic import atomic_path
+from pipeline.discover import VIDEO_EXTENSIONS, list_source_videos
+from pipeline.metrics import psnr, ssim
+from pipeline.pictures import side_by_side
+from pipeline.probe import UnreadableVideo, probe_video
+from pipeline.video_io import CODECS, VideoReadError, VideoWriter, prefetched, read_frames, write_png
+from pipeline.weights import load_network
+
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+
+
+@dataclass
+class RestoreConfig:
+    input: Path  # a video, or a folder searched recursively
+    weights: Path = Path("saved_models/generator.pth")
+    output_dir: Path = Path("restored_videos")
+    batch_size: int = 8  # frames through the generator at once
+    codec: str = "mjpeg"  # .avi at JPEG quality 2, as the original project wrote; ffv1 lossless; h264 -> .mp4
+    device: str = "auto"  # auto: cuda when available
+    amp: str = "auto"  # auto: bf16/fp16 autocast on a GPU, fp32 on the CPU
+    channels_last: bool = True
+    tile: Optional[int] = None  # process frames in overlapping tiles of this side (bounds memory)
+    originals: Optional[Path] = None  # a video, or a folder matched by relative path, then by stem
+    report: Optional[Path] = None  # write JSON here and CSV beside it
+    side_by_side: bool = False  # also output_dir/side_by_side/<name>.<ext> and .png
+    overwrite: bool = False
+    progress: bool = True
+
+    def __post_init__(self):
+        self.input, self.weights, self.output_dir = Path(self.input), Path(self.weights), Path(self.output_dir)
+        self.originals = Path(self.originals) if self.originals else None
+        self.report = Path(self.report) if self.report else None
+        if self.codec not in CODECS:
+            raise ValueError(f"unknown codec {self.codec!r}; choose from {', '.join(CODECS)}")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"amp must be one of {AMP_MODES}")
+        if self.batch_size < 1:
+            raise ValueError("batch size must be >= 1")
+        if self.originals and not self.originals.exists():
+            raise ValueError(f"--originals: {self.originals} not found")
+
+
+class Restorer:
+    """The generator on a device, frames in and out as (N, H, W, 3) uint8 arrays."""
+
+    def __init__(self, weights: Path, device="auto", amp="auto", channels_last=True, tile: Optional[int] = None):
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.G = load_network(weights, "generator").eval().to(self.device)
+        self.fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.G = self.G.to(memory_format=self.fmt)
+        self.multiple = self.G.cfg.multiple
+        if tile is not None and (tile < self.multiple or tile % self.multiple):
+            raise ValueError(f"--tile must be a multiple of {self.multiple} (this generator's 2^depth)")
+        self.tile = tile
+        if amp == "auto":
+            amp = "off" if self.device.type != "cuda" else ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else nullcontext()
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Any size: mirror-pad to the generator's multiple, run, crop back (never resize)."""
+        padded, crop_back = pad_to_multiple(x, self.multiple)
+        with self._autocast():
+            return crop_back(self.G(padded.contiguous(memory_format=self.fmt))).float()
+
+    def _tiled(self, x: torch.Tensor) -> torch.Tensor:
+        """Overlapping tiles; each keeps only its centre, so seams fall where both sides saw
+        `overlap` pixels of context."""
+        _, _, h, w = x.shape
+        overlap = min(32, self.tile // 4)
+        step = self.tile - 2 * overlap
+        out = torch.empty_like(x)
+        for y0 in range(0, h, step):
+            for x0 in range(0, w, step):
+                y1, x1 = min(y0 + step, h), min(x0 + step, w)
+                ya, xa = max(y0 - overlap, 0), max(x0 - overlap, 0)
+                y = self._forward(x[..., ya : min(y1 + overlap, h), xa : min(x1 + overlap, w)])
+                out[..., y0:y1, x0:x1] = y[..., y0 - ya : y1 - ya, x0 - xa : x1 - xa]
+        return out
+
+    @torch.no_grad()
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        # NHWC uint8 viewed as NCHW is channels_last already: no copy before the device
+        x = torch.from_numpy(frames).to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(127.5).sub_(1)
+        h, w = x.shape[-2:]
+        y = self._tiled(x) if self.tile and (h > self.tile or w > self.tile) else self._forward(x)
+        return ((y.clamp_(-1, 1) + 1) * 127.5).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+@dataclass
+class VideoReport:
+    video: str  # relative to INPUT
+    output: str
+    frames: int
+    fps: str
+    size: str
+    seconds: float
+    original: Optional[str] = None
+    psnr_input: Optional[float] = None  # means over all frames, against the original
+    ssim_input: Optional[float] = None
+    psnr_restored: Optional[float] = None
+    ssim_restored: Optional[float] = None
+    mismatch: Optional[str] = None  # why no figures, when an original was there but did not pair
+
+    @property
+    def psnr_gain(self):
+        return None if self.psnr_restored is None else self.psnr_restored - self.psnr_input
+
+
+@dataclass
+class RestoreResult:
+    videos: list = field(default_factory=list)  # VideoReport
+    skipped: list = field(default_factory=list)  # outputs that already existed
+    failed: list = field(default_factory=list)  # (video, reason)
+    no_original: list = field(default_factory=list)
+
+
+class FrameScores:
+    """PSNR/SSIM sums over frames, computed on the frames in memory (before encoding)."""
+
+    def __init__(self):
+        self.sums = np.zeros(4)
+        self.frames = 0
+
+    def add(self, degraded, restored, original):
+        to = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).double()
+        x, y, o = to(degraded), to(restored), to(original)
+        self.sums += [psnr(x, o).sum().item(), ssim(x, o).sum().item(), psnr(y, o).sum().item(), ssim(y, o).sum().item()]
+        self.frames += len(o)
+
+    def means(self) -> dict:
+        m = self.sums / max(self.frames, 1)
+        return dict(zip(("psnr_input", "ssim_input", "psnr_restored", "ssim_restored"), m.tolist()))
+
+
+def pair_check(info, original_info) -> Optional[str]:
+    if (info.width, info.height) != (original_info.width, original_info.height):
+        return f"size {info.width}x{info.height} but original {original_info.width}x{original_info.height}"
+    if info.fps != original_info.fps:
+        return f"{float(info.fps):g} fps but original {float(original_info.fps):g} fps"
+    return None
+
+
+class Sink:
+    """Everything after the generator for one video: encode, score against the original, write
+    the comparison. Runs in a worker thread so it overlaps the next batch's model pass."""
+
+    def __init__(self, stack: ExitStack, out: VideoWriter, info, codec, originals=None, comparison: Optional[Path] = None):
+        self.stack, self.out, self.info, self.codec = stack, out, info, codec
+        self.originals, self.comparison = originals, comparison
+        self.scores = FrameScores() if originals is not None else None
+        self.mismatch, self.sbs = None, None
+        self.picture_at = (info.nb_frames or 1) // 2
+
+    def consume(self, frames: np.ndarray, restored: np.ndarray) -> None:
+        first = self.out.frames
+        self.out.write(restored)
+        columns = [frames, restored]
+        if self.scores is not None:
+            ref = next(self.originals, None)
+            if ref is None or len(ref) != len(frames):
+                self.mismatch, self.scores = "original and input differ in frame count", None
+            else:
+                self.scores.add(frames, restored, ref)
+                columns.append(ref)
+        if self.comparison is not None:
+            panel = side_by_side(columns)
+            if self.sbs is None:
+                self.comparison.parent.mkdir(parents=True, exist_ok=True)
+                h, w = panel.shape[1:3]
+                self.sbs = self.stack.enter_context(VideoWriter(self.comparison, w, h, self.info.fps, self.codec))
+            if first <= self.picture_at < self.out.frames:
+                write_png(self.comparison.with_suffix(".png"), panel[self.picture_at - first])
+            self.sbs.write(panel)
+
+    def finish(self) -> None:
+        if self.scores is not None and next(self.originals, None) is not None:
+            self.mismatch, self.scores = "original and input differ in frame count", None
+        if self.mismatch:
+            self.mismatch += f" (input {self.out.frames})"
+
+
+def restore_video(src: Path, dst: Path, restorer: Restorer, codec="mjpeg", batch_size=8, original: Optional[Path] = None,
+                  comparison: Optional[Path] = None, on_frames=None) -> VideoReport:
+    """Restore one video into `dst` (audio copied); with `original`, score input and output
+    against it; with `comparison`, also write that video and a PNG of its middle frame.
+
+    Three stages overlap: ffmpeg decoding (read ahead in a thread), the generator (this
+    thread), and the sink (a worker thread); at most one batch waits at each, so memory stays
+    flat however long the video."""
+    t0 = time.monotonic()
+    info = probe_video(src)
+    originals, mismatch = None, None
+    if original is not None:
+        original_info = probe_video(original)
+        mismatch = pair_check(info, original_info)
+        if mismatch is None:
+            originals = read_frames(original, batch_size, original_info)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        if originals is not None:
+            stack.callback(originals.close)  # stops its ffmpeg if we stop reading early
+        out = stack.enter_context(VideoWriter(dst, info.width, info.height, info.fps, codec, audio_from=src))
+        sink = Sink(stack, out, info, codec, originals, comparison)
+        pool = stack.enter_context(ThreadPoolExecutor(1))
+        pending = None
+        for frames in prefetched(read_frames(src, batch_size, info)):
+            restored = restorer(frames)
+            if pending:
+                pending.result()  # re-raises the sink's errors here
+            pending = pool.submit(sink.consume, frames, restored)
+            if on_frames:
+                on_frames(len(frames))
+        if pending:
+            pending.result()
+        sink.finish()
+    report = VideoReport(src.name, str(dst), out.frames, f"{float(info.fps):g}", f"{info.width}x{info.height}",
+                         round(time.monotonic() - t0, 2), str(original) if original else None,
+                         mismatch=mismatch or sink.mismatch)
+    if sink.scores is not None:
+        for k, v in sink.scores.means().items():
+            setattr(report, k, v)
+    return report
+
+
+def find_original(originals: Path, input_root: Path, rel: str) -> Optional[Path]:
+    """A file is the original of a single input; in a folder, the same relative path (any video
+    extension) wins, then a unique file name stem anywhere below."""
+    if originals.is_file():
+        return originals
+    stem_path = originals / Path(rel).with_suffix("")
+    for ext in VIDEO_EXTENSIONS:
+        if (p := stem_path.with_suffix(ext)).is_file():
+            return p
+    matches = [p for ext in VIDEO_EXTENSIONS for p in originals.rglob(f"{Path(rel).stem}{ext}")]
+    return matches[0] if len(matches) == 1 else None
+
+
+def is_mask(path: Path) -> bool:
+    """`vrestore degrade --save-masks` writes NAME_mask.ext beside NAME.ext: not a video to restore."""
+    return path.stem.endswith("_mask") and any(path.with_name(path.stem[: -len("_mask")] + e).exists() for e in VIDEO_EXTENSIONS)
+
+
+def restore_videos(cfg: RestoreConfig) -> RestoreResult:
+    restorer = Restorer(cfg.weights, cfg.device, cfg.amp, cfg.channels_last, cfg.tile)  # weights first: fail fast
+    entries, _ = list_source_videos(cfg.input)
+    root = cfg.input.parent if cfg.input.is_file() else cfg.input
+    entries = [e for e in entries if not is_mask(root / e.rel)]
+    ext = "." + CODECS[cfg.codec].container
+    result = RestoreResult()
+    videos = tqdm(entries, unit="video", disable=not cfg.progress, dynamic_ncols=True)
+    for e in videos:
+        dst = cfg.output_dir / Path(e.rel).with_suffix(ext)
+        if dst.exists() and not cfg.overwrite:
+            result.skipped.append(e.rel)
+            continue
+        original = find_original(cfg.originals, root, e.rel) if cfg.originals else None
+        if cfg.originals and original is None:
+            result.no_original.append(e.rel)
+        comparison = cfg.output_dir / "side_by_side" / Path(e.rel).with_suffix(ext) if cfg.side_by_side else None
+        frames = tqdm(unit="frame", leave=False, disable=not cfg.progress, dynamic_ncols=True, desc=Path(e.rel).name)
+        try:
+            report = restore_video(root / e.rel, dst, restorer, cfg.codec, cfg.batch_size, original, comparison, frames.update)
+            report.video = e.rel
+            result.videos.append(report)
+        except (UnreadableVideo, VideoReadError, RuntimeError, OSError) as err:
+            result.failed.append((e.rel, str(err)))
+            videos.write(f"failed: {e.rel}: {err}")
+        finally:
+            frames.close()
+    if cfg.report:
+        write_report(cfg.report, result)
+    return result
+
+
+def overall(reports: list) -> Optional[dict]:
+    """Means over all frames of all scored videos (not a mean of per-video means)."""
+    scored = [r for r in reports if r.psnr_restored is not None]
+    n = sum(r.frames for r in scored)
+    if not n:
+        return None
+    keys = ("psnr_input", "ssim_input", "psnr_restored", "ssim_restored")
+    m = {k: sum(getattr(r, k) * r.frames for r in scored) / n for k in keys}
+    return m | {"psnr_gain": m["psnr_restored"] - m["psnr_input"], "frames": n, "videos": len(scored)}
+
+
+def format_table(result: RestoreResult) -> str:
+    """Per-video PSNR/SSIM of the input and the restored output against the originals, and the
+    mean over all frames; videos that could not be paired are listed below with the reason."""
+    head = ("video", "frames", "PSNR in", "PSNR out", "gain", "SSIM in", "SSIM out")
+    row = lambda name, frames, m: (name, str(frames), f"{m['psnr_input']:.2f}", f"{m['psnr_restored']:.2f}",
+                                   f"{m['psnr_restored'] - m['psnr_input']:+.2f}", f"{m['ssim_input']:.4f}", f"{m['ssim_restored']:.4f}")
+    rows = [row(r.video, r.frames, asdict(r)) for r in result.videos if r.psnr_restored is not None]
+    if (m := overall(result.videos)) is not None:
+        rows.append(row(f"all ({m['videos']} videos)", m["frames"], m))
+    lines = []
+    if rows:
+        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+        lines = ["  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)) for r in [head, *rows]]
+    lines += [f"not scored: {r.video}: {r.mismatch}" for r in result.videos if r.mismatch]
+    lines += [f"not scored: {v}: no original found" for v in result.no_original]
+    return "\n".join(lines)
+
+
+def write_report(path: Path, result: RestoreResult) -> None:
+    """JSON with every video and the overall means, and a CSV of the per-video rows beside it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [asdict(r) | {"psnr_gain": r.psnr_gain} for r in result.videos]
+    doc = {"videos": rows, "overall": overall(result.videos), "failed": [{"video": v, "reason": why} for v, why in result.failed],
+           "no_original": result.no_original, "skipped_existing": result.skipped}
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    with atomic_path(path.with_suffix(".csv")) as tmp, open(tmp, "w", newline="") as f:
+        cols = list(rows[0]) if rows else ["video"]
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)

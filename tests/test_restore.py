@@ -1,0 +1,188 @@
+"""`vrestore restore` on small generated videos with a tiny real generator."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from skimage.metrics import structural_similarity
+
+from models import GeneratorConfig, build_generator
+from pipeline.restore import Restorer, RestoreConfig, restore_videos
+from pipeline.weights import save_weights
+from conftest import count_frames
+from vrestore.cli import cli
+
+
+def make_video(path, size="100x60", rate=15, seconds=2, audio=True, noise=0):
+    """testsrc2 (+ a sine tone), FFV1 in AVI; `noise` adds ffmpeg's own noise filter."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    args = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}"]
+    if audio:
+        args += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-c:a", "pcm_s16le"]
+    if noise:
+        args += ["-vf", f"noise=alls={noise}:allf=t"]
+    subprocess.run(args + ["-c:v", "ffv1", str(path)], check=True)
+    return path
+
+
+def decode(path) -> np.ndarray:
+    """All frames as (N, H, W, 3) uint8, by ffmpeg directly (not through our reader)."""
+    info = json.loads(subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
+                                      "-of", "json", str(path)], capture_output=True, text=True, check=True).stdout)["streams"][0]
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"], capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, info["height"], info["width"], 3)
+
+
+def streams(path) -> dict:
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,width,height,r_frame_rate", "-of", "json", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return {s["codec_type"]: s for s in json.loads(out)["streams"]}
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "generator.pth"
+    save_weights(path, build_generator(GeneratorConfig(ngf=4, depth=5)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """A clean original and a noisy version of it, same size, fps and length."""
+    d = tmp_path_factory.mktemp("pair")
+    return make_video(d / "clean" / "clip.avi"), make_video(d / "noisy" / "clip.avi", noise=30)
+
+
+def test_round_trip_keeps_frames_fps_size_and_audio(pair, weights, tmp_path):
+    _, noisy = pair
+    result = restore_videos(RestoreConfig(noisy, weights, tmp_path / "out", progress=False))
+    out = tmp_path / "out" / "clip.avi"
+    assert [r.video for r in result.videos] == ["clip.avi"] and not result.failed
+    assert count_frames(out) == count_frames(noisy) == 30
+    s, src = streams(out), streams(noisy)
+    assert (s["video"]["width"], s["video"]["height"], s["video"]["r_frame_rate"]) == (100, 60, "15/1")
+    assert s["audio"] and src["audio"]
+
+
+def test_scores_match_an_independent_computation(pair, weights, tmp_path):
+    clean, noisy = pair
+    result = restore_videos(RestoreConfig(noisy, weights, tmp_path, codec="ffv1", originals=clean, progress=False))
+    r = result.videos[0]
+    o, x = decode(clean).astype(np.float64), decode(noisy).astype(np.float64)
+    y = decode(tmp_path / "clip.avi").astype(np.float64)  # lossless: the very frames scored
+    np_psnr = lambda a, b: np.mean([10 * np.log10(255**2 / np.mean((p - q) ** 2)) for p, q in zip(a, b)])
+    sk_ssim = lambda a, b: np.mean([structural_similarity(p, q, data_range=255, channel_axis=-1, gaussian_weights=True,
+                                                          sigma=1.5, use_sample_covariance=False) for p, q in zip(a, b)])
+    assert r.psnr_input == pytest.approx(np_psnr(x, o), abs=1e-6)
+    assert r.psnr_restored == pytest.approx(np_psnr(y, o), abs=1e-6)
+    assert r.ssim_input == pytest.approx(sk_ssim(x, o), abs=1e-5)
+    assert r.ssim_restored == pytest.approx(sk_ssim(y, o), abs=1e-5)
+    assert r.psnr_input < 30  # the noise is there, so the figures are not trivially equal
+
+
+def test_mismatched_original_is_reported_not_paired(pair, weights, tmp_path):
+    _, noisy = pair
+    other = make_video(tmp_path / "orig" / "clip.avi", rate=10)
+    result = restore_videos(RestoreConfig(noisy, weights, tmp_path / "out", originals=other, progress=False))
+    r = result.videos[0]
+    assert r.psnr_restored is None and "15 fps but original 10 fps" in r.mismatch
+    short = make_video(tmp_path / "short" / "clip.avi", seconds=1)
+    r = restore_videos(RestoreConfig(noisy, weights, tmp_path / "out2", originals=short, progress=False)).videos[0]
+    assert r.psnr_restored is None and "differ in frame count (input 30)" in r.mismatch
+
+
+def test_folder_with_corrupt_file_restores_the_rest_and_exits_1(weights, tmp_path):
+    src = tmp_path / "in"
+    make_video(src / "a" / "one.avi", audio=False)
+    make_video(src / "b" / "two.avi", audio=False)
+    (src / "b" / "broken.avi").write_bytes(b"RIFF" + bytes(range(256)) * 8)
+    r = CliRunner().invoke(cli, ["restore", str(src), "--weights", str(weights), "--output-dir", str(tmp_path / "out"), "--quiet"])
+    assert r.exit_code == 1, r.output
+    assert "failed: b/broken.avi" in r.output and "restored 2 videos" in r.output
+    assert (tmp_path / "out" / "a" / "one.avi").is_file() and (tmp_path / "out" / "b" / "two.avi").is_file()
+    assert not list((tmp_path / "out").rglob("*broken*"))  # nothing half-written under a real name
+    # a second run skips what is there
+    r = CliRunner().invoke(cli, ["restore", str(src / "a"), "--weights", str(weights), "--output-dir", str(tmp_path / "out" / "a"), "--quiet"])
+    assert r.exit_code == 0 and "1 already there" in r.output
+
+
+@pytest.mark.parametrize("make_bad, message", [
+    (lambda p: p / "missing.pth", "no such file"),
+    (lambda p: (p / "junk.pth").write_bytes(b"junk") and p / "junk.pth", "not a weights file"),
+])
+def test_bad_weights_exit_2_with_one_line(pair, tmp_path, make_bad, message):
+    r = CliRunner().invoke(cli, ["restore", str(pair[1]), "--weights", str(make_bad(tmp_path)), "--output-dir", str(tmp_path / "o")])
+    assert r.exit_code == 2 and message in r.output and r.output.count("\n") == 1
+
+
+def test_discriminator_weights_are_refused(tmp_path, pair):
+    from models import DiscriminatorConfig, build_discriminator
+
+    save_weights(tmp_path / "d.pth", build_discriminator(DiscriminatorConfig(ndf=4)))
+    r = CliRunner().invoke(cli, ["restore", str(pair[1]), "--weights", str(tmp_path / "d.pth"), "--output-dir", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "holds a discriminator, not a generator" in r.output
+
+
+def test_side_by_side_writes_video_and_png(pair, weights, tmp_path):
+    clean, noisy = pair
+    restore_videos(RestoreConfig(noisy, weights, tmp_path, originals=clean, side_by_side=True, progress=False))
+    png, video = tmp_path / "side_by_side" / "clip.png", tmp_path / "side_by_side" / "clip.avi"
+    assert png.is_file() and count_frames(video) == 30
+    s = streams(png)["video"]
+    assert (s["width"], s["height"]) == (3 * 100 + 2 * 4, 60)
+
+
+def test_tiles_cover_the_frame(weights):
+    """Tiles as large as the frame give the full-frame result; small ones the same size and
+    close to it (each tile sees 8 pixels of context)."""
+    frames = np.random.default_rng(0).integers(0, 256, (2, 60, 100, 3), dtype=np.uint8)
+    full = Restorer(weights, "cpu")(frames)
+    assert np.array_equal(Restorer(weights, "cpu", tile=128)(frames), full)
+    tiled = Restorer(weights, "cpu", tile=32)(frames)
+    assert tiled.shape == full.shape
+    with pytest.raises(ValueError, match="multiple of 32"):
+        Restorer(weights, "cpu", tile=48)
+
+
+def test_memory_stays_flat_with_video_length(weights, tmp_path):
+    """Peak RSS of a restore process for a 4 s and a 20 s video: all frames in memory would add
+    ~70 MB for the longer one (100 vs 500 frames of 320x240 raw RGB, before any float copies)."""
+    script = ("import resource, sys; from pipeline.restore import RestoreConfig, restore_videos; "
+              "restore_videos(RestoreConfig(sys.argv[1], sys.argv[2], sys.argv[3], progress=False)); "
+              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    peaks = []
+    for seconds in (4, 20):
+        video = make_video(tmp_path / f"{seconds}s" / "v.avi", size="320x240", rate=25, seconds=seconds, audio=False)
+        out = subprocess.run([sys.executable, "-c", script, str(video), str(weights), str(tmp_path / f"out{seconds}")],
+                             capture_output=True, text=True, check=True).stdout
+        peaks.append(int(out.split()[-1]) / 1024)  # MB
+        assert count_frames(tmp_path / f"out{seconds}" / "v.avi") == 25 * seconds
+    print(f"peak RSS {peaks[0]:.0f} MB for 4 s, {peaks[1]:.0f} MB for 20 s")
+    assert peaks[1] - peaks[0] < 20, peaks
+
+
+def test_prefetched_keeps_order_raises_errors_and_closes_early():
+    from pipeline.video_io import prefetched
+
+    assert list(prefetched(iter(range(50)))) == list(range(50))
+    closed = []
+
+    def source():
+        try:
+            yield from range(1000)
+        finally:
+            closed.append(True)
+    it = prefetched(source())
+    assert [next(it) for _ in range(3)] == [0, 1, 2]
+    it.close()
+    assert closed == [True]
+
+    def failing():
+        yield 1
+        raise OSError("pipe broke")
+    with pytest.raises(OSError, match="pipe broke"):
+        list(prefetched(failing()))
