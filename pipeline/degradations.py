@@ -73,16 +73,29 @@ def add_noise(images: torch.Tensor, spec: DegradationSpec, generator=None) -> to
     return (images.float() + noise).round_().clamp_(0, 255)
 
 
-def box_mask(n: int, h: int, w: int, spec: DegradationSpec, generator=None, device="cpu") -> torch.Tensor:
-    """(N, 1, H, W) bool: True inside 1..3 boxes per frame, all frames drawn at once."""
+def box_mask(n: int, h: int, w: int, spec: DegradationSpec, generator=None, device="cpu", frame_hw=None) -> torch.Tensor:
+    """(N, 1, H, W) bool: True inside 1..3 boxes per frame, all frames drawn at once.
+
+    `frame_hw` ((N, 2) sizes): the images are H x W crops of frames of these sizes. Boxes are
+    then sized and placed on the whole frame and the crop window is put at a random place in
+    it, so a training crop carries exactly what a crop of a `degrade`d frame would: boxes
+    scaled to the frame, some cut by the crop's edge, some outside it.
+    """
     m = spec.boxes_max
     if m == 0:
         return torch.zeros(n, 1, h, w, dtype=torch.bool, device=device)
     rand = lambda *shape: torch.rand(*shape, generator=generator, device=device)
+    if frame_hw is None:
+        fh, fw = torch.full((n, 1), float(h), device=device), torch.full((n, 1), float(w), device=device)
+    else:
+        fh, fw = frame_hw[:, :1].to(device).float(), frame_hw[:, 1:2].to(device).float()
     count = spec.boxes_min + (rand(n) * (m - spec.boxes_min + 1)).long().clamp_(max=m - spec.boxes_min)
     frac = lambda: spec.box_min_frac + (spec.box_max_frac - spec.box_min_frac) * rand(n, m)
-    bh, bw = (frac() * h).round().clamp_(min=1), (frac() * w).round().clamp_(min=1)
-    y0, x0 = (rand(n, m) * (h - bh + 1)).floor(), (rand(n, m) * (w - bw + 1)).floor()
+    bh, bw = (frac() * fh).round().clamp_(min=1), (frac() * fw).round().clamp_(min=1)
+    y0, x0 = (rand(n, m) * (fh - bh + 1)).floor(), (rand(n, m) * (fw - bw + 1)).floor()
+    if frame_hw is not None:  # into the crop window's coordinates
+        y0 -= (rand(n, 1) * (fh - h + 1)).floor()
+        x0 -= (rand(n, 1) * (fw - w + 1)).floor()
     active = torch.arange(m, device=device)[None, :] < count[:, None]  # (N, M)
     ys = torch.arange(h, device=device).view(1, 1, h, 1)
     xs = torch.arange(w, device=device).view(1, 1, 1, w)
@@ -94,10 +107,10 @@ def box_mask(n: int, h: int, w: int, spec: DegradationSpec, generator=None, devi
     return inside.any(dim=1, keepdim=True)
 
 
-def add_boxes(images: torch.Tensor, spec: DegradationSpec, generator=None):
-    """Flat gray boxes; returns (images, mask)."""
+def add_boxes(images: torch.Tensor, spec: DegradationSpec, generator=None, frame_hw=None):
+    """Flat gray boxes; returns (images, mask). `frame_hw`: see `box_mask`."""
     n, _, h, w = images.shape
-    mask = box_mask(n, h, w, spec, generator, images.device)
+    mask = box_mask(n, h, w, spec, generator, images.device, frame_hw)
     return torch.where(mask, torch.full_like(images, float(spec.box_value)), images), mask
 
 

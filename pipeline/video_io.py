@@ -35,13 +35,13 @@ class VideoReadError(Exception):
     pass
 
 
-def read_frames(path, batch: int = 16, info: VideoInfo = None):
+def read_frames(path, batch: int = 16, info: VideoInfo = None, vf: str = None):
     """Yield (n, H, W, 3) uint8 arrays of consecutive frames; raises VideoReadError if ffmpeg
-    fails, never drops a frame silently."""
+    fails, never drops a frame silently. `vf`: an ffmpeg filter chain that keeps the frame size."""
     info = info or probe_video(path)
     frame_bytes = info.width * info.height * 3
     args = ffmpeg_command(
-        ffmpeg.input(str(path))["v:0"].output("pipe:", format="rawvideo", pix_fmt="rgb24", vsync="passthrough")
+        ffmpeg.input(str(path))["v:0"].output("pipe:", format="rawvideo", pix_fmt="rgb24", vsync="passthrough", **({"vf": vf} if vf else {}))
     )
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)

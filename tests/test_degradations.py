@@ -121,3 +121,23 @@ def test_degrade_is_reproducible_with_a_seed_and_ranges_draw_per_sample():
 def test_spec_rejects_bad_numbers(bad):
     with pytest.raises(ValueError):
         DegradationSpec(**bad)
+
+
+def test_boxes_on_training_crops_match_crops_of_degraded_frames():
+    """Boxes drawn for 64x64 crops of 240x320 frames look like 64x64 windows cut from
+    full-frame masks: same share of windows without a box, same mean and spread of coverage.
+    Boxes sized on the crop itself (the tempting shortcut) would never leave a crop empty."""
+    n, spec, c = 4000, DegradationSpec(), 64
+    full = box_mask(n, 240, 320, spec, torch.Generator().manual_seed(0))[:, 0]
+    g = torch.Generator().manual_seed(1)
+    ys, xs = torch.randint(0, 240 - c + 1, (n,), generator=g), torch.randint(0, 320 - c + 1, (n,), generator=g)
+    windows = torch.stack([full[i, y : y + c, x : x + c] for i, (y, x) in enumerate(zip(ys.tolist(), xs.tolist()))])
+    crops = box_mask(n, c, c, spec, torch.Generator().manual_seed(2), frame_hw=torch.tensor([[240, 320]] * n))[:, 0]
+    cover = lambda m: m.flatten(1).float().mean(1)
+    a, b = cover(windows), cover(crops)
+    assert 0.4 < (a == 0).float().mean() < 0.9  # many windows miss every box
+    assert abs((a == 0).float().mean() - (b == 0).float().mean()) < 0.03
+    assert abs(a.mean() - b.mean()) < 0.1 * a.mean()
+    assert abs((a > 0.25).float().mean() - (b > 0.25).float().mean()) < 0.02
+    on_crop = cover(box_mask(n, c, c, spec, torch.Generator().manual_seed(3))[:, 0])
+    assert (on_crop == 0).float().mean() == 0

@@ -87,17 +87,22 @@ def clean_and_degraded(images, spec, crop, pos_x, pos_y, mirror, noise_in_dali):
     return crop_flip(images, crop, pos_x, pos_y, mirror), degraded
 
 
+def frame_shape(images):
+    """(H, W, C) of each decoded frame: boxes are sized on the frame, not the crop."""
+    return fn.shapes(images, dtype=types.INT32)
+
+
 @pipeline_def
 def train_pipeline(shards, spec, crop, device, shard_id, num_shards, shuffle_seed, initial_fill, noise_in_dali, with_meta=False):
     images, meta = read_and_decode(shards, device, shard_id, num_shards, True, shuffle_seed, initial_fill, with_meta)
     pos_x, pos_y = fn.random.uniform(range=[0.0, 1.0]), fn.random.uniform(range=[0.0, 1.0])
-    return (*clean_and_degraded(images, spec, crop, pos_x, pos_y, fn.random.coin_flip(), noise_in_dali), *meta)
+    return (*clean_and_degraded(images, spec, crop, pos_x, pos_y, fn.random.coin_flip(), noise_in_dali), frame_shape(images), *meta)
 
 
 @pipeline_def
 def val_pipeline(shards, spec, crop, device, noise_in_dali, with_meta=False):
     images, meta = read_and_decode(shards, device, 0, 1, False, 0, 1, with_meta)
-    return (*clean_and_degraded(images, spec, crop, 0.5, 0.5, 0, noise_in_dali), *meta)
+    return (*clean_and_degraded(images, spec, crop, 0.5, 0.5, 0, noise_in_dali), frame_shape(images), *meta)
 
 
 # ---- torch side ----
@@ -114,7 +119,7 @@ class DegradedBatches:
         pipe.build()
         self.with_meta = with_meta
         self.iterator = DALIGenericIterator(
-            [pipe], ["clean", "degraded"] + (["meta"] if with_meta else []), reader_name=READER, auto_reset=True,
+            [pipe], ["clean", "degraded", "frame_shape"] + (["meta"] if with_meta else []), reader_name=READER, auto_reset=True,
             last_batch_policy=LastBatchPolicy.FILL if train else LastBatchPolicy.PARTIAL,
         )
         self.spec, self.device, self.noise_in_dali = spec, device, noise_in_dali
@@ -139,7 +144,8 @@ class DegradedBatches:
                 # DALI's CPU noise op is the CPU pipeline's bottleneck; torch's randn follows
                 # the same spec (additive, rounded, clipped) at ~9x the speed.
                 degraded = add_noise(degraded, self.spec, self.generator)
-            degraded, mask = add_boxes(degraded, self.spec, self.generator)
+            frame_hw = out["frame_shape"][:, :2].to(self.device)
+            degraded, mask = add_boxes(degraded, self.spec, self.generator, frame_hw)
             batch = {
                 "clean": clean.float().div_(127.5).sub_(1.0),
                 "degraded": degraded.div_(127.5).sub_(1.0),
