@@ -1,25 +1,39 @@
 #!/usr/bin/env bash
 # Install everything, then run the main job on embedded sample data:
-# sample videos (UCF-101 layout) -> WebDataset shards of the train split.
+# sample videos (UCF-101 layout) -> shards -> train the restorer -> degrade the test split ->
+# restore it and score it against the originals.
+#   DEMO_OUT=dir      where everything goes (default demo_output)
+#   DEMO_MINUTES=n    training time (default 10)
 set -euo pipefail
 source "$(dirname "$0")/setup_env.sh"
 OUT="${DEMO_OUT:-demo_output}"
+MINUTES="${DEMO_MINUTES:-10}"
+TEST_LIST="$OUT/videos/ucfTrainTestlist/testlist01.txt"
 
 echo "==> 1. sample videos (UCF-101 layout, from photographs bundled with scikit-image) -> $OUT/videos"
 vrestore sample-videos "$OUT/videos"
 
 echo "==> 2. make-shards: train split -> $OUT/shards/train, test split -> $OUT/shards/test"
 make-shards "$OUT/videos" "$OUT/shards/train" --split-file "$OUT/videos/ucfTrainTestlist/trainlist01.txt"
-make-shards "$OUT/videos" "$OUT/shards/test" --split-file "$OUT/videos/ucfTrainTestlist/testlist01.txt"
+make-shards "$OUT/videos" "$OUT/shards/test" --split-file "$TEST_LIST"
 
 echo "==> 3. preview: one training batch, clean | degraded -> $OUT/preview.png"
-vrestore preview "$OUT/shards/train" --out "$OUT/preview.png"
+vrestore preview "$OUT/shards/train" --out "$OUT/preview.png" --crop 64
 
-echo "==> 4. degrade the test split (blur, noise, boxes; lossless FFV1) -> $OUT/degraded"
-vrestore degrade "$OUT/videos" "$OUT/degraded" --split-file "$OUT/videos/ucfTrainTestlist/testlist01.txt" --save-masks --quiet
+echo "==> 4. train for $MINUTES minutes (64 px crops, a 16-wide U-Net: small enough to learn on 2 CPU cores; GPU when present) -> $OUT/model"
+vrestore train --shards "$OUT/shards/train" --val-shards "$OUT/shards/test" --out "$OUT/model" \
+    --crop 64 --ngf 16 --ndf 16 --batch-size 16 --lr 1e-3 --max-minutes "$MINUTES" --val-every 500 --overwrite
+
+echo "==> 5. degrade the test split (blur, noise, boxes; lossless FFV1) -> $OUT/degraded"
+vrestore degrade "$OUT/videos" "$OUT/degraded" --split-file "$TEST_LIST" --save-masks --quiet
+
+echo "==> 6. restore the degraded test split and score it against the originals -> $OUT/restored"
+vrestore restore "$OUT/degraded" --weights "$OUT/model/generator.pth" --output-dir "$OUT/restored" \
+    --originals "$OUT/videos" --side-by-side --report "$OUT/restored/report.json" --overwrite --quiet
 
 echo "==> done. outputs:"
-echo "    videos:   $OUT/videos"
-echo "    shards:   $OUT/shards/train, $OUT/shards/test (manifest.json in each)"
-echo "    preview:  $OUT/preview.png"
-echo "    degraded: $OUT/degraded (with NAME_mask.avi box masks)"
+echo "    videos:    $OUT/videos (clean), $OUT/degraded (inputs, with NAME_mask.avi box masks)"
+echo "    shards:    $OUT/shards/train, $OUT/shards/test (manifest.json in each)"
+echo "    model:     $OUT/model/generator.pth (+ discriminator.pth, checkpoint.pt, metrics.jsonl, samples/)"
+echo "    restored:  $OUT/restored (report.json, report.csv; side_by_side/*.png: degraded | restored | original)"
+echo "    preview:   $OUT/preview.png"

@@ -90,5 +90,6 @@ def test_with_a_gpu_every_op_after_the_decoder_runs_on_it(sample_shards):
     assert by_kind["decoders__Image"] == {"gpu"}  # "mixed": CPU parse, GPU decode
     for schema in ("GaussianBlur", "CropMirrorNormalize", "noise__Gaussian"):
         assert by_kind[schema] == {"gpu"}, schema
-    # only the per-sample random arguments (crop position, flip) are drawn on the CPU
-    assert {s for s, devices in by_kind.items() if "cpu" in devices} == {"readers__Webdataset", "random__Uniform", "random__CoinFlip"}
+    # only the per-sample random arguments (crop position, flip) are drawn on the CPU, and the
+    # frame shapes (metadata, no copy of pixels) are read there
+    assert {s for s, devices in by_kind.items() if "cpu" in devices} == {"readers__Webdataset", "random__Uniform", "random__CoinFlip", "_Shape"}

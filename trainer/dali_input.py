@@ -89,7 +89,7 @@ def clean_and_degraded(images, spec, crop, pos_x, pos_y, mirror, noise_in_dali):
 
 def frame_shape(images):
     """(H, W, C) of each decoded frame: boxes are sized on the frame, not the crop."""
-    return fn.shapes(images, dtype=types.INT32)
+    return images.shape(dtype=types.INT32)
 
 
 @pipeline_def

@@ -198,7 +198,8 @@ def run(cfg: TrainConfig, d) -> TrainResult:
         print(f"training on {d.world_size} x {d.device} ({str(model.dtype).split('.')[-1] if model.dtype else 'fp32'}"
               f"{', channels_last' if cfg.channels_last else ''}{', compiled' if cfg.compile else ''}): "
               f"{shards.num_samples} frames, {steps_per_epoch} steps per epoch of {cfg.batch_size} x {d.world_size}, "
-              f"{total_steps} steps in all" + (f", resuming at step {step}" if state else ""), file=sys.stderr)
+              f"{total_steps} steps in all" + (f" or {cfg.max_minutes:g} minutes, whichever comes first" if cfg.max_minutes else "")
+              + (f", resuming at step {step}" if state else ""), file=sys.stderr)
 
     def end_segment(with_validation=True):
         """Validate (rank 0) and save (all ranks send their RNG and input position). After a
