@@ -22,11 +22,10 @@ from pipeline.atomic import atomic_path
 from pipeline.discover import VIDEO_EXTENSIONS, list_source_videos
 from pipeline.metrics import psnr, ssim
 from pipeline.pictures import side_by_side
+from pipeline.precision import AMP_MODES, amp_dtype
 from pipeline.probe import UnreadableVideo, probe_video
 from pipeline.video_io import CODECS, VideoReadError, VideoWriter, prefetched, read_frames, write_png
 from pipeline.weights import load_network
-
-AMP_MODES = ("auto", "bf16", "fp16", "off")
 
 
 @dataclass
@@ -74,9 +73,7 @@ class Restorer:
         if tile is not None and (tile < self.multiple or tile % self.multiple):
             raise ValueError(f"--tile must be a multiple of {self.multiple} (this generator's 2^depth)")
         self.tile = tile
-        if amp == "auto":
-            amp = "off" if self.device.type != "cuda" else ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
-        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
+        self.dtype = amp_dtype(amp, self.device)
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else nullcontext()

@@ -4,8 +4,8 @@ from pathlib import Path
 from typing import Optional
 
 from pipeline.degradations import DegradationSpec
+from pipeline.precision import AMP_MODES
 
-AMP_MODES = ("auto", "bf16", "fp16", "off")
 GAN_MODES = ("vanilla", "lsgan")
 
 

@@ -11,16 +11,6 @@ from models import GANLoss
 LOSS_NAMES = ("G_GAN", "G_L1", "D_real", "D_fake")
 
 
-def amp_dtype(mode: str, device: torch.device):
-    """None for full precision. auto: bf16 on GPUs that have it, fp16 on older ones; off on the
-    CPU, where bf16 autocast is slower than fp32 on most machines."""
-    if mode == "auto":
-        if device.type != "cuda":
-            return None
-        mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[mode]
-
-
 @dataclass
 class Pix2Pix:
     G: torch.nn.Module  # as trained: DDP- and/or compile-wrapped

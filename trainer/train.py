@@ -16,11 +16,12 @@ from tqdm import tqdm
 
 from models import DiscriminatorConfig, GANLoss, GeneratorConfig, build_discriminator, build_generator
 from pipeline.atomic import write_json_atomic
+from pipeline.precision import amp_dtype
 from trainer import distributed
 from trainer.checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from trainer.config import TrainConfig
 from trainer.dali_input import load_shard_set, train_batches
-from trainer.pix2pix_step import LOSS_NAMES, Pix2Pix, amp_dtype
+from trainer.pix2pix_step import LOSS_NAMES, Pix2Pix
 from trainer.run_log import RunLog
 from trainer.validate import format_metrics, validate
 
