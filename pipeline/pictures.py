@@ -1,7 +1,13 @@
 """Comparison pictures: images side by side with white gaps, as NHWC/HWC uint8 arrays."""
 import numpy as np
+import torch
 
 GAP = 4
+
+
+def hwc_uint8(x: torch.Tensor) -> np.ndarray:
+    """NCHW levels on the 0..255 scale (already rounded) -> NHWC uint8 on the host."""
+    return x.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def image_grid(columns: list, gap: int = GAP) -> np.ndarray:

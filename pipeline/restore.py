@@ -5,7 +5,6 @@ The generator runs in eval mode (dropout off, running batch-norm statistics): in
 each frame would get its own noise and statistics and the video would flicker.
 """
 import csv
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, nullcontext
@@ -18,10 +17,10 @@ import torch
 from tqdm import tqdm
 
 from models import pad_to_multiple
-from pipeline.atomic import atomic_path
+from pipeline.atomic import atomic_path, write_json_atomic
 from pipeline.discover import VIDEO_EXTENSIONS, list_source_videos
-from pipeline.metrics import psnr, ssim
-from pipeline.pictures import side_by_side
+from pipeline.metrics import psnr, ssim, to_255
+from pipeline.pictures import hwc_uint8, side_by_side
 from pipeline.precision import AMP_MODES, amp_dtype
 from pipeline.probe import UnreadableVideo, probe_video
 from pipeline.video_io import CODECS, VideoReadError, VideoWriter, prefetched, read_frames, write_png
@@ -105,7 +104,7 @@ class Restorer:
         x = torch.from_numpy(frames).to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(127.5).sub_(1)
         h, w = x.shape[-2:]
         y = self._tiled(x) if self.tile and (h > self.tile or w > self.tile) else self._forward(x)
-        return ((y.clamp_(-1, 1) + 1) * 127.5).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return hwc_uint8(to_255(y))
 
 
 @dataclass
@@ -244,7 +243,7 @@ def restore_video(src: Path, dst: Path, restorer: Restorer, codec="mjpeg", batch
     return report
 
 
-def find_original(originals: Path, input_root: Path, rel: str) -> Optional[Path]:
+def find_original(originals: Path, rel: str) -> Optional[Path]:
     """A file is the original of a single input; in a folder, the same relative path (any video
     extension) wins, then a unique file name stem anywhere below."""
     if originals.is_file():
@@ -275,7 +274,7 @@ def restore_videos(cfg: RestoreConfig) -> RestoreResult:
         if dst.exists() and not cfg.overwrite:
             result.skipped.append(e.rel)
             continue
-        original = find_original(cfg.originals, root, e.rel) if cfg.originals else None
+        original = find_original(cfg.originals, e.rel) if cfg.originals else None
         if cfg.originals and original is None:
             result.no_original.append(e.rel)
         comparison = cfg.output_dir / "side_by_side" / Path(e.rel).with_suffix(ext) if cfg.side_by_side else None
@@ -329,8 +328,7 @@ def write_report(path: Path, result: RestoreResult) -> None:
     rows = [asdict(r) | {"psnr_gain": r.psnr_gain} for r in result.videos]
     doc = {"videos": rows, "overall": overall(result.videos), "failed": [{"video": v, "reason": why} for v, why in result.failed],
            "no_original": result.no_original, "skipped_existing": result.skipped}
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    write_json_atomic(path, doc)
     with atomic_path(path.with_suffix(".csv")) as tmp, open(tmp, "w", newline="") as f:
         cols = list(rows[0]) if rows else ["video"]
         w = csv.DictWriter(f, fieldnames=cols)

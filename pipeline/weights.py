@@ -21,8 +21,7 @@ class WeightsError(Exception):
 
 def weights_payload(net) -> dict:
     kind = "generator" if isinstance(net, UNetGenerator) else "discriminator"
-    # clone: the saved tensors must not alias live parameters while another thread trains
-    state = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}  # loads anywhere, GPU or not
     return {"kind": kind, "format": FORMAT, "config": net.cfg.to_dict(), "state_dict": state}
 
 

@@ -77,7 +77,3 @@ def gather_to_main(d: Dist, obj) -> list:
     dist.gather_object(obj, out, dst=0, group=d.control)
     return out
 
-
-def barrier(d: Dist) -> None:
-    if d.enabled:
-        dist.barrier(group=d.control)

@@ -1,9 +1,9 @@
 """Validation: the generator in eval mode (no dropout noise, running batch-norm statistics, as
 restore runs it) on fixed crops with fixed degradations; L1, PSNR and SSIM, and a picture."""
-import numpy as np
 import torch
 
 from pipeline.metrics import psnr, ssim, to_255
+from pipeline.pictures import hwc_uint8
 from trainer.dali_input import val_batches
 
 
@@ -29,14 +29,10 @@ def validate(G, shards, spec, crop: int, batch_size: int, max_batches: int, devi
             totals["ssim_input"] += ssim(x, c).sum().item()
             n += len(c)
             if shown is None:
-                shown = [_hwc(t[:samples]) for t in (x, y, c)]
+                shown = [hwc_uint8(t[:samples]) for t in (x, y, c)]
     finally:
         G.train(was_training)
     return {k: v / max(n, 1) for k, v in totals.items()} | {"images": n}, shown
-
-
-def _hwc(x: torch.Tensor) -> np.ndarray:
-    return x.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def format_metrics(m: dict) -> str:
