@@ -22,6 +22,7 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from models import DiscriminatorConfig, GANLoss, GeneratorConfig, build_discriminator, build_generator
+from pipeline.devices import resolve_device
 from trainer import distributed
 from trainer.pix2pix_step import Pix2Pix
 
@@ -69,7 +70,7 @@ def trainer_dtype(device):
 def rank_worker(rank, world, port, args, results):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    d = distributed.setup(args.device) if world > 1 else distributed.Dist(device=distributed.pick_device(args.device, 0))
+    d = distributed.setup(args.device) if world > 1 else distributed.Dist(device=resolve_device(args.device, 0))
     try:
         model = make_step(d.device, args.crops[0], args.ngf, args.ndf, True, trainer_dtype(d.device), ddp=world > 1)
         r = images_per_s(model, batch(d.device, args.batch_size, args.crops[0], True), d.device, args.warmup, args.steps)
@@ -101,7 +102,7 @@ def main():
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--no-scaling", action="store_true")
     args = p.parse_args()
-    device = distributed.pick_device(args.device, 0)
+    device = resolve_device(args.device, 0)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; ngf {args.ngf}, ndf {args.ndf}, batch {args.batch_size}, {args.steps} timed steps after {args.warmup}")
     for crop in args.crops:

@@ -38,3 +38,27 @@ def remove_stale_temp_files(folder: Path, stem_prefix: str) -> int:
         p.unlink()
         removed += 1
     return removed
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_dead_temp_files(folder: Path) -> int:
+    """Delete, below `folder`, the temp files of processes that no longer run (a run killed
+    before it could clean up); another live run's files are left alone. Returns how many."""
+    removed = 0
+    if not Path(folder).is_dir():
+        return 0
+    for p in Path(folder).rglob(f"*{TMP_MARK}*"):
+        pid = p.name.rsplit(TMP_MARK, 1)[1]
+        if p.is_file() and pid.isdigit() and not pid_alive(int(pid)):
+            p.unlink(missing_ok=True)
+            removed += 1
+    return removed

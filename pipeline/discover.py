@@ -1,18 +1,29 @@
-"""Find the videos to shard: a UCF-101 tree or any folder, optionally through a split file."""
+"""Find the videos to work on: a UCF-101 tree or any folder, optionally through a split file.
+
+One input policy for every command: any file name the file system allows is accepted; the
+shard key (`video_id`) and output names derived from it are unique per input path; an output
+folder inside the input folder is never searched.
+"""
+import hashlib
 import re
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm")
 UCF_NAME = re.compile(r"^v_(?P<cls>.+)_g(?P<group>\d+)_c(?P<clip>\d+)$")
+# What a shard key may hold: DALI's index file is space-separated and GNU tar (which writes
+# it) escapes non-ASCII bytes, so anything else would give a key that no longer matches.
+UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_/-]")
 
 
 @dataclass(frozen=True)
 class VideoEntry:
     path: Path  # absolute
     rel: str  # relative to the source root, with '/' separators; how manifests name it
-    video_id: str  # the shard key's folder: no dots, since WebDataset and DALI split keys at the first dot
+    video_id: str  # the shard key's folder: ASCII letters, digits, '_', '-', '/' only (no dots:
+    # WebDataset and DALI split keys at the first dot); unique among the videos listed together
     cls: str
     group: Optional[int]
     clip: Optional[int]
@@ -30,16 +41,53 @@ def make_entry(root: Path, path: Path) -> VideoEntry:
     return VideoEntry(
         path=path,
         rel=rel,
-        video_id=stem.replace(".", "_"),
+        video_id=UNSAFE_KEY_CHARS.sub("_", stem),
         cls=cls,
         group=int(m["group"]) if m else None,
         clip=int(m["clip"]) if m else None,
     )
 
 
-def find_videos(root: Path) -> list:
+def path_tag(rel: str) -> str:
+    return hashlib.sha1(rel.encode()).hexdigest()[:8]
+
+
+def with_unique_ids(entries: list) -> list:
+    """Videos whose keys clash (`a.avi` and `a.mp4`; `a.b.avi` and `a_b.avi`; `my clip` and
+    `my_clip`) each get a tag of their own path appended, so the result depends only on the
+    paths listed, not on their order."""
+    groups = defaultdict(list)
+    for e in entries:
+        groups[e.video_id].append(e)
+    return [replace(e, video_id=f"{e.video_id}-{path_tag(e.rel)}") if len(groups[e.video_id]) > 1 else e for e in entries]
+
+
+def output_names(rels: list, suffix: str) -> dict:
+    """Output file name (relative) per input: the input's with `suffix`; inputs that would share
+    one (`a.avi` and `a.mp4`) keep their own extension in the name: `a_avi.avi`, `a_mp4.avi`."""
+    plain = defaultdict(list)
+    for rel in rels:
+        plain[Path(rel).with_suffix(suffix)].append(rel)
+    names = {}
+    for out, group in plain.items():
+        for rel in group:
+            p = Path(rel)
+            names[rel] = out if len(group) == 1 else p.with_name(f"{p.stem}_{p.suffix[1:]}{suffix}")
+    clashes = defaultdict(list)
+    for rel, out in names.items():
+        clashes[out].append(rel)
+    for out, group in clashes.items():
+        if len(group) > 1:
+            raise SourceError(f"{' and '.join(group)} would both be written as {out}; rename one of them")
+    return names
+
+
+def find_videos(root: Path, exclude: tuple = ()) -> list:
+    """Videos below `root`, skipping the folders in `exclude` (an output folder inside the input)."""
+    skip = [Path(x).resolve() for x in exclude]
     paths = sorted(
-        p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+        p for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS and not any(p.resolve().is_relative_to(s) for s in skip)
     )
     return [make_entry(root, p) for p in paths]
 
@@ -76,8 +124,9 @@ def select_by_split(root: Path, rels: list):
     return sorted(set(found), key=lambda e: e.rel), missing
 
 
-def list_source_videos(src: Path, split_file: Optional[Path] = None):
-    """All videos to consider, sorted, plus split-file paths that exist nowhere."""
+def list_source_videos(src: Path, split_file: Optional[Path] = None, exclude: tuple = ()):
+    """All videos to consider, sorted, with unique ids, plus split-file paths that exist nowhere.
+    `exclude`: folders not to search (outputs written inside the input)."""
     if not src.exists():
         raise SourceError(f"source not found: {src}")
     if src.is_file():
@@ -85,8 +134,27 @@ def list_source_videos(src: Path, split_file: Optional[Path] = None):
     if split_file is not None:
         entries, missing = select_by_split(src, read_split_file(split_file))
     else:
-        entries, missing = find_videos(src), []
+        entries, missing = find_videos(src, exclude), []
+    entries = with_unique_ids(entries)
     if not entries:
         what = f"none of the videos in {split_file}" if split_file else f"no video files ({', '.join(VIDEO_EXTENSIONS)})"
         raise SourceError(f"{src}: {what} found")
     return entries, missing
+
+
+def refuse_replacing_inputs(inputs: list, outputs: list) -> None:
+    """No planned output may be one of the input files (checked before anything is written)."""
+    sources = {Path(p).resolve() for p in inputs}
+    for out in outputs:
+        if Path(out).resolve() in sources:
+            raise SourceError(f"{out} is one of the inputs: writing it would replace an original; choose another output")
+
+
+def check_output_folder(src: Path, out: Path, option: str) -> tuple:
+    """Refuse an output folder that is the input folder (results would replace the originals);
+    return the folders to leave out of the search (the output, when it lies inside the input)."""
+    src_dir = (src.parent if src.is_file() else src).resolve()
+    out = out.resolve()
+    if out == src_dir:
+        raise SourceError(f"{option} {out} is the input folder: outputs would replace the originals; choose another folder")
+    return (out,) if out.is_relative_to(src_dir) else ()

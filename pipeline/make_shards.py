@@ -80,6 +80,8 @@ class ShardConfig:
                 raise ValueError(message)
         if self.size and any(s <= 0 or s % 2 for s in self.size):
             raise ValueError("--size needs positive, even width and height")
+        if self.short_side is not None and (self.short_side <= 0 or self.short_side % 2):
+            raise ValueError("--short-side needs a positive, even number (4:2:0 JPEG frames have even sides)")
 
     def output_params(self) -> dict:
         d = asdict(self)
@@ -244,32 +246,35 @@ def make_shards(cfg: ShardConfig, on_shard: Optional[Callable[[ShardInfo], None]
 
     writer = ShardWriter(cfg.out, cfg.file_prefix, cfg.max_frames, int(cfg.max_size_mb * 2**20), len(state["shards"]), shard_closed)
     bar = tqdm(total=len(entries), unit="video", disable=not cfg.progress, dynamic_ncols=True)
+    say = bar.write if cfg.progress else (lambda line: None)  # --quiet: the summary alone
     bar.update(sum(len(w) for w in windows[: state["next_window"]]))
     frames_done, frames_t0 = 0, time.perf_counter()
+    pool = ThreadPoolExecutor(max_workers=cfg.workers)
     try:
-        with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
-            for w, results in _decoded_windows(windows, state["next_window"], pool, cfg):
-                samples = [s for r in results for s in r.samples]
-                window_rng(cfg, w).shuffle(samples)
-                skip = state["next_offset"] if w == state["next_window"] else 0
-                position["window"] = w
-                for i in range(skip, len(samples)):
-                    position["offset"] = i
-                    writer.write(*samples[i])
-                records_before = records_before + [r.record | {"skipped": r.skipped} for r in results]
-                position["window"], position["offset"] = w + 1, 0
-                for r in results:
-                    if r.skipped or r.record.get("partial"):
-                        tag = "skipped" if r.skipped else "partial"
-                        bar.write(f"{tag}: {r.entry.rel}: {r.record.get('reason') or r.record.get('warning')}")
-                frames_done += len(samples) - skip
-                bar.update(len(results))
-                bar.set_postfix(frames=frames_done, fps=f"{frames_done / (time.perf_counter() - frames_t0):.0f}")
-            writer.close_shard()
+        for w, results in _decoded_windows(windows, state["next_window"], pool, cfg):
+            samples = [s for r in results for s in r.samples]
+            window_rng(cfg, w).shuffle(samples)
+            skip = state["next_offset"] if w == state["next_window"] else 0
+            position["window"] = w
+            for i in range(skip, len(samples)):
+                position["offset"] = i
+                writer.write(*samples[i])
+            records_before = records_before + [r.record | {"skipped": r.skipped} for r in results]
+            position["window"], position["offset"] = w + 1, 0
+            for r in results:
+                if r.skipped or r.record.get("partial"):
+                    tag = "skipped" if r.skipped else "partial"
+                    say(f"{tag}: {r.entry.rel}: {r.record.get('reason') or r.record.get('warning')}")
+            frames_done += len(samples) - skip
+            bar.update(len(results))
+            bar.set_postfix(frames=frames_done, kept_per_s=f"{frames_done / (time.perf_counter() - frames_t0):.0f}")
+        writer.close_shard()
     except BaseException:
         writer.abandon()
         raise
     finally:
+        # An interrupt or error must not wait for two windows of queued videos to decode.
+        pool.shutdown(cancel_futures=True)
         bar.close()
 
     all_records = records_before
@@ -294,10 +299,13 @@ def format_summary(result: ShardResult) -> str:
     lines = []
     if result.already_complete:
         lines.append(f"{result.manifest_path} is already complete with these settings; nothing to do (--overwrite starts over)")
+    stride = m["params"].get("frame_stride", 1)
+    # With a stride the kept frames undersell the work: ffmpeg decodes every frame.
+    unit = "frames/s" if stride == 1 else f"kept frames/s; --frame-stride {stride}: ffmpeg decoded about {stride}x as many"
     rate = m["num_samples"] / result.seconds if result.seconds > 0 and not result.already_complete else None
     lines.append(
         f"{len(m['videos'])} videos -> {m['num_samples']} frames in {m['num_shards']} shards ({mb:.1f} MB) in {result.out}"
-        + (f", {result.seconds:.1f} s ({rate:.0f} frames/s)" if rate else "")
+        + (f", {result.seconds:.1f} s ({rate:.0f} {unit})" if rate else "")
     )
     if result.resumed_shards:
         lines.append(f"resumed: kept {result.resumed_shards} finished shards from the interrupted run")

@@ -35,9 +35,13 @@ def read_manifest(path) -> dict:
         path = path / MANIFEST
     if not path.is_file():
         raise ManifestError(f"no manifest at {path} (run make-shards first, or merge-manifests for multi-node runs)")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ManifestError(f"{path}: unsupported manifest version {manifest.get('format_version')}")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ManifestError(f"{path}: not a readable manifest ({e}); run make-shards again with --overwrite") from None
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        version = manifest.get("format_version") if isinstance(manifest, dict) else None
+        raise ManifestError(f"{path}: unsupported manifest version {version}")
     return manifest
 
 

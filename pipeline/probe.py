@@ -13,12 +13,14 @@ class UnreadableVideo(Exception):
 
 @dataclass(frozen=True)
 class VideoInfo:
-    width: int
+    width: int  # as shown: ffmpeg applies a rotation tag when decoding, so 90/270 swap the sides
     height: int
     fps: Fraction
     nb_frames: Optional[int]  # from the container header; absent for some formats (mkv, webm)
     duration: Optional[float]
     codec: str
+    rotation: int = 0  # degrees the player turns the stored picture (phone videos); decoders apply it
+    audio_codec: Optional[str] = None  # the first audio stream's codec, if any
 
 
 def _last_line(text: str) -> str:
@@ -41,6 +43,9 @@ def probe_video(path) -> VideoInfo:
     width, height = int(s.get("width") or 0), int(s.get("height") or 0)
     if width <= 0 or height <= 0:
         raise UnreadableVideo("video stream has no frame size")
+    rotation = stream_rotation(s)
+    if rotation in (90, 270):
+        width, height = height, width
     fps = Fraction(0)
     for key in ("avg_frame_rate", "r_frame_rate"):
         rate = s.get(key, "0/0")
@@ -57,4 +62,17 @@ def probe_video(path) -> VideoInfo:
         nb_frames=int(nb) if nb and str(nb).isdigit() else None,
         duration=float(duration) if duration else None,
         codec=s.get("codec_name", "?"),
+        rotation=rotation,
+        audio_codec=next((a.get("codec_name") for a in meta.get("streams", []) if a.get("codec_type") == "audio"), None),
     )
+
+
+def stream_rotation(stream: dict) -> int:
+    """Rotation in [0, 360) from the display matrix (ffmpeg >= 5) or the older `rotate` tag."""
+    angle = next((sd["rotation"] for sd in stream.get("side_data_list", []) if "rotation" in sd), None)
+    if angle is None:
+        angle = stream.get("tags", {}).get("rotate", 0)
+    try:
+        return int(round(float(angle))) % 360
+    except (TypeError, ValueError):
+        return 0

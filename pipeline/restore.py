@@ -17,8 +17,9 @@ import torch
 from tqdm import tqdm
 
 from models import pad_to_multiple
-from pipeline.atomic import atomic_path, write_json_atomic
-from pipeline.discover import VIDEO_EXTENSIONS, list_source_videos
+from pipeline.atomic import atomic_path, remove_dead_temp_files, write_json_atomic
+from pipeline.devices import resolve_device
+from pipeline.discover import VIDEO_EXTENSIONS, check_output_folder, list_source_videos, output_names, refuse_replacing_inputs
 from pipeline.metrics import psnr, ssim, to_255
 from pipeline.pictures import hwc_uint8, side_by_side
 from pipeline.precision import AMP_MODES, amp_dtype
@@ -62,9 +63,7 @@ class Restorer:
     """The generator on a device, frames in and out as (N, H, W, 3) uint8 arrays."""
 
     def __init__(self, weights: Path, device="auto", amp="auto", channels_last=True, tile: Optional[int] = None):
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.G = load_network(weights, "generator").eval().to(self.device)
         self.fmt = torch.channels_last if channels_last else torch.contiguous_format
         self.G = self.G.to(memory_format=self.fmt)
@@ -121,6 +120,8 @@ class VideoReport:
     psnr_restored: Optional[float] = None
     ssim_restored: Optional[float] = None
     mismatch: Optional[str] = None  # why no figures, when an original was there but did not pair
+    warning: Optional[str] = None  # ffmpeg complained but frames decoded: restored what decoded (partial)
+    audio: Optional[str] = None  # how the audio was carried, when not copied as it was
 
     @property
     def psnr_gain(self):
@@ -131,6 +132,7 @@ class VideoReport:
 class RestoreResult:
     videos: list = field(default_factory=list)  # VideoReport
     skipped: list = field(default_factory=list)  # outputs that already existed
+    partial: list = field(default_factory=list)  # (video, ffmpeg's complaint): restored what decoded
     failed: list = field(default_factory=list)  # (video, reason)
     no_original: list = field(default_factory=list)
 
@@ -215,16 +217,17 @@ def restore_video(src: Path, dst: Path, restorer: Restorer, codec="mjpeg", batch
         original_info = probe_video(original)
         mismatch = pair_check(info, original_info)
         if mismatch is None:
-            originals = read_frames(original, batch_size, original_info)
+            originals = read_frames(original, batch_size, original_info, warnings=[])
     dst.parent.mkdir(parents=True, exist_ok=True)
+    warnings = []
     with ExitStack() as stack:
         if originals is not None:
             stack.callback(originals.close)  # stops its ffmpeg if we stop reading early
-        out = stack.enter_context(VideoWriter(dst, info.width, info.height, info.fps, codec, audio_from=src))
+        out = stack.enter_context(VideoWriter(dst, info.width, info.height, info.fps, codec, audio_from=src, audio_codec=info.audio_codec))
         sink = Sink(stack, out, info, codec, originals, comparison)
         pool = stack.enter_context(ThreadPoolExecutor(1))
         pending = None
-        for frames in prefetched(read_frames(src, batch_size, info)):
+        for frames in prefetched(read_frames(src, batch_size, info, warnings=warnings)):
             restored = restorer(frames)
             if pending:
                 pending.result()  # re-raises the sink's errors here
@@ -236,7 +239,7 @@ def restore_video(src: Path, dst: Path, restorer: Restorer, codec="mjpeg", batch
         sink.finish()
     report = VideoReport(src.name, str(dst), out.frames, f"{float(info.fps):g}", f"{info.width}x{info.height}",
                          round(time.monotonic() - t0, 2), str(original) if original else None,
-                         mismatch=mismatch or sink.mismatch)
+                         mismatch=mismatch or sink.mismatch, warning=warnings[-1] if warnings else None, audio=out.audio_note)
     if sink.scores is not None:
         for k, v in sink.scores.means().items():
             setattr(report, k, v)
@@ -263,29 +266,39 @@ def is_mask(path: Path) -> bool:
 
 def restore_videos(cfg: RestoreConfig) -> RestoreResult:
     restorer = Restorer(cfg.weights, cfg.device, cfg.amp, cfg.channels_last, cfg.tile)  # weights first: fail fast
-    entries, _ = list_source_videos(cfg.input)
+    exclude = check_output_folder(cfg.input, cfg.output_dir, "--output-dir")
+    entries, _ = list_source_videos(cfg.input, exclude=exclude)
     root = cfg.input.parent if cfg.input.is_file() else cfg.input
     entries = [e for e in entries if not is_mask(root / e.rel)]
     ext = "." + CODECS[cfg.codec].container
+    names = output_names([e.rel for e in entries], ext)
+    refuse_replacing_inputs([root / e.rel for e in entries], [cfg.output_dir / n for n in names.values()])
+    remove_dead_temp_files(cfg.output_dir)
     result = RestoreResult()
     videos = tqdm(entries, unit="video", disable=not cfg.progress, dynamic_ncols=True)
+    say = videos.write if cfg.progress else (lambda line: None)  # --quiet: the summary alone
     for e in videos:
-        dst = cfg.output_dir / Path(e.rel).with_suffix(ext)
+        dst = cfg.output_dir / names[e.rel]
         if dst.exists() and not cfg.overwrite:
             result.skipped.append(e.rel)
             continue
         original = find_original(cfg.originals, e.rel) if cfg.originals else None
         if cfg.originals and original is None:
             result.no_original.append(e.rel)
-        comparison = cfg.output_dir / "side_by_side" / Path(e.rel).with_suffix(ext) if cfg.side_by_side else None
+        comparison = cfg.output_dir / "side_by_side" / names[e.rel] if cfg.side_by_side else None
         frames = tqdm(unit="frame", leave=False, disable=not cfg.progress, dynamic_ncols=True, desc=Path(e.rel).name)
         try:
             report = restore_video(root / e.rel, dst, restorer, cfg.codec, cfg.batch_size, original, comparison, frames.update)
             report.video = e.rel
             result.videos.append(report)
+            for note in (report.warning and f"partial: {e.rel}: {report.warning} (restored the frames that decoded)", report.audio and f"{e.rel}: {report.audio}"):
+                if note:
+                    say(note)
+            if report.warning:
+                result.partial.append((e.rel, report.warning))
         except (UnreadableVideo, VideoReadError, RuntimeError, OSError) as err:
             result.failed.append((e.rel, str(err)))
-            videos.write(f"failed: {e.rel}: {err}")
+            say(f"failed: {e.rel}: {err}")
         finally:
             frames.close()
     if cfg.report:
@@ -327,6 +340,7 @@ def write_report(path: Path, result: RestoreResult) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = [asdict(r) | {"psnr_gain": r.psnr_gain} for r in result.videos]
     doc = {"videos": rows, "overall": overall(result.videos), "failed": [{"video": v, "reason": why} for v, why in result.failed],
+           "partial": [{"video": v, "warning": why} for v, why in result.partial],
            "no_original": result.no_original, "skipped_existing": result.skipped}
     write_json_atomic(path, doc)
     with atomic_path(path.with_suffix(".csv")) as tmp, open(tmp, "w", newline="") as f:

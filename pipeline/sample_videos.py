@@ -44,6 +44,8 @@ class SampleConfig:
             raise ValueError(f"classes must be 1..{len(CLASSES)}")
         if self.groups < 2 or self.clips < 1:
             raise ValueError("need at least 2 groups (group 1 is the test split) and 1 clip")
+        if self.workers < 1:
+            raise ValueError("--workers must be >= 1")
 
 
 def photo_path(name: str) -> Path:

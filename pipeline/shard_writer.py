@@ -87,6 +87,11 @@ class ShardWriter:
     def abandon(self):
         """Drop the shard being written (after an error or interrupt); leaves no file behind."""
         if self._tar is not None:
+            # The tar stream is closed first, while its file is still open: closed the other way
+            # round, its destructor later fails on the closed file ("Exception ignored in
+            # _Stream.__del__" after a Ctrl-C).
+            with contextlib.suppress(Exception):
+                self._tar.close()
             with contextlib.suppress(Exception):
                 self._file.close()
             self._tmp_tar.unlink(missing_ok=True)

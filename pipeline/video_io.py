@@ -1,6 +1,7 @@
 """Raw RGB frames in and out of ffmpeg through pipes: memory stays flat however long a video is."""
 import os
 import queue
+import re
 import subprocess
 import threading
 import tempfile
@@ -31,13 +32,41 @@ CODECS = {
 }
 
 
+# Audio codecs each container holds as they are; anything else is re-encoded to the fallback
+# (Opus or Vorbis into .avi would make ffmpeg fail).
+AUDIO_COPYABLE = {
+    "avi": {"mp3", "mp2", "ac3", "aac", "pcm_s16le", "pcm_u8"},
+    "mp4": {"aac", "mp3", "ac3", "eac3", "alac", "opus"},
+}
+AUDIO_FALLBACK = {"avi": "pcm_s16le", "mp4": "aac"}
+
+
+def audio_plan(container: str, audio_codec) -> tuple:
+    """(ffmpeg audio codec, what to tell the user or None) for copying a source's audio."""
+    if audio_codec is None or audio_codec in AUDIO_COPYABLE[container]:
+        return "copy", None
+    fallback = AUDIO_FALLBACK[container]
+    return fallback, f"audio re-encoded from {audio_codec} to {fallback} (.{container} cannot hold {audio_codec})"
+
+
 class VideoReadError(Exception):
     pass
 
 
-def read_frames(path, batch: int = 16, info: VideoInfo = None, vf: str = None):
-    """Yield (n, H, W, 3) uint8 arrays of consecutive frames; raises VideoReadError if ffmpeg
-    fails, never drops a frame silently. `vf`: an ffmpeg filter chain that keeps the frame size."""
+def ffmpeg_complaint(log: str, code: int) -> str:
+    """The line of ffmpeg's error log worth showing: the last real one, without the decoder's
+    address ("[mpeg4 @ 0x55d0] ac-tex damaged" -> "mpeg4: ac-tex damaged")."""
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip() and not ln.strip().startswith("Last message repeated")]
+    if not lines:
+        return f"exit code {code}"
+    return re.sub(r"^\[(\w+) @ 0x[0-9a-f]+\] ", r"\1: ", lines[-1])
+
+
+def read_frames(path, batch: int = 16, info: VideoInfo = None, vf: str = None, warnings: list = None):
+    """Yield (n, H, W, 3) uint8 arrays of consecutive frames, upright (ffmpeg applies a rotation
+    tag). Never drops a frame silently: if ffmpeg complains, VideoReadError is raised, except
+    that with a `warnings` list, a video that gave frames keeps them and the complaint is
+    appended there (make-shards' "partial" rule). `vf`: a filter chain that keeps the size."""
     info = info or probe_video(path)
     frame_bytes = info.width * info.height * 3
     args = ffmpeg_command(
@@ -45,6 +74,7 @@ def read_frames(path, batch: int = 16, info: VideoInfo = None, vf: str = None):
     )
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
+        decoded = 0
         try:
             while True:
                 # a fresh buffer per batch: the arrays handed out are writable and never reused
@@ -54,6 +84,7 @@ def read_frames(path, batch: int = 16, info: VideoInfo = None, vf: str = None):
                     raise VideoReadError(f"{path}: stream ended mid-frame")
                 if not n:
                     break
+                decoded += n // frame_bytes
                 yield np.frombuffer(data, np.uint8, count=n).reshape(-1, info.height, info.width, 3)
         finally:
             proc.stdout.close()
@@ -63,7 +94,10 @@ def read_frames(path, batch: int = 16, info: VideoInfo = None, vf: str = None):
             log.seek(0)
             errors = log.read().decode(errors="replace").strip()
         if code != 0 or errors:
-            raise VideoReadError(f"{path}: ffmpeg: {errors.splitlines()[-1] if errors else f'exit code {code}'}")
+            problem = f"ffmpeg: {ffmpeg_complaint(errors, code)}"
+            if warnings is None or not decoded:
+                raise VideoReadError(f"{path}: {problem}")
+            warnings.append(problem)
 
 
 def prefetched(batches, depth: int = 2):
@@ -111,7 +145,9 @@ def prefetched(batches, depth: int = 2):
 class VideoWriter:
     """Encode raw frames fed to `write`; the file appears under its name only when complete."""
 
-    def __init__(self, path, width: int, height: int, fps, codec: str = "ffv1", gray: bool = False, audio_from=None):
+    def __init__(self, path, width: int, height: int, fps, codec: str = "ffv1", gray: bool = False, audio_from=None, audio_codec=None):
+        """audio_from: copy that file's audio streams, if it has any; `audio_codec` (the source's,
+        from probe_video) decides whether the output container can take it as it is."""
         if codec not in CODECS:
             raise ValueError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
         self.path, self.channels = Path(path), 1 if gray else 3
@@ -119,10 +155,10 @@ class VideoWriter:
         c = CODECS[codec]
         self._tmp = temp_path_for(self.path)
         stream = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="gray" if gray else "rgb24", s=f"{width}x{height}", framerate=str(fps))
-        # audio_from: copy that file's audio streams, if it has any ("a?"), without re-encoding
+        acodec, self.audio_note = audio_plan(c.container, audio_codec) if audio_from else (None, None)
         streams = [stream] + ([ffmpeg.input(str(audio_from))["a?"]] if audio_from else [])
         out = ffmpeg.output(*streams, str(self._tmp), format=c.container, vcodec=c.vcodec, pix_fmt="gray" if gray else c.pix_fmt,
-                            **dict(c.options), **({"acodec": "copy"} if audio_from else {}))
+                            **dict(c.options), **({"acodec": acodec} if audio_from else {}))
         args = ffmpeg_command(out, "-y")
         self._log = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
@@ -130,21 +166,38 @@ class VideoWriter:
 
     def write(self, frames: np.ndarray):
         frames = np.ascontiguousarray(frames, dtype=np.uint8).reshape(-1, *self.shape)
-        self._proc.stdin.write(frames.tobytes())
+        try:
+            self._proc.stdin.write(frames.tobytes())
+        except BrokenPipeError:  # ffmpeg gave up: its own log says why, "Broken pipe" would not
+            self._fail(self._finish())
         self.frames += len(frames)
 
-    def close(self, ok: bool = True):
-        self._proc.stdin.close()
+    def _finish(self) -> str:
+        """Close ffmpeg's input, wait for it; its complaint, or '' if it succeeded."""
+        try:
+            self._proc.stdin.close()
+        except BrokenPipeError:
+            pass
         code = self._proc.wait()
         self._log.seek(0)
         errors = self._log.read().decode(errors="replace").strip()
         self._log.close()
-        if ok and code == 0:
-            os.replace(self._tmp, self.path)
-            return
+        return "" if code == 0 else ffmpeg_complaint(errors, code)
+
+    def _fail(self, problem: str):
         self._tmp.unlink(missing_ok=True)
-        if ok:
-            raise RuntimeError(f"ffmpeg could not write {self.path}: {errors.splitlines()[-1] if errors else code}")
+        raise RuntimeError(f"ffmpeg could not write {self.path}: {problem or 'it stopped reading frames'}")
+
+    def close(self, ok: bool = True):
+        if self._log.closed:  # already finished (or failed)
+            return
+        problem = self._finish()
+        if ok and not problem:
+            os.replace(self._tmp, self.path)
+        elif ok:
+            self._fail(problem)
+        else:
+            self._tmp.unlink(missing_ok=True)
 
     def __enter__(self):
         return self

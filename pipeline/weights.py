@@ -19,6 +19,12 @@ class WeightsError(Exception):
     """A weights file that is missing, unreadable, or not what was asked for."""
 
 
+def first_line(e: Exception, limit: int = 160) -> str:
+    """An exception as one short line: its type and the first line of its message, if any."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:limit]}" if text else type(e).__name__
+
+
 def weights_payload(net) -> dict:
     kind = "generator" if isinstance(net, UNetGenerator) else "discriminator"
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}  # loads anywhere, GPU or not
@@ -32,12 +38,16 @@ def save_weights(path, net) -> None:
 
 def read_weights(path, kind: str) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise WeightsError(f"{path}: is a folder; give the {kind}.pth file in it")
     if not path.is_file():
         raise WeightsError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"{path}: empty file (0 bytes), not a weights file")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle, zip and weights_only errors all mean "not our file"
-        raise WeightsError(f"{path}: not a weights file ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+        raise WeightsError(f"{path}: not a weights file ({first_line(e)})") from None
     if not isinstance(payload, dict) or "state_dict" not in payload or "config" not in payload:
         raise WeightsError(f"{path}: not a {kind} weights file (no config/state_dict; a training checkpoint.pt? use generator.pth)")
     if payload.get("kind") != kind:
@@ -53,5 +63,5 @@ def load_network(path, kind: str = "generator"):
         net = net_cls(config_cls(**payload["config"]))
         net.load_state_dict(payload["state_dict"])
     except (TypeError, ValueError, RuntimeError) as e:
-        raise WeightsError(f"{path}: weights do not fit the architecture they name ({str(e).splitlines()[0][:160]})") from None
+        raise WeightsError(f"{path}: weights do not fit the architecture they name ({first_line(e)})") from None
     return net

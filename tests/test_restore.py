@@ -30,10 +30,13 @@ def make_video(path, size="100x60", rate=15, seconds=2, audio=True, noise=0):
 
 def decode(path) -> np.ndarray:
     """All frames as (N, H, W, 3) uint8, by ffmpeg directly (not through our reader)."""
-    info = json.loads(subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
+    info = json.loads(subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height:stream_side_data=rotation",
                                       "-of", "json", str(path)], capture_output=True, text=True, check=True).stdout)["streams"][0]
+    h, w = info["height"], info["width"]
+    if any(abs(sd.get("rotation", 0)) % 180 == 90 for sd in info.get("side_data_list", [])):
+        h, w = w, h  # ffmpeg turns the picture upright when it decodes
     raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"], capture_output=True, check=True).stdout
-    return np.frombuffer(raw, np.uint8).reshape(-1, info["height"], info["width"], 3)
+    return np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3)
 
 
 def streams(path) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from pipeline.atomic import atomic_path
-from pipeline.weights import save_weights
+from pipeline.weights import first_line, save_weights
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT = 1
@@ -53,7 +53,10 @@ def load_checkpoint(out: Path) -> dict:
     path = Path(out) / CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(f"--resume: no {CHECKPOINT} in {out}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("format") != FORMAT:
-        raise ValueError(f"{path}: checkpoint format {state.get('format')} is not {FORMAT}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file: pickle/zip errors of many kinds
+        raise ValueError(f"{path}: unreadable checkpoint ({first_line(e)}); --overwrite starts over") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a checkpoint of format {FORMAT}")
     return state

@@ -9,6 +9,12 @@ from pipeline.precision import AMP_MODES
 GAN_MODES = ("vanilla", "lsgan")
 
 
+def check_crop(crop: int) -> None:
+    """Training and preview crops: the U-Net's depth is log2(crop), so a power of two."""
+    if crop < 32 or crop & (crop - 1):
+        raise ValueError(f"--crop {crop}: must be a power of two >= 32 (64, 128, 256)")
+
+
 @dataclass
 class TrainConfig:
     shards: Path  # folder written by make-shards (manifest.json, tars, idx)
@@ -52,7 +58,9 @@ class TrainConfig:
             (self.gan_mode in GAN_MODES, f"gan mode must be one of {GAN_MODES}"),
             (self.epochs >= 1 and self.batch_size >= 1, "epochs and batch size must be >= 1"),
             (0 <= self.decay_epochs <= self.epochs, "decay epochs must be between 0 and epochs"),
-            (self.crop >= 32 and self.crop & (self.crop - 1) == 0, "crop must be a power of two >= 32 (128, 256)"),
+            (self.ngf >= 1 and self.ndf >= 1, "--ngf and --ndf must be >= 1"),
+            (self.lr > 0 and self.lambda_l1 >= 0, "--lr must be > 0 and --lambda-l1 >= 0"),
+            (self.val_batches >= 1 and self.log_every >= 1 and self.num_threads >= 1, "--val-batches, --log-every and --num-threads must be >= 1"),
             (self.max_steps is None or self.max_steps >= 1, "max steps must be >= 1"),
             (self.max_minutes is None or self.max_minutes > 0, "max minutes must be > 0"),
             (not (self.resume and self.overwrite), "--resume and --overwrite contradict each other"),
@@ -61,6 +69,7 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        check_crop(self.crop)
 
     def to_dict(self) -> dict:
         """Plain types only, for config.json and checkpoint.pt (weights_only loads it)."""

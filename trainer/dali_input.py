@@ -15,7 +15,7 @@ from nvidia.dali.plugin.base_iterator import LastBatchPolicy
 from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
 from pipeline.degradations import DegradationSpec, add_boxes, add_noise
-from pipeline.manifest import read_manifest
+from pipeline.manifest import ManifestError, read_manifest
 
 READER = "reader"
 
@@ -30,8 +30,18 @@ class ShardSet:
 
 
 def load_shard_set(folder) -> ShardSet:
+    """The shards a manifest lists, each checked to be there whole (DALI would fail later with
+    a traceback, or read a truncated tar as garbage)."""
     folder = Path(folder)
     m = read_manifest(folder)
+    for s in m["shards"]:
+        tar, idx = folder / s["tar"], folder / s["index"]
+        for path in (tar, idx):
+            if not path.is_file():
+                raise ManifestError(f"{path}: listed in {folder / 'manifest.json'} but missing; run make-shards again")
+        if tar.stat().st_size != s["bytes"]:
+            raise ManifestError(f"{tar}: {tar.stat().st_size} bytes, the manifest says {s['bytes']} (truncated or replaced); "
+                                "run make-shards again with --overwrite")
     return ShardSet(
         tars=[str(folder / s["tar"]) for s in m["shards"]],
         indexes=[str(folder / s["index"]) for s in m["shards"]],

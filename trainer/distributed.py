@@ -10,6 +10,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from pipeline.devices import resolve_device
+
 
 @dataclass
 class Dist:
@@ -28,21 +30,10 @@ class Dist:
         return self.world_size > 1
 
 
-def pick_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda asked for, but torch sees no GPU")
-        # one GPU per local rank; an explicit cuda:N pins single-process runs
-        return torch.device(name if ":" in name else f"cuda:{local_rank}")
-    return torch.device("cpu")
-
-
 def setup(device_name: str = "auto") -> Dist:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(device_name, local_rank)
+    device = resolve_device(device_name, local_rank)
     if world_size == 1:
         return Dist(device=device)
     if device.type == "cuda":

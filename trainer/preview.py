@@ -7,10 +7,14 @@ from pipeline.degradations import DegradationSpec
 from pipeline.metrics import to_255
 from pipeline.pictures import hwc_uint8, image_grid
 from pipeline.video_io import write_png
+from trainer.config import check_crop
 from trainer.dali_input import load_shard_set, train_batches
 
 
 def make_preview(shards: Path, out: Path, spec: DegradationSpec, n: int = 8, crop: int = 128, device="cpu", seed: int = 0) -> Path:
+    check_crop(crop)
+    if n < 1:
+        raise ValueError("--num must be >= 1")
     batch = next(iter(train_batches(load_shard_set(shards), spec, n, crop, torch.device(device), seed=seed)))
     write_png(out, image_grid([hwc_uint8(to_255(batch["clean"])), hwc_uint8(to_255(batch["degraded"]))]))
     return Path(out)

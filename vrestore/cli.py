@@ -1,5 +1,12 @@
-"""`vrestore` and `make-shards`: click options map one to one onto the config dataclasses."""
+"""`vrestore` and `make-shards`: click options map one to one onto the config dataclasses.
+
+Exit codes, the same for every command: 0 done, 1 some inputs failed (each named with its
+reason), 2 a usage error (one line naming the option or file), 130 interrupted (Ctrl-C or
+SIGTERM; temporary files are removed on the way out).
+"""
+import functools
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -10,11 +17,38 @@ from pipeline.discover import SourceError
 from pipeline.manifest import ManifestError, merge_manifests
 from pipeline.make_shards import ShardConfig, format_summary, make_shards
 from pipeline.sample_videos import SampleConfig, make_sample_videos
+from pipeline.weights import WeightsError
+
+# What the library raises for bad options or inputs as a whole: shown as one line, exit 2.
+USAGE_ERRORS = (ValueError, SourceError, ManifestError, WeightsError, FileNotFoundError, NotADirectoryError)
 
 
 def fail(message: str, code: int = 2):
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def one_line_errors(interrupted: str = "interrupted; no half-written file was left"):
+    """Usage errors as one line (exit 2); Ctrl-C and SIGTERM unwind like an exception, so every
+    `with` block removes its temporary files, and exit 130."""
+    def wrap(command):
+        @functools.wraps(command)
+        def run(*args, **kwargs):
+            old = signal.signal(signal.SIGTERM, _interrupt)
+            try:
+                return command(*args, **kwargs)
+            except KeyboardInterrupt:
+                fail(interrupted, 130)
+            except USAGE_ERRORS as e:
+                fail(str(e))
+            finally:
+                signal.signal(signal.SIGTERM, old)
+        return run
+    return wrap
 
 
 def parse_size(ctx, param, value):
@@ -39,16 +73,14 @@ def cli():
 @click.option("--clips", default=2, show_default=True, help="Clips per group.")
 @click.option("--seed", default=0, show_default=True, help="Same seed, same videos.")
 @click.option("--workers", default=os.cpu_count() or 1, show_default="CPU count", help="ffmpeg processes at once.")
+@one_line_errors()
 def sample_videos_cmd(out, classes, groups, clips, seed, workers):
     """Write a small UCF-101-shaped tree of 320x240 AVI clips to OUT, with split files.
 
     The clips are pans and zooms over photographs bundled with scikit-image, so the tool can be
     tried without downloading UCF-101. Test split = group 1, as in UCF-101.
     """
-    try:
-        cfg = SampleConfig(out, classes=classes, groups=groups, clips=clips, seed=seed, workers=workers)
-    except ValueError as e:
-        fail(str(e))
+    cfg = SampleConfig(out, classes=classes, groups=groups, clips=clips, seed=seed, workers=workers)
     splits = make_sample_videos(cfg)
     click.echo(
         f"{len(splits['train']) + len(splits['test'])} clips in {out} "
@@ -79,6 +111,7 @@ def sample_videos_cmd(out, classes, groups, clips, seed, workers):
 @click.option("--num-nodes", default=1, show_default=True, help="Nodes sharding one collection into one OUT.")
 @click.option("--node-rank", default=0, show_default=True, help="This node's rank; takes every num-nodes-th video.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@one_line_errors(interrupted="interrupted; finished shards are kept, re-run the same command to resume")
 def make_shards_cmd(quiet, **options):
     """Decode the videos under SRC with ffmpeg into WebDataset shards in OUT (default: shards/).
 
@@ -87,13 +120,8 @@ def make_shards_cmd(quiet, **options):
     reads, and OUT/manifest.json lists shards, sample counts and skipped videos. Re-running on
     the same OUT resumes where an interrupted run stopped.
     """
-    try:
-        cfg = ShardConfig(**options, progress=not quiet)
-        result = make_shards(cfg)
-    except (SourceError, ValueError, FileNotFoundError) as e:
-        fail(str(e))
-    except KeyboardInterrupt:
-        fail("interrupted; finished shards are kept, re-run the same command to resume", 130)
+    cfg = ShardConfig(**options, progress=not quiet)
+    result = make_shards(cfg)
     click.echo(format_summary(result))
     if cfg.strict and result.manifest["skipped"]:
         fail(f"{len(result.manifest['skipped'])} videos skipped (--strict)", 1)
@@ -101,12 +129,10 @@ def make_shards_cmd(quiet, **options):
 
 @cli.command("merge-manifests")
 @click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@one_line_errors()
 def merge_manifests_cmd(out):
     """Merge the manifest-nodeNNN.json files of a --num-nodes run in OUT into OUT/manifest.json."""
-    try:
-        m = merge_manifests(out)
-    except ManifestError as e:
-        fail(str(e))
+    m = merge_manifests(out)
     click.echo(f"{out / 'manifest.json'}: {m['num_samples']} frames in {m['num_shards']} shards from {m['params']['num_nodes']} nodes")
 
 
@@ -146,19 +172,20 @@ def pop_spec(options: dict) -> DegradationSpec:
 @click.option("--batch-size", default=16, show_default=True, help="Frames degraded at once.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: skip them).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@one_line_errors()
 def degrade_cmd(src, dst, quiet, **options):
     """Degrade a video, or every video under a folder, exactly as training does: blur, noise,
     boxes. Keeps fps, size and frame count; the relative layout is kept under DST."""
     from pipeline.degrade_videos import DegradeConfig, degrade_videos
 
-    try:
-        cfg = DegradeConfig(src, dst, spec=pop_spec(options), progress=not quiet, **options)
-        result = degrade_videos(cfg)
-    except (ValueError, SourceError) as e:
-        fail(str(e))
+    cfg = DegradeConfig(src, dst, spec=pop_spec(options), progress=not quiet, **options)
+    result = degrade_videos(cfg)
     frames = sum(n for _, n in result.done)
     click.echo(f"degraded {len(result.done)} videos ({frames} frames) into {dst}; "
-               f"{len(result.skipped)} already there (--overwrite replaces them); {len(result.failed)} failed")
+               f"{len(result.skipped)} already there (--overwrite replaces them); {len(result.failed)} failed"
+               + (f"; {len(result.partial)} partly decoded (their decodable frames degraded)" if result.partial else ""))
+    for rel, warning in result.partial:
+        click.echo(f"  partial: {rel}: {warning}")
     for rel, reason in result.failed:
         click.echo(f"  failed: {rel}: {reason}")
     if result.failed:
@@ -173,20 +200,15 @@ def degrade_cmd(src, dst, quiet, **options):
 @click.option("--crop", default=128, show_default=True, help="Training crop size.")
 @click.option("--device", default="auto", show_default=True, help="cuda, cuda:N, cpu, or auto (cuda when available).")
 @click.option("--seed", default=0, show_default=True)
+@one_line_errors()
 def preview_cmd(shards, out, num, crop, device, seed, **options):
     """Run the training input pipeline for one batch and write a clean | degraded grid.
     Look at it before spending GPU hours."""
-    import torch
-
-    from pipeline.manifest import ManifestError
+    from pipeline.devices import resolve_device
     from trainer.preview import make_preview
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        path = make_preview(shards, out, pop_spec(options), n=num, crop=crop, device=device, seed=seed)
-    except (ValueError, ManifestError) as e:
-        fail(str(e))
+    device = resolve_device(device)
+    path = make_preview(shards, out, pop_spec(options), n=num, crop=crop, device=device, seed=seed)
     click.echo(f"wrote {path} ({num} samples: clean | degraded, {crop}x{crop} crops, device {device})")
 
 
@@ -220,6 +242,7 @@ def preview_cmd(shards, out, num, crop, device, seed, **options):
 @click.option("--num-threads", default=2, show_default=True, help="DALI threads per rank.")
 @degradation_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@one_line_errors(interrupted="interrupted; the last checkpoint is kept (--resume continues from it)")
 def train_cmd(quiet, **options):
     """Train the pix2pix restorer on shards; one process, or one per GPU under torchrun:
 
@@ -231,15 +254,12 @@ def train_cmd(quiet, **options):
     weights_only=True) and checkpoint.pt (all training state) in OUT at every epoch end, at
     --val-every, at --max-steps/--max-minutes and on Ctrl-C/SIGTERM.
     """
-    from pipeline.manifest import ManifestError
     from trainer.config import TrainConfig
     from trainer.train import NonFiniteLosses, train
 
+    cfg = TrainConfig(spec=pop_spec(options), progress=not quiet, **options)
     try:
-        cfg = TrainConfig(spec=pop_spec(options), progress=not quiet, **options)
         result = train(cfg)
-    except (ValueError, ManifestError, FileNotFoundError) as e:
-        fail(str(e))
     except NonFiniteLosses as e:
         fail(str(e), 1)
     if result.stopped == "signal":
@@ -261,6 +281,7 @@ def train_cmd(quiet, **options):
 @click.option("--side-by-side", is_flag=True, help="Also write OUTPUT_DIR/side_by_side/NAME video and .png: degraded | restored | original.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: skip them).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@one_line_errors()
 def restore_cmd(quiet, **options):
     """Restore a video, or every video under a folder (recursively), with a trained generator.
 
@@ -269,16 +290,18 @@ def restore_cmd(quiet, **options):
     the audio is copied. A video that fails is reported and the rest go on (exit 1 at the end).
     """
     from pipeline.restore import RestoreConfig, format_table, restore_videos
-    from pipeline.weights import WeightsError
 
-    try:
-        cfg = RestoreConfig(progress=not quiet, **options)
-        result = restore_videos(cfg)
-    except (ValueError, SourceError, WeightsError) as e:
-        fail(str(e))
+    cfg = RestoreConfig(progress=not quiet, **options)
+    result = restore_videos(cfg)
     frames = sum(r.frames for r in result.videos)
     click.echo(f"restored {len(result.videos)} videos ({frames} frames) into {cfg.output_dir}; "
-               f"{len(result.skipped)} already there (--overwrite replaces them); {len(result.failed)} failed")
+               f"{len(result.skipped)} already there (--overwrite replaces them); {len(result.failed)} failed"
+               + (f"; {len(result.partial)} partly decoded (their decodable frames restored)" if result.partial else ""))
+    for rel, warning in result.partial:
+        click.echo(f"  partial: {rel}: {warning}")
+    for r in result.videos:
+        if r.audio:
+            click.echo(f"  note: {r.video}: {r.audio}")
     table = format_table(result)
     if table:
         click.echo(table)
