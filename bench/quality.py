@@ -19,15 +19,14 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pipeline.degrade_videos import DegradeConfig, degrade_videos, mask_path, output_path
 from pipeline.degradations import DegradationSpec
 from pipeline.discover import list_source_videos
-from pipeline.metrics import psnr, ssim
+from pipeline.metrics import VideoScores
 from pipeline.probe import probe_video
-from pipeline.restore import Restorer
+from pipeline.restore import FrameQueue, Restorer
 from pipeline.sample_videos import SampleConfig, make_sample_videos
 from pipeline.video_io import read_frames
 
@@ -46,35 +45,6 @@ def classical_candidates():
         yield f"nlmeans {strength}, unsharp {amount}", f"format=yuv444p,nlmeans=s={strength}:p=7:r=9{sharpen}"
 
 
-class Scores:
-    """Per-frame PSNR/SSIM sums, and squared errors pooled inside/outside the boxes."""
-
-    def __init__(self, with_ssim=True):
-        self.with_ssim = with_ssim
-        self.psnr = self.ssim = 0.0
-        self.frames = 0
-        self.sq = {"inside": 0.0, "outside": 0.0}
-        self.n = {"inside": 0, "outside": 0}
-
-    def add(self, out: np.ndarray, clean: np.ndarray, mask: np.ndarray):
-        to = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float()
-        y, c = to(out), to(clean)
-        self.psnr += psnr(y, c).sum().item()
-        if self.with_ssim:
-            self.ssim += ssim(y, c).sum().item()
-        self.frames += len(c)
-        err = (out.astype(np.float64) - clean).__pow__(2).sum(-1)  # (N, H, W), over channels
-        inside = mask[..., 0] > 127
-        for k, where in (("inside", inside), ("outside", ~inside)):
-            self.sq[k] += err[where].sum()
-            self.n[k] += where.sum() * 3
-
-    def result(self) -> dict:
-        pooled = lambda k: 10 * np.log10(255**2 / (self.sq[k] / self.n[k])) if self.n[k] else None
-        return {"psnr": self.psnr / self.frames, "ssim": self.ssim / self.frames if self.with_ssim else None,
-                "psnr_inside_boxes": pooled("inside"), "psnr_outside_boxes": pooled("outside"), "frames": self.frames}
-
-
 def method_frames(method, degraded: Path, info):
     """Batches of a method's output for one degraded video."""
     kind, arg = method
@@ -82,21 +52,24 @@ def method_frames(method, degraded: Path, info):
         yield from read_frames(degraded, BATCH, info)
     elif kind == "classical":
         yield from read_frames(degraded, BATCH, info, vf=arg)
-    else:
-        for frames in read_frames(degraded, BATCH, info):
-            yield arg(frames)
+    else:  # a Restorer: each frame from its window of neighbours, as `vrestore restore` runs it
+        for _, restored in arg.stream(read_frames(degraded, BATCH, info)):
+            yield restored
 
 
 def evaluate(method, videos: list, with_ssim=True) -> dict:
-    """videos: (clean, degraded, mask) paths."""
-    scores = Scores(with_ssim)
+    """videos: (clean, degraded, mask) paths; the scores of pipeline.metrics.VideoScores."""
+    scores = VideoScores(with_ssim)
+    to = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float()
     for clean, degraded, mask in videos:
         info = probe_video(degraded)
-        streams = zip(read_frames(clean, BATCH), method_frames(method, degraded, info), read_frames(mask, BATCH))
-        for c, y, m in streams:
-            if len(c) != len(y):
+        originals, masks = FrameQueue(read_frames(clean, BATCH)), FrameQueue(read_frames(mask, BATCH))
+        for y in method_frames(method, degraded, info):
+            c, m = originals.take(len(y)), masks.take(len(y))
+            if c is None or len(c) != len(y):
                 raise RuntimeError(f"{degraded}: output and original differ in length")
-            scores.add(y, c, m)
+            scores.add(to(y), to(c), torch.from_numpy(m[..., :1] > 127).permute(0, 3, 1, 2))
+        scores.end_video()
     return scores.result()
 
 
@@ -109,6 +82,14 @@ def degraded_set(clean_root: Path, split, work: Path, spec, seed, limit=None) ->
         cfg = DegradeConfig(clean_root / rel, output_path(work, rel, "ffv1"), spec=spec, seed=seed, save_masks=True, overwrite=True, progress=False)
         degrade_videos(cfg)  # a single file with a suffixed DST is written to DST itself
     return [(clean_root / rel, output_path(work, rel, "ffv1"), mask_path(output_path(work, rel, "ffv1"))) for rel in rels]
+
+
+def print_table(rows: dict) -> None:
+    width = max(len(k) for k in rows)
+    print(f"{'method':<{width}}  {'PSNR':>6}  {'SSIM':>6}  {'PSNR boxes':>10}  {'PSNR outside':>12}  {'temporal PSNR':>13}")
+    for name, r in rows.items():
+        print(f"{name:<{width}}  {r['psnr']:6.2f}  {r['ssim']:6.4f}  {r['psnr_inside_boxes']:10.2f}  {r['psnr_outside_boxes']:12.2f}"
+              f"  {r['temporal_psnr']:13.2f}")
 
 
 def main():
@@ -153,10 +134,7 @@ def main():
     frames = next(iter(rows.values()))["frames"]
     print(f"\n{len(test)} test videos, {frames} frames, {args.clean}; spec: blur 7x7 sigma {spec.blur_sigma}, noise std {spec.noise_std}, "
           f"{spec.boxes_min}-{spec.boxes_max} boxes; seed {args.seed}")
-    width = max(len(k) for k in rows)
-    print(f"{'method':<{width}}  {'PSNR':>6}  {'SSIM':>6}  {'PSNR boxes':>10}  {'PSNR outside':>12}")
-    for name, r in rows.items():
-        print(f"{name:<{width}}  {r['psnr']:6.2f}  {r['ssim']:6.4f}  {r['psnr_inside_boxes']:10.2f}  {r['psnr_outside_boxes']:12.2f}")
+    print_table(rows)
     out = args.json or args.work / "quality.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"test_videos": len(test), "frames": frames, "seed": args.seed, "tuning_psnr": tuning,

@@ -1,16 +1,20 @@
-"""Images/s of the full pix2pix step (G forward, D step, G step): the trainer's settings against
-a plain baseline, and per-rank scaling from 1 to 2 processes. One run, ratios printed.
+"""Images/s of the full pix2pix step (G forward, D step, G step), every variant in one run with
+ratios to the first, and per-rank scaling from 1 to 2 processes.
 
     python bench/train_step.py                      # CPU: small width so it finishes in minutes
-    python bench/train_step.py --device cuda --ngf 64 --batch-size 16 --crops 128 256
+    python bench/train_step.py --device cuda --ngf 64 --ndf 64 --batch-size 16 --crops 128 256
 
 Batches are synthetic tensors already on the device, so the figures are the step alone (the
-input pipeline has its own benchmark, bench/loader.py).
-  baseline  fp32, NCHW (contiguous)
-  trainer   channels_last + autocast (bf16 on GPUs that have it, else fp16 with a GradScaler;
-            on the CPU bf16, which is what `--amp bf16` would run)
-Scaling runs the trainer setting in 1 and in 2 gloo/NCCL processes (DDP, one thread each on
-the CPU) and reports total images/s.
+input pipeline has its own benchmark, bench/loader.py; bench/train_e2e.py sets the whole
+trainer beside this). Variants:
+  legacy fp32 NCHW      the step before it went sync-free: foreach Adam, the gradient norm read
+                        on the host twice a step, every buffer cloned (the baseline)
+  legacy fp32 / bf16    the same, channels_last, without and with autocast
+  fp32 / bf16           the trainer's step: fused Adam, skip decided on the device, buffers kept
+                        in one flat copy per dtype
+  bf16 + compile        the same with torch.compile'd networks (the first steps compile)
+Autocast means bf16 on GPUs that have it (else fp16 with a GradScaler) and bf16 on the CPU,
+which is what `--amp bf16` runs there.
 """
 import argparse
 import os
@@ -24,19 +28,46 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from models import DiscriminatorConfig, GANLoss, GeneratorConfig, build_discriminator, build_generator
 from pipeline.devices import resolve_device
 from trainer import distributed
-from trainer.pix2pix_step import Pix2Pix
+from trainer.pix2pix_step import Pix2Pix, make_adam
 
 
-def make_step(device, crop, ngf, ndf, channels_last, dtype, ddp=False):
+class LegacyPix2Pix(Pix2Pix):
+    """The step as it was: two host reads of the gradient norm and a clone of every buffer."""
+
+    def step(self, opt):
+        self.scaler.unscale_(opt)
+        grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        if bool(torch.isfinite(torch.nn.utils.get_total_norm(grads))):  # a CPU-GPU sync
+            self.scaler.step(opt)
+        return torch.zeros((), device=self.device)
+
+    def optimize(self, batch):
+        # the clones it made every step (copied back only after a skip, which these finite
+        # synthetic batches never cause)
+        saved = [b.clone() for net in (self.G, self.D_frozen) for b in net.buffers()]
+        return super().optimize(batch) if saved is not None else None
+
+
+def make_step(device, crop, ngf, ndf, channels_last, dtype, ddp=False, legacy=False, compile_mode=None):
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     G = build_generator(GeneratorConfig.for_crop(crop, ngf=ngf)).to(device, memory_format=fmt)
     D = build_discriminator(DiscriminatorConfig(ndf=ndf)).to(device, memory_format=fmt)
-    opt_G = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_D = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    if legacy:
+        opt_G = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999), foreach=True)
+        opt_D = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999), foreach=True)
+    else:
+        opt_G, opt_D = make_adam(G.parameters(), 2e-4, 0.5), make_adam(D.parameters(), 2e-4, 0.5)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     G_t = DDP(G, forward_sync_buffers=False) if ddp else G
     D_t = DDP(D, forward_sync_buffers=False) if ddp else D
-    return Pix2Pix(G_t, D_t, D, opt_G, opt_D, scaler, GANLoss().to(device), 100.0, device, dtype)
+    D_f = D
+    if compile_mode:
+        G_t, D_t, D_f = (torch.compile(m, mode=compile_mode) for m in (G_t, D_t, D))
+    cls = LegacyPix2Pix if legacy else Pix2Pix
+    model = cls(G_t, D_t, D_f, opt_G, opt_D, scaler, GANLoss().to(device), 100.0, device, dtype)
+    if legacy:
+        model.guard.groups = {}  # its own clones stand in for the flat guard
+    return model
 
 
 def batch(device, n, crop, channels_last):
@@ -100,21 +131,41 @@ def main():
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--compile-warmup", type=int, default=3, help="extra untimed steps for compiled variants")
+    p.add_argument("--only", nargs="*", help="variant names to run (default: all)")
     p.add_argument("--no-scaling", action="store_true")
     args = p.parse_args()
     device = resolve_device(args.device, 0)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; ngf {args.ngf}, ndf {args.ndf}, batch {args.batch_size}, {args.steps} timed steps after {args.warmup}")
+    dtype = trainer_dtype(device)
+    amp = str(dtype).split(".")[-1]
+    variants = [
+        ("legacy fp32 NCHW", dict(channels_last=False, dtype=None, legacy=True)),
+        ("legacy fp32", dict(channels_last=True, dtype=None, legacy=True)),
+        (f"legacy {amp}", dict(channels_last=True, dtype=dtype, legacy=True)),
+        ("fp32", dict(channels_last=True, dtype=None)),
+        (amp, dict(channels_last=True, dtype=dtype)),
+        (f"{amp} + compile", dict(channels_last=True, dtype=dtype, compile_mode="default")),
+    ]
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as the trainer sets it: fixed shapes, the fastest kernels found once
+    chosen = [v for v in variants if not args.only or v[0] in args.only]
     for crop in args.crops:
-        base = images_per_s(make_step(device, crop, args.ngf, args.ndf, False, None), batch(device, args.batch_size, crop, False), device, args.warmup, args.steps)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        dtype = trainer_dtype(device)
-        fast = images_per_s(make_step(device, crop, args.ngf, args.ndf, True, dtype), batch(device, args.batch_size, crop, True), device, args.warmup, args.steps)
-        peak = f", peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB" if device.type == "cuda" else ""
-        cl_fp32 = images_per_s(make_step(device, crop, args.ngf, args.ndf, True, None), batch(device, args.batch_size, crop, True), device, args.warmup, args.steps)
-        print(f"crop {crop}: fp32 NCHW {base:.1f} img/s | channels_last fp32 {cl_fp32:.1f} ({cl_fp32 / base:.2f}x) | "
-              f"channels_last + {str(dtype).split('.')[-1]} {fast:.1f} ({fast / base:.2f}x){peak}")
+        results = []
+        for name, kw in chosen:
+            torch.manual_seed(0)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            model = make_step(device, crop, args.ngf, args.ndf, kw["channels_last"], kw["dtype"], legacy=kw.get("legacy", False),
+                              compile_mode=kw.get("compile_mode"))
+            warmup = args.warmup + (args.compile_warmup if kw.get("compile_mode") else 0)
+            rate = images_per_s(model, batch(device, args.batch_size, crop, kw["channels_last"]), device, warmup, args.steps)
+            peak = f", {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB" if device.type == "cuda" else ""
+            results.append((name, rate, peak))
+            print(f"  crop {crop} {name}: {rate:.1f} img/s{peak}", flush=True)
+        base = results[0][1]
+        print(f"crop {crop}, batch {args.batch_size}: " + " | ".join(f"{n} {r:.1f} ({r / base:.2f}x)" for n, r, _ in results), flush=True)
     if not args.no_scaling:
         one, two = scaling(args, 1), scaling(args, 2)
         print(f"scaling at crop {args.crops[0]} (channels_last + {str(trainer_dtype(device)).split('.')[-1]}, 1 thread per process): "

@@ -7,11 +7,12 @@ from models.networks import (
     UNetGenerator,
     build_discriminator,
     build_generator,
+    centre_frame,
     init_weights,
     pad_to_multiple,
 )
 
 __all__ = [
     "DiscriminatorConfig", "GANLoss", "GeneratorConfig", "PatchDiscriminator", "UNetGenerator",
-    "build_discriminator", "build_generator", "init_weights", "pad_to_multiple",
+    "build_discriminator", "build_generator", "centre_frame", "init_weights", "pad_to_multiple",
 ]

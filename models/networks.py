@@ -29,10 +29,13 @@ class GeneratorConfig:
     depth: int = 7  # stride-2 downsamplings: 7 turns a 128 crop into 1x1, 8 a 256 crop
     norm: str = "batch"
     dropout: bool = True  # 0.5 in the innermost decoder blocks, the pix2pix noise source
+    frames: int = 1  # odd: the centre frame and its neighbours, stacked on channels (early fusion)
 
     def __post_init__(self):
         if self.depth < 5:
             raise ValueError("depth must be >= 5 (the U-Net's outer four levels are fixed)")
+        if self.frames < 1 or self.frames % 2 == 0:
+            raise ValueError(f"frames must be odd and >= 1 (1, 3, 5), not {self.frames}")
         norm_layer(self.norm, 1)
 
     @staticmethod
@@ -94,7 +97,15 @@ class UNetBlock(nn.Module):
         return self.model(x) if self.outermost else torch.cat([x, self.model(x)], dim=1)
 
 
+def centre_frame(stack: torch.Tensor) -> torch.Tensor:
+    """(N, 3T, H, W) frames t-k .. t+k, frame-major -> (N, 3, H, W) frame t (a view)."""
+    k = stack.shape[1] // 6
+    return stack[:, 3 * k : 3 * k + 3]
+
+
 class UNetGenerator(nn.Module):
+    """(N, 3 * frames, H, W) degraded frames t-k .. t+k, frame-major -> (N, 3, H, W) frame t."""
+
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
         self.cfg = cfg
@@ -105,7 +116,7 @@ class UNetGenerator(nn.Module):
         block = UNetBlock(g * 4, g * 8, inner=block, norm=n)
         block = UNetBlock(g * 2, g * 4, inner=block, norm=n)
         block = UNetBlock(g, g * 2, inner=block, norm=n)
-        self.model = UNetBlock(cfg.out_channels, g, in_nc=cfg.in_channels, inner=block, outermost=True, norm=n)
+        self.model = UNetBlock(cfg.out_channels, g, in_nc=cfg.in_channels * cfg.frames, inner=block, outermost=True, norm=n)
 
     def forward(self, x):
         return self.model(x)

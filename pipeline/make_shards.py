@@ -43,6 +43,8 @@ class ShardConfig:
     image_format: str = "jpg"  # "jpg" or "png" (lossless, ~8x larger)
     quality: int = 2  # ffmpeg's JPEG -q:v: 2 (best) .. 31 (worst)
     frame_stride: int = 1  # keep every Nth frame
+    clip_len: int = 1  # frames per sample (odd); 1: one sample per frame, the original format
+    clip_stride: int = 1  # kept frames between the starts of consecutive clips
     size: Optional[Tuple[int, int]] = None  # (W, H) resize; None keeps the source size
     short_side: Optional[int] = None  # resize so the short side is N, keeping aspect
     max_frames: int = 10_000  # samples per shard
@@ -67,6 +69,8 @@ class ShardConfig:
             (self.image_format in ("jpg", "png"), "format must be jpg or png"),
             (2 <= self.quality <= 31, "quality is ffmpeg's JPEG -q:v, from 2 (best) to 31"),
             (self.frame_stride >= 1, "frame stride must be >= 1"),
+            (self.clip_len >= 1 and self.clip_len % 2 == 1, "--clip-len must be odd and >= 1 (1, 3, 5): the restored frame is the centre"),
+            (self.clip_stride >= 1, "--clip-stride must be >= 1"),
             (not (self.size and self.short_side), "give --size or --short-side, not both"),
             (self.max_frames >= 1 and self.max_size_mb > 0, "shard caps must be positive"),
             (self.mix_window >= 1, "mix window must be >= 1"),
@@ -88,6 +92,8 @@ class ShardConfig:
         params = {k: d[k] for k in OUTPUT_PARAMS}
         params["split_file"] = str(self.split_file) if self.split_file else None
         params["size"] = list(self.size) if self.size else None
+        if self.clip_len > 1:  # absent for per-frame shards, so their manifests stay as they were
+            params |= {"clip_len": self.clip_len, "clip_stride": self.clip_stride}
         return params
 
     @property
@@ -158,16 +164,34 @@ def shard_video(entry: VideoEntry, cfg: ShardConfig) -> VideoResult:
         "video": entry.video_id, "class": entry.cls, "group": entry.group, "clip": entry.clip,
         "fps": round(float(fps), 6), "width": width, "height": height, "source": entry.rel,
     }
-    for n, image in enumerate(decoded.images):
-        index = n * cfg.frame_stride
-        frame_meta = json.dumps({**meta, "frame": index}, sort_keys=True).encode()
-        result.samples.append((f"{entry.video_id}/{index:06d}", {cfg.image_format: image, "json": frame_meta}))
+    if len(decoded.images) < cfg.clip_len:
+        return skip(f"shorter than --clip-len {cfg.clip_len} ({len(decoded.images)} frames)")
+    result.samples = clip_samples(entry.video_id, decoded.images, meta, cfg)
     result.record = {
         **base, "class": entry.cls, "group": entry.group, "clip": entry.clip,
         "frames": len(decoded.images), "fps": meta["fps"], "width": width, "height": height,
         "partial": bool(problem), **({"warning": problem} if problem else {}),
+        **({"clips": len(result.samples)} if cfg.clip_len > 1 else {}),
     }
     return result
+
+
+def clip_samples(video_id: str, images: list, meta: dict, cfg: ShardConfig) -> list:
+    """(key, members) per sample. One frame: `ID/FFFFFF.jpg` + `.json` (frame = its index).
+    A clip of T: `ID/FFFFFF.0.jpg` .. `.{T-1}.jpg` + `.json`, FFFFFF its first frame's index;
+    clips start every `clip_stride` kept frames, so a video of n frames gives
+    ceil((n - T + 1) / clip_stride) clips, each wholly inside the video."""
+    samples, t = [], cfg.clip_len
+    for start in range(0, len(images) - t + 1, cfg.clip_stride):
+        first = start * cfg.frame_stride
+        info = {**meta, "frame": first}
+        if t == 1:
+            members = {cfg.image_format: images[start]}
+        else:
+            info |= {"clip_len": t, "frames": [first + i * cfg.frame_stride for i in range(t)]}
+            members = {f"{i}.{cfg.image_format}": images[start + i] for i in range(t)}
+        samples.append((f"{video_id}/{first:06d}", {**members, "json": json.dumps(info, sort_keys=True).encode()}))
+    return samples
 
 
 def window_rng(cfg: ShardConfig, window: int) -> random.Random:
@@ -302,9 +326,12 @@ def format_summary(result: ShardResult) -> str:
     stride = m["params"].get("frame_stride", 1)
     # With a stride the kept frames undersell the work: ffmpeg decodes every frame.
     unit = "frames/s" if stride == 1 else f"kept frames/s; --frame-stride {stride}: ffmpeg decoded about {stride}x as many"
-    rate = m["num_samples"] / result.seconds if result.seconds > 0 and not result.already_complete else None
+    clip_len = m["params"].get("clip_len", 1)
+    samples = "frames" if clip_len == 1 else f"clips of {clip_len} frames"
+    frames = sum(v["frames"] for v in m["videos"])
+    rate = frames / result.seconds if result.seconds > 0 and not result.already_complete else None
     lines.append(
-        f"{len(m['videos'])} videos -> {m['num_samples']} frames in {m['num_shards']} shards ({mb:.1f} MB) in {result.out}"
+        f"{len(m['videos'])} videos -> {m['num_samples']} {samples} in {m['num_shards']} shards ({mb:.1f} MB) in {result.out}"
         + (f", {result.seconds:.1f} s ({rate:.0f} {unit})" if rate else "")
     )
     if result.resumed_shards:

@@ -4,6 +4,8 @@ Inputs are float tensors on the 0..255 scale, NCHW, already rounded as an 8-bit 
 every function returns one value per image so callers can average over all frames of all
 videos.
 """
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -49,3 +51,70 @@ def ssim(a: torch.Tensor, b: torch.Tensor, peak: float = 255.0) -> torch.Tensor:
 def to_255(x: torch.Tensor) -> torch.Tensor:
     """[-1, 1] network images to rounded 0..255 levels, as the written frame would hold."""
     return ((x.float().clamp(-1, 1) + 1) * 127.5).round()
+
+
+def box_squared_errors(out: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[sum of squared errors inside the boxes, values counted inside, the same outside], float64;
+    `mask` (N, 1, H, W) is true inside the boxes. Sums over frames are pooled into one PSNR by
+    `pooled_psnr`, so a frame with a tiny box does not weigh like one with a large box."""
+    err = (out.double() - clean.double()).pow(2)
+    inside = mask.expand_as(err).bool()
+    n_in = inside.sum().double()
+    sq_in = err[inside].sum()
+    return torch.stack([sq_in, n_in, err.sum() - sq_in, err.numel() - n_in]).cpu()
+
+
+def pooled_psnr(sq_sum: float, count: float, peak: float = 255.0):
+    """PSNR of squared errors pooled over many pixels (None when there were none)."""
+    if count == 0:
+        return None
+    mse = sq_sum / count
+    return PSNR_CAP if mse == 0 else min(PSNR_CAP, 10 * math.log10(peak**2 / mse))
+
+
+def temporal_squared_error(out: torch.Tensor, ref: torch.Tensor, prev_out=None, prev_ref=None) -> torch.Tensor:
+    """[sum, count] of squared errors of consecutive-frame differences, (out_t - out_t-1) against
+    (ref_t - ref_t-1), over the frames of `out` (N, C, H, W) and the frame before them, if given.
+    A steady video whose frames each look right scores high; one that flickers scores low even
+    when each frame on its own scores well."""
+    out, ref = out.double(), ref.double()
+    if prev_out is not None:
+        out, ref = torch.cat([prev_out.double(), out]), torch.cat([prev_ref.double(), ref])
+    if len(out) < 2:
+        return torch.zeros(2, dtype=torch.float64)
+    err = ((out[1:] - out[:-1]) - (ref[1:] - ref[:-1])).pow(2)
+    return torch.stack([err.sum(), torch.tensor(float(err.numel()), dtype=torch.float64)]).cpu()
+
+
+class VideoScores:
+    """One method's output against the originals over many frames of many videos: mean per-frame
+    PSNR and SSIM; PSNR pooled inside and outside the boxes (when masks are given); temporal
+    PSNR (pooled over consecutive-frame differences, peak 255). Call `end_video` between videos."""
+
+    def __init__(self, with_ssim: bool = True):
+        self.with_ssim = with_ssim
+        self.frames, self.psnr, self.ssim = 0, 0.0, 0.0
+        self.boxes = torch.zeros(4, dtype=torch.float64)
+        self.temporal = torch.zeros(2, dtype=torch.float64)
+        self.prev = None
+
+    def add(self, out: torch.Tensor, ref: torch.Tensor, mask=None) -> None:
+        """(N, 3, H, W) levels 0..255; `mask` (N, 1, H, W), true inside the boxes."""
+        self.psnr += psnr(out, ref).sum().item()
+        if self.with_ssim:
+            self.ssim += ssim(out, ref).sum().item()
+        self.frames += len(out)
+        if mask is not None:
+            self.boxes += box_squared_errors(out, ref, mask)
+        self.temporal += temporal_squared_error(out, ref, *(self.prev or (None, None)))
+        self.prev = (out[-1:], ref[-1:])
+
+    def end_video(self) -> None:
+        self.prev = None
+
+    def result(self) -> dict:
+        n = max(self.frames, 1)
+        sq_in, n_in, sq_out, n_out = self.boxes.tolist()
+        return {"psnr": self.psnr / n, "ssim": self.ssim / n if self.with_ssim else None,
+                "psnr_inside_boxes": pooled_psnr(sq_in, n_in), "psnr_outside_boxes": pooled_psnr(sq_out, n_out),
+                "temporal_psnr": pooled_psnr(*self.temporal.tolist()), "frames": self.frames}

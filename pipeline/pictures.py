@@ -1,6 +1,12 @@
-"""Comparison pictures: images side by side with white gaps, as NHWC/HWC uint8 arrays."""
+"""Comparison pictures: images side by side with white gaps, as NHWC/HWC uint8 arrays, and PNG
+files of them (Pillow: no ffmpeg process per picture, so training needs no ffmpeg binary)."""
+from pathlib import Path
+
 import numpy as np
 import torch
+from PIL import Image
+
+from pipeline.atomic import atomic_path
 
 GAP = 4
 
@@ -28,3 +34,11 @@ def side_by_side(frames: list, gap: int = GAP) -> np.ndarray:
     for i, f in enumerate(frames):
         parts += [white, f] if i else [f]
     return np.concatenate(parts, axis=2)
+
+
+def write_png(path, image: np.ndarray) -> None:
+    """An (H, W, 3) uint8 image to a PNG file, written under a temporary name and renamed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8), "RGB").save(tmp, format="PNG")

@@ -19,12 +19,13 @@ from tqdm import tqdm
 from models import pad_to_multiple
 from pipeline.atomic import atomic_path, remove_dead_temp_files, write_json_atomic
 from pipeline.devices import resolve_device
+from pipeline.frame_windows import sliding_windows
 from pipeline.discover import VIDEO_EXTENSIONS, check_output_folder, list_source_videos, output_names, refuse_replacing_inputs
-from pipeline.metrics import psnr, ssim, to_255
-from pipeline.pictures import hwc_uint8, side_by_side
+from pipeline.metrics import VideoScores, to_255
+from pipeline.pictures import hwc_uint8, side_by_side, write_png
 from pipeline.precision import AMP_MODES, amp_dtype
 from pipeline.probe import UnreadableVideo, probe_video
-from pipeline.video_io import CODECS, VideoReadError, VideoWriter, prefetched, read_frames, write_png
+from pipeline.video_io import CODECS, VideoReadError, VideoWriter, prefetched, read_frames
 from pipeline.weights import load_network
 
 
@@ -60,14 +61,14 @@ class RestoreConfig:
 
 
 class Restorer:
-    """The generator on a device, frames in and out as (N, H, W, 3) uint8 arrays."""
+    """The generator on a device: windows of frames in, (N, H, W, 3) uint8 frames out."""
 
     def __init__(self, weights: Path, device="auto", amp="auto", channels_last=True, tile: Optional[int] = None):
         self.device = resolve_device(device)
         self.G = load_network(weights, "generator").eval().to(self.device)
         self.fmt = torch.channels_last if channels_last else torch.contiguous_format
         self.G = self.G.to(memory_format=self.fmt)
-        self.multiple = self.G.cfg.multiple
+        self.multiple, self.frames = self.G.cfg.multiple, self.G.cfg.frames
         if tile is not None and (tile < self.multiple or tile % self.multiple):
             raise ValueError(f"--tile must be a multiple of {self.multiple} (this generator's 2^depth)")
         self.tile = tile
@@ -88,7 +89,7 @@ class Restorer:
         _, _, h, w = x.shape
         overlap = min(32, self.tile // 4)
         step = self.tile - 2 * overlap
-        out = torch.empty_like(x)
+        out = x.new_empty(x.shape[0], 3, h, w)
         for y0 in range(0, h, step):
             for x0 in range(0, w, step):
                 y1, x1 = min(y0 + step, h), min(x0 + step, w)
@@ -98,12 +99,28 @@ class Restorer:
         return out
 
     @torch.no_grad()
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
-        # NHWC uint8 viewed as NCHW is channels_last already: no copy before the device
-        x = torch.from_numpy(frames).to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(127.5).sub_(1)
-        h, w = x.shape[-2:]
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        """(N, T, H, W, 3) uint8 windows (frames t-k .. t+k) -> (N, H, W, 3) restored frames t;
+        a single-frame generator also takes (N, H, W, 3)."""
+        if windows.ndim == 4:
+            windows = windows[:, None]
+        if not windows.flags.writeable:  # e.g. np.frombuffer over bytes: torch wants writable memory
+            windows = windows.copy()
+        n, t, h, w, _ = windows.shape
+        # (N, T, H, W, 3) -> (N, H, W, T*3) -> NCHW: channels frame-major, as training stacks them
+        x = torch.from_numpy(windows).to(self.device, non_blocking=True).permute(0, 2, 3, 1, 4).reshape(n, h, w, t * 3)
+        x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1)
         y = self._tiled(x) if self.tile and (h > self.tile or w > self.tile) else self._forward(x)
         return hwc_uint8(to_255(y))
+
+    def stream(self, batches):
+        """Yield (input frames, restored frames) for batches of consecutive frames of one video,
+        each frame restored from its mirrored window of neighbours."""
+        for centre, windows in sliding_windows(batches, self.frames):
+            yield centre, self(windows)
+
+
+SCORES = ("psnr", "ssim", "psnr_boxes", "psnr_outside", "temporal_psnr")
 
 
 @dataclass
@@ -115,10 +132,19 @@ class VideoReport:
     size: str
     seconds: float
     original: Optional[str] = None
-    psnr_input: Optional[float] = None  # means over all frames, against the original
-    ssim_input: Optional[float] = None
+    mask: Optional[str] = None  # NAME_mask.* beside the input: in/out-of-box scores
+    # against the original, over all frames: mean per-frame PSNR and SSIM; PSNR pooled inside
+    # and outside the boxes; temporal PSNR (consecutive-frame differences). None: not measured.
+    psnr_input: Optional[float] = None
     psnr_restored: Optional[float] = None
+    ssim_input: Optional[float] = None
     ssim_restored: Optional[float] = None
+    psnr_boxes_input: Optional[float] = None
+    psnr_boxes_restored: Optional[float] = None
+    psnr_outside_input: Optional[float] = None
+    psnr_outside_restored: Optional[float] = None
+    temporal_psnr_input: Optional[float] = None
+    temporal_psnr_restored: Optional[float] = None
     mismatch: Optional[str] = None  # why no figures, when an original was there but did not pair
     warning: Optional[str] = None  # ffmpeg complained but frames decoded: restored what decoded (partial)
     audio: Optional[str] = None  # how the audio was carried, when not copied as it was
@@ -137,22 +163,46 @@ class RestoreResult:
     no_original: list = field(default_factory=list)
 
 
+class FrameQueue:
+    """The next n frames of a stream of frame batches, whatever its batch sizes (the restored
+    stream comes in other chunks than the originals' reader gives)."""
+
+    def __init__(self, batches):
+        self.batches, self.buf = batches, []
+
+    def take(self, n: int):
+        while len(self.buf) < n:
+            batch = next(self.batches, None)
+            if batch is None:
+                break
+            self.buf.extend(batch)
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return np.stack(out) if out else None
+
+    def exhausted(self) -> bool:
+        return self.take(1) is None
+
+
 class FrameScores:
-    """PSNR/SSIM sums over frames, computed on the frames in memory (before encoding)."""
+    """The input's and the output's scores against the original, on the frames in memory
+    (before encoding): pipeline.metrics.VideoScores for each."""
 
     def __init__(self):
-        self.sums = np.zeros(4)
-        self.frames = 0
+        self.input, self.restored = VideoScores(), VideoScores()
 
-    def add(self, degraded, restored, original):
-        to = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).double()
-        x, y, o = to(degraded), to(restored), to(original)
-        self.sums += [psnr(x, o).sum().item(), ssim(x, o).sum().item(), psnr(y, o).sum().item(), ssim(y, o).sum().item()]
-        self.frames += len(o)
+    def add(self, degraded, restored, original, mask=None):
+        to = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float()
+        o, m = to(original), None if mask is None else torch.from_numpy(mask[..., :1] > 127).permute(0, 3, 1, 2)
+        self.input.add(to(degraded), o, m)
+        self.restored.add(to(restored), o, m)
 
     def means(self) -> dict:
-        m = self.sums / max(self.frames, 1)
-        return dict(zip(("psnr_input", "ssim_input", "psnr_restored", "ssim_restored"), m.tolist()))
+        names = {"psnr": "psnr", "ssim": "ssim", "psnr_inside_boxes": "psnr_boxes", "psnr_outside_boxes": "psnr_outside",
+                 "temporal_psnr": "temporal_psnr"}
+        out = {}
+        for which, scores in (("input", self.input), ("restored", self.restored)):
+            out |= {f"{names[k]}_{which}": v for k, v in scores.result().items() if k in names}
+        return out
 
 
 def pair_check(info, original_info) -> Optional[str]:
@@ -167,9 +217,11 @@ class Sink:
     """Everything after the generator for one video: encode, score against the original, write
     the comparison. Runs in a worker thread so it overlaps the next batch's model pass."""
 
-    def __init__(self, stack: ExitStack, out: VideoWriter, info, codec, originals=None, comparison: Optional[Path] = None):
+    def __init__(self, stack: ExitStack, out: VideoWriter, info, codec, originals=None, masks=None, comparison: Optional[Path] = None):
         self.stack, self.out, self.info, self.codec = stack, out, info, codec
-        self.originals, self.comparison = originals, comparison
+        self.originals = FrameQueue(originals) if originals is not None else None
+        self.masks = FrameQueue(masks) if masks is not None else None
+        self.comparison = comparison
         self.scores = FrameScores() if originals is not None else None
         self.mismatch, self.sbs = None, None
         self.picture_at = (info.nb_frames or 1) // 2
@@ -179,11 +231,12 @@ class Sink:
         self.out.write(restored)
         columns = [frames, restored]
         if self.scores is not None:
-            ref = next(self.originals, None)
-            if ref is None or len(ref) != len(frames):
-                self.mismatch, self.scores = "original and input differ in frame count", None
+            ref = self.originals.take(len(frames))
+            mask = self.masks.take(len(frames)) if self.masks else None
+            if ref is None or len(ref) != len(frames) or (mask is not None and len(mask) != len(frames)):
+                self.mismatch, self.scores = "original (or mask) and input differ in frame count", None
             else:
-                self.scores.add(frames, restored, ref)
+                self.scores.add(frames, restored, ref, mask)
                 columns.append(ref)
         if self.comparison is not None:
             panel = side_by_side(columns)
@@ -196,39 +249,50 @@ class Sink:
             self.sbs.write(panel)
 
     def finish(self) -> None:
-        if self.scores is not None and next(self.originals, None) is not None:
+        if self.scores is not None and not self.originals.exhausted():
             self.mismatch, self.scores = "original and input differ in frame count", None
         if self.mismatch:
             self.mismatch += f" (input {self.out.frames})"
 
 
+def mask_beside(src: Path) -> Optional[Path]:
+    """`vrestore degrade --save-masks` writes NAME_mask.EXT beside NAME.EXT: 255 inside the boxes."""
+    for ext in VIDEO_EXTENSIONS:
+        if (p := src.with_name(f"{src.stem}_mask{ext}")).is_file():
+            return p
+    return None
+
+
 def restore_video(src: Path, dst: Path, restorer: Restorer, codec="mjpeg", batch_size=8, original: Optional[Path] = None,
                   comparison: Optional[Path] = None, on_frames=None) -> VideoReport:
     """Restore one video into `dst` (audio copied); with `original`, score input and output
-    against it; with `comparison`, also write that video and a PNG of its middle frame.
+    against it (inside and outside the boxes too when NAME_mask.* lies beside `src`); with
+    `comparison`, also write that video and a PNG of its middle frame.
 
     Three stages overlap: ffmpeg decoding (read ahead in a thread), the generator (this
-    thread), and the sink (a worker thread); at most one batch waits at each, so memory stays
-    flat however long the video."""
+    thread), and the sink (a worker thread); at most one batch waits at each, and a
+    multi-frame generator holds 2k frames more, so memory stays flat however long the video."""
     t0 = time.monotonic()
     info = probe_video(src)
-    originals, mismatch = None, None
+    originals, masks, mismatch, mask_path = None, None, None, None
     if original is not None:
         original_info = probe_video(original)
         mismatch = pair_check(info, original_info)
         if mismatch is None:
             originals = read_frames(original, batch_size, original_info, warnings=[])
+            mask_path = mask_beside(src)
+            masks = read_frames(mask_path, batch_size, warnings=[]) if mask_path else None
     dst.parent.mkdir(parents=True, exist_ok=True)
     warnings = []
     with ExitStack() as stack:
-        if originals is not None:
-            stack.callback(originals.close)  # stops its ffmpeg if we stop reading early
+        for reader in (originals, masks):
+            if reader is not None:
+                stack.callback(reader.close)  # stops its ffmpeg if we stop reading early
         out = stack.enter_context(VideoWriter(dst, info.width, info.height, info.fps, codec, audio_from=src, audio_codec=info.audio_codec))
-        sink = Sink(stack, out, info, codec, originals, comparison)
+        sink = Sink(stack, out, info, codec, originals, masks, comparison)
         pool = stack.enter_context(ThreadPoolExecutor(1))
         pending = None
-        for frames in prefetched(read_frames(src, batch_size, info, warnings=warnings)):
-            restored = restorer(frames)
+        for frames, restored in restorer.stream(prefetched(read_frames(src, batch_size, info, warnings=warnings))):
             if pending:
                 pending.result()  # re-raises the sink's errors here
             pending = pool.submit(sink.consume, frames, restored)
@@ -239,6 +303,7 @@ def restore_video(src: Path, dst: Path, restorer: Restorer, codec="mjpeg", batch
         sink.finish()
     report = VideoReport(src.name, str(dst), out.frames, f"{float(info.fps):g}", f"{info.width}x{info.height}",
                          round(time.monotonic() - t0, 2), str(original) if original else None,
+                         mask=str(mask_path) if mask_path and sink.scores else None,
                          mismatch=mismatch or sink.mismatch, warning=warnings[-1] if warnings else None, audio=out.audio_note)
     if sink.scores is not None:
         for k, v in sink.scores.means().items():
@@ -260,7 +325,7 @@ def find_original(originals: Path, rel: str) -> Optional[Path]:
 
 
 def is_mask(path: Path) -> bool:
-    """`vrestore degrade --save-masks` writes NAME_mask.ext beside NAME.ext: not a video to restore."""
+    """A NAME_mask.ext beside NAME.ext (see mask_beside) is not a video to restore."""
     return path.stem.endswith("_mask") and any(path.with_name(path.stem[: -len("_mask")] + e).exists() for e in VIDEO_EXTENSIONS)
 
 
@@ -307,22 +372,31 @@ def restore_videos(cfg: RestoreConfig) -> RestoreResult:
 
 
 def overall(reports: list) -> Optional[dict]:
-    """Means over all frames of all scored videos (not a mean of per-video means)."""
+    """Frame-weighted means over all scored videos (per-frame PSNR/SSIM: exactly the mean over
+    all frames; the pooled in/out-of-box and temporal PSNRs: the frame-weighted mean of each
+    video's)."""
     scored = [r for r in reports if r.psnr_restored is not None]
     n = sum(r.frames for r in scored)
     if not n:
         return None
-    keys = ("psnr_input", "ssim_input", "psnr_restored", "ssim_restored")
-    m = {k: sum(getattr(r, k) * r.frames for r in scored) / n for k in keys}
+    m = {}
+    for key in (f"{s}_{w}" for s in SCORES for w in ("input", "restored")):
+        have = [r for r in scored if getattr(r, key) is not None]
+        weight = sum(r.frames for r in have)
+        m[key] = sum(getattr(r, key) * r.frames for r in have) / weight if weight else None
     return m | {"psnr_gain": m["psnr_restored"] - m["psnr_input"], "frames": n, "videos": len(scored)}
 
 
 def format_table(result: RestoreResult) -> str:
-    """Per-video PSNR/SSIM of the input and the restored output against the originals, and the
-    mean over all frames; videos that could not be paired are listed below with the reason."""
-    head = ("video", "frames", "PSNR in", "PSNR out", "gain", "SSIM in", "SSIM out")
+    """Per-video scores of the input and the restored output against the originals (in -> out),
+    and the means over all frames; videos that could not be paired are listed below with the
+    reason. Boxes / outside: PSNR inside and outside the occlusion boxes (with masks beside the
+    inputs); temporal: PSNR of consecutive-frame differences (flicker lowers it)."""
+    head = ("video", "frames", "PSNR in", "PSNR out", "gain", "SSIM in -> out", "boxes in -> out", "outside in -> out", "temporal in -> out")
+    pair = lambda m, k, f: "-" if m[f"{k}_input"] is None else f"{m[f'{k}_input']:{f}} -> {m[f'{k}_restored']:{f}}"
     row = lambda name, frames, m: (name, str(frames), f"{m['psnr_input']:.2f}", f"{m['psnr_restored']:.2f}",
-                                   f"{m['psnr_restored'] - m['psnr_input']:+.2f}", f"{m['ssim_input']:.4f}", f"{m['ssim_restored']:.4f}")
+                                   f"{m['psnr_restored'] - m['psnr_input']:+.2f}", pair(m, "ssim", ".4f"), pair(m, "psnr_boxes", ".2f"),
+                                   pair(m, "psnr_outside", ".2f"), pair(m, "temporal_psnr", ".2f"))
     rows = [row(r.video, r.frames, asdict(r)) for r in result.videos if r.psnr_restored is not None]
     if (m := overall(result.videos)) is not None:
         rows.append(row(f"all ({m['videos']} videos)", m["frames"], m))

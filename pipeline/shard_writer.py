@@ -13,7 +13,7 @@ from wds2idx import IndexCreator
 
 from pipeline.atomic import temp_path_for
 
-TAR_OVERHEAD = 1024  # two 512-byte headers a sample (image + json), near enough for a size cap
+TAR_HEADER = 512  # bytes before each member, near enough for a size cap
 
 
 @dataclass
@@ -44,9 +44,10 @@ class ShardWriter:
         self.number = first_number
         self.on_close = on_close  # called with the ShardInfo after each rename
         self._tar = None
+        self._tmp_files = []  # what is under a temporary name now (the tar, then its index)
 
     def write(self, key: str, sample: dict) -> None:
-        size = sum(len(v) for v in sample.values()) + TAR_OVERHEAD
+        size = sum(len(v) + TAR_HEADER for v in sample.values())
         if self._tar is not None and (
             self._samples >= self.max_samples or self._bytes + size > self.max_bytes
         ):
@@ -60,6 +61,7 @@ class ShardWriter:
     def _open(self):
         tar_name, _ = shard_names(self.prefix, self.number)
         self._tmp_tar = temp_path_for(self.out_dir / tar_name)
+        self._tmp_files = [self._tmp_tar]
         self._file = open(self._tmp_tar, "wb")
         # mtime fixed at 0 so the same samples always give the same bytes (resume checks that).
         self._tar = wds.TarWriter(self._file, encoder=False, mtime=0, user="", group="")
@@ -75,9 +77,11 @@ class ShardWriter:
         self._tar = None
         tar_name, idx_name = shard_names(self.prefix, self.number)
         tmp_idx = temp_path_for(self.out_dir / idx_name)
+        self._tmp_files.append(tmp_idx)
         write_dali_index(self._tmp_tar, tmp_idx)
         os.replace(tmp_idx, self.out_dir / idx_name)
         os.replace(self._tmp_tar, self.out_dir / tar_name)
+        self._tmp_files = []
         info = ShardInfo(tar_name, idx_name, self._samples, (self.out_dir / tar_name).stat().st_size)
         self.number += 1
         if self.on_close:
@@ -85,7 +89,8 @@ class ShardWriter:
         return info
 
     def abandon(self):
-        """Drop the shard being written (after an error or interrupt); leaves no file behind."""
+        """Drop the shard being written or closed (after an error or interrupt, wherever it came);
+        leaves no file behind."""
         if self._tar is not None:
             # The tar stream is closed first, while its file is still open: closed the other way
             # round, its destructor later fails on the closed file ("Exception ignored in
@@ -94,5 +99,7 @@ class ShardWriter:
                 self._tar.close()
             with contextlib.suppress(Exception):
                 self._file.close()
-            self._tmp_tar.unlink(missing_ok=True)
             self._tar = None
+        for p in self._tmp_files:
+            p.unlink(missing_ok=True)
+        self._tmp_files = []

@@ -11,7 +11,7 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 
-from pipeline.atomic import atomic_path, temp_path_for
+from pipeline.atomic import temp_path_for
 from pipeline.ffmpeg_cmd import ffmpeg_command
 from pipeline.probe import VideoInfo, probe_video
 
@@ -204,15 +204,3 @@ class VideoWriter:
 
     def __exit__(self, exc_type, exc, tb):
         self.close(ok=exc_type is None)
-
-
-def write_png(path, image: np.ndarray) -> None:
-    """An (H, W, 3) uint8 image to PNG through ffmpeg (no imaging library needed)."""
-    h, w = image.shape[:2]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        args = ffmpeg_command(
-            ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{w}x{h}")
-            .output(str(tmp), format="image2", vcodec="png", frames=1, update=1), "-y")
-        subprocess.run(args, input=np.ascontiguousarray(image, dtype=np.uint8).tobytes(), check=True, capture_output=True)

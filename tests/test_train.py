@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 
 import pytest
 import torch
@@ -12,15 +13,19 @@ import torch
 from models import DiscriminatorConfig, GANLoss, GeneratorConfig, build_discriminator, build_generator
 from pipeline.weights import WeightsError, load_network, save_weights
 from trainer.config import TrainConfig
-from trainer.pix2pix_step import Pix2Pix
-from trainer.train import lr_at, train
+from trainer.pix2pix_step import Pix2Pix, make_adam, set_requires_grad
+from pipeline.degradations import DegradationSpec
+from trainer.dali_input import load_shard_set
+from trainer.ema import GeneratorEMA
+from trainer.train import lr_at, progress, train
+from trainer.validate import validate, validation_set
 
-TINY = dict(crop=32, ngf=4, ndf=4, batch_size=4, val_batches=1, samples=2, num_threads=1, progress=False)
+TINY = dict(crop=32, ngf=4, ndf=4, batch_size=4, val_frames=2, samples=2, num_threads=1, progress=False)
 
 
 def tiny_cli(shards, out, *extra):
     return ["--shards", str(shards), "--out", str(out), "--crop", "32", "--ngf", "4", "--ndf", "4",
-            "--batch-size", "4", "--val-batches", "1", "--num-threads", "1", "--quiet", *map(str, extra)]
+            "--batch-size", "4", "--val-frames", "2", "--num-threads", "1", "--quiet", *map(str, extra)]
 
 
 def torchrun(nproc, args, **kw):
@@ -49,7 +54,7 @@ def test_torchrun_two_ranks_writes_loadable_weights(sample_shards, tmp_path, nor
         y = G.eval()(torch.zeros(1, 3, 32, 32))
     assert y.shape == (1, 3, 32, 32) and torch.isfinite(y).all()
     line = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
-    assert line["step"] == 3 and line["val"]["images"] == 4 and set(line["train"]) == {"G_GAN", "G_L1", "D_real", "D_fake"}
+    assert line["step"] == 3 and line["val"]["frames"] == 2 and set(line["train"]) == {"G_GAN", "G_L1", "D_real", "D_fake"}
 
 
 def test_sigterm_saves_and_resume_continues_at_saved_step(sample_shards, tmp_path):
@@ -93,16 +98,17 @@ def test_resume_is_exact(tiny_shards, tmp_path):
     spe = batches_per_epoch(load_shard_set(tiny_shards).num_samples, TINY["batch_size"], 1)
     assert spe >= 3
     end = 2 * spe + 2
-    whole = train(TrainConfig(tiny_shards, out=tmp_path / "whole", max_steps=end, **TINY))
+    # 3 epochs: the lr decays from 1.5 epochs on, so the resumed parts cross into the decay
+    whole = train(TrainConfig(tiny_shards, out=tmp_path / "whole", max_steps=end, epochs=3, **TINY))
     for i, stop in enumerate([spe, spe + 1, end]):
-        part = train(TrainConfig(tiny_shards, out=tmp_path / "split", max_steps=stop, resume=i > 0, **TINY))
+        part = train(TrainConfig(tiny_shards, out=tmp_path / "split", max_steps=stop, epochs=3, resume=i > 0, **TINY))
         assert part.step == stop
     assert whole.step == end and whole.epoch == part.epoch == 2
     a = torch.load(tmp_path / "whole" / "generator.pth", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "split" / "generator.pth", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     # a run with another seed differs, so the comparison above can fail
-    train(TrainConfig(tiny_shards, out=tmp_path / "other", max_steps=end, seed=1, **TINY))
+    train(TrainConfig(tiny_shards, out=tmp_path / "other", max_steps=end, epochs=3, seed=1, **TINY))
     c = torch.load(tmp_path / "other" / "generator.pth", weights_only=True)["state_dict"]
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
@@ -114,9 +120,10 @@ def test_resume_refuses_another_architecture(sample_shards, tmp_path):
 
 
 def test_overfit_lowers_validation_l1(sample_shards, tmp_path):
-    """A small run learns: validation L1 (fixed crops and degradations) falls by a fifth or more
-    between step 40 and step 200, and ends below the degraded input's error."""
-    cfg = TrainConfig(sample_shards, out=tmp_path, max_steps=200, val_every=40, **(TINY | {"ngf": 8, "ndf": 8, "batch_size": 8, "val_batches": 4}))
+    """A small run learns: validation L1 (fixed whole frames and degradations) falls by a fifth
+    or more between step 40 and step 200, and PSNR rises by more than 1 dB."""
+    cfg = TrainConfig(sample_shards, out=tmp_path, max_steps=200, val_every=40, decay_fraction=0,
+                      **(TINY | {"ngf": 8, "ndf": 8, "batch_size": 8, "val_frames": 4}))
     result = train(cfg)
     lines = [json.loads(s) for s in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     first, last = lines[0]["val"], lines[-1]["val"]
@@ -126,25 +133,136 @@ def test_overfit_lowers_validation_l1(sample_shards, tmp_path):
 
 
 def test_lr_schedule_decays_linearly_to_zero():
-    cfg = TrainConfig("x", epochs=10, decay_epochs=4, lr=1e-3)
-    assert lr_at(cfg, 0, 0, 100) == lr_at(cfg, 6, 0, 100) == 1e-3
-    assert lr_at(cfg, 8, 0, 100) == pytest.approx(5e-4)
-    assert lr_at(cfg, 9, 50, 100) == pytest.approx(1.25e-4)
+    cfg = TrainConfig("x", decay_fraction=0.4, lr=1e-3)
+    assert lr_at(cfg, progress(cfg, 0, 1000, 0)) == lr_at(cfg, progress(cfg, 600, 1000, 0)) == 1e-3
+    assert lr_at(cfg, progress(cfg, 800, 1000, 0)) == pytest.approx(5e-4)
+    assert lr_at(cfg, progress(cfg, 1000, 1000, 0)) == 0
+    # under --max-minutes the clock counts too, whichever is further along
+    timed = TrainConfig("x", decay_fraction=0.5, lr=1e-3, max_minutes=10)
+    assert lr_at(timed, progress(timed, 10, 10**6, 450)) == pytest.approx(5e-4)
+    assert lr_at(TrainConfig("x", decay_fraction=0, lr=1e-3), 0.99) == 1e-3
+
+
+def test_ema_moves_toward_the_weights_at_the_set_rate():
+    torch.manual_seed(0)
+    G = build_generator(GeneratorConfig(ngf=4, depth=5))
+    ema = GeneratorEMA(G, decay=0.9)
+    ema.update(G, step=1)  # the first update copies
+    start = {k: v.clone() for k, v in ema.module.state_dict().items()}
+    with torch.no_grad():
+        for p in G.parameters():
+            p.add_(1.0)
+        for m in G.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.add_(2.0)
+    assert ema.decay_at(5) == pytest.approx(6 / 15) and ema.decay_at(10**6) == 0.9  # warm-up, then the set decay
+    ema.update(G, step=10**6)
+    now, target = ema.module.state_dict(), G.state_dict()
+    moved = [k for k in now if now[k].is_floating_point()]
+    assert moved and any("running_mean" in k for k in moved)
+    for k in moved:
+        assert torch.allclose(now[k], start[k] + 0.1 * (target[k] - start[k]), atol=1e-6), k
+        assert not torch.equal(now[k], target[k]) or torch.equal(start[k], target[k])
+
+
+def test_best_weights_are_the_best_validations(sample_shards, tmp_path):
+    train(TrainConfig(sample_shards, out=tmp_path, max_steps=40, val_every=10, **(TINY | {"val_frames": 3})))
+    lines = [json.loads(s) for s in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    best = max(lines, key=lambda ln: ln["val"]["psnr"])
+    assert len(lines) == 4 and "psnr_raw" in best["val"] and best["val"]["psnr_boxes"] is not None
+    G = load_network(tmp_path / "generator_best.pth")
+    vset = validation_set(load_shard_set(sample_shards), DegradationSpec(), 3, torch.device("cpu"))
+    again = validate(G, vset, nullcontext)[0]
+    assert again["psnr"] == pytest.approx(best["val"]["psnr"], abs=1e-6)
+    # generator.pth is the last step's EMA, checkpoint.pt keeps raw and EMA weights
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    last = torch.load(tmp_path / "generator.pth", weights_only=True)["state_dict"]
+    ema_state = {k.removeprefix("module."): v for k, v in ckpt["G_ema"].items() if k.startswith("module.")}
+    assert all(torch.equal(last[k], ema_state[k]) for k in last)
+    assert not all(torch.equal(last[k], ckpt["G"][k]) for k in last)
+
+
+def test_sync_bn_weights_load_into_the_plain_network_and_cpu_is_refused(sample_shards, tmp_path):
+    G = build_generator(GeneratorConfig(ngf=4, depth=5))
+    synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(G)
+    assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules())
+    save_weights(tmp_path / "g.pth", synced)
+    plain = load_network(tmp_path / "g.pth")
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in plain.modules())
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), synced.state_dict().values()))
+    if torch.cuda.is_available():
+        pytest.skip("the CPU refusal is for machines without a GPU")
+    r = subprocess.run([sys.executable, "-m", "trainer", *tiny_cli(sample_shards, tmp_path / "run", "--sync-bn", "--device", "cpu")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == ["error: --sync-bn needs GPUs: torch's SyncBatchNorm runs on CUDA tensors only"]
+
+
+def tiny_pix2pix(seed=0, make_opt=make_adam):
+    torch.manual_seed(seed)
+    G = build_generator(GeneratorConfig(ngf=4, depth=5))
+    D = build_discriminator(DiscriminatorConfig(ndf=4))
+    opt_G, opt_D = make_opt(G.parameters(), 2e-4, 0.5), make_opt(D.parameters(), 2e-4, 0.5)
+    return Pix2Pix(G, D, D, opt_G, opt_D, torch.amp.GradScaler("cpu", enabled=False), GANLoss(), 100.0, torch.device("cpu"))
 
 
 def test_non_finite_step_is_skipped_and_weights_kept():
-    G = build_generator(GeneratorConfig(ngf=4, depth=5))
-    D = build_discriminator(DiscriminatorConfig(ndf=4))
-    opt_G, opt_D = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())
-    model = Pix2Pix(G, D, D, opt_G, opt_D, torch.amp.GradScaler("cpu", enabled=False), GANLoss(), 100.0, torch.device("cpu"))
-    before = {k: v.clone() for k, v in G.state_dict().items()}
+    model = tiny_pix2pix()
+    before = {k: v.clone() for net in (model.G, model.D) for k, v in net.state_dict().items()}
+    moments = [s["exp_avg"].clone() for s in model.opt_G.state.values()]
     batch = {"clean": torch.zeros(2, 3, 32, 32), "degraded": torch.full((2, 3, 32, 32), float("nan"))}
-    losses, ok = model.optimize(batch)
-    assert not ok
-    # parameters and batch-norm running stats alike are as they were
-    assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())
+    losses, skipped = model.optimize(batch)
+    assert skipped.item() == 1.0
+    # parameters and batch-norm running stats (num_batches_tracked too) are as they were
+    assert all(torch.equal(before[k], v) for net in (model.G, model.D) for k, v in net.state_dict().items())
+    assert all(s["step"].item() == 0 for opt in (model.opt_G, model.opt_D) for s in opt.state.values())
+    assert not moments or all(torch.equal(a, s["exp_avg"]) for a, s in zip(moments, model.opt_G.state.values()))
     batch["degraded"] = torch.zeros(2, 3, 32, 32)
-    assert model.optimize(batch)[1]
+    assert model.optimize(batch)[1].item() == 0.0
+
+
+def reference_step(model: Pix2Pix, batch: dict) -> bool:
+    """The step as it was before it went sync-free: foreach Adam, a host read of the gradient
+    norm, and buffers cloned and copied back one by one."""
+    def step(opt):
+        grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        finite = bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
+        if finite:
+            opt.step()
+        return finite
+    degraded, clean = batch["degraded"], batch["clean"]
+    buffers = [b for net in (model.G, model.D_frozen) for b in net.buffers()]
+    saved = [b.clone() for b in buffers]
+    fake = model.G(degraded)
+    set_requires_grad(model.D_frozen, True)
+    model.opt_D.zero_grad(set_to_none=True)
+    model.backward_D(degraded, clean, fake)
+    ok_D = step(model.opt_D)
+    set_requires_grad(model.D_frozen, False)
+    model.opt_G.zero_grad(set_to_none=True)
+    model.backward_G(degraded, clean, fake)
+    ok_G = step(model.opt_G)
+    if not (ok_D and ok_G):
+        for b, old in zip(buffers, saved):
+            b.copy_(old)
+    return ok_D and ok_G
+
+
+def test_sync_free_step_matches_the_reference_step():
+    foreach = lambda params, lr, beta1: torch.optim.Adam(params, lr=lr, betas=(beta1, 0.999), foreach=True)
+    new, ref = tiny_pix2pix(seed=3), tiny_pix2pix(seed=3, make_opt=foreach)
+    g = torch.Generator().manual_seed(0)
+    for i in range(5):
+        batch = {"clean": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, "degraded": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1}
+        if i == 2:
+            batch["degraded"][0, 0, 0, 0] = float("nan")
+        torch.manual_seed(i)  # dropout draws alike
+        skipped = new.optimize(batch)[1].item()
+        torch.manual_seed(i)
+        ok = reference_step(ref, batch)
+        assert skipped == (not ok) == (i == 2)
+    for a, b in zip(new.G.state_dict().values(), ref.G.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), (a - b).abs().max()
+    assert not all(torch.equal(a, b) for a, b in zip(new.G.state_dict().values(), tiny_pix2pix(seed=3).G.state_dict().values()))
 
 
 def test_weights_file_errors(tmp_path):

@@ -1,7 +1,7 @@
 """`checkpoint.pt`: everything `--resume` needs to continue as if never stopped.
 
-Both networks, both optimisers, the GradScaler, epoch and step (the lr schedule is a function of
-them), and per rank: the torch RNGs (dropout) and the input stream's position and RNGs. Plain
+Both networks and the generator's EMA, both optimisers, the GradScaler, epoch and step (the lr
+schedule is a function of them), the best validation so far, and per rank: the torch RNGs (dropout) and the input stream's position and RNGs. Plain
 types and tensors only, so it loads with `weights_only=True`. Written to a temporary name and
 renamed; `generator.pth` / `discriminator.pth` are written beside it at the same moments.
 """
@@ -13,7 +13,7 @@ from pipeline.atomic import atomic_path
 from pipeline.weights import first_line, save_weights
 
 CHECKPOINT = "checkpoint.pt"
-FORMAT = 1
+FORMAT = 2  # 2: the generator's EMA and the best validation
 
 
 def rng_state(device: torch.device) -> dict:
@@ -29,13 +29,17 @@ def set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def save_checkpoint(out: Path, G, D, opt_G, opt_D, scaler, epoch: int, step: int, epoch_step: int, ranks: list, config: dict) -> None:
-    """G and D are the unwrapped networks (no DDP/compile prefixes in the keys).
-    `ranks` is every rank's {"rng", "data"} in rank order."""
+def save_checkpoint(out: Path, G, D, ema, opt_G, opt_D, scaler, epoch: int, step: int, epoch_step: int, ranks: list,
+                    config: dict, best: dict) -> None:
+    """G and D are the unwrapped networks (no DDP/compile prefixes in the keys); `ema` the
+    GeneratorEMA or None. `ranks` is every rank's {"rng", "data"} in rank order; `best` the best
+    validation so far. generator.pth gets the EMA weights when there are any."""
     out.mkdir(parents=True, exist_ok=True)
     state = {
         "format": FORMAT,
         "G": G.state_dict(), "D": D.state_dict(),
+        "G_ema": ema.state_dict() if ema else None,
+        "best": best,
         "G_config": G.cfg.to_dict(), "D_config": D.cfg.to_dict(),
         "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(),
         "scaler": scaler.state_dict(),
@@ -45,7 +49,7 @@ def save_checkpoint(out: Path, G, D, opt_G, opt_D, scaler, epoch: int, step: int
     }
     with atomic_path(out / CHECKPOINT) as tmp:
         torch.save(state, tmp)
-    save_weights(out / "generator.pth", G)
+    save_weights(out / "generator.pth", ema.module if ema else G)
     save_weights(out / "discriminator.pth", D)
 
 

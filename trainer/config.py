@@ -23,11 +23,13 @@ class TrainConfig:
     epochs: int = 50
     batch_size: int = 16  # per rank
     crop: int = 128  # square training crop; 128 -> U-Net depth 7, 256 -> 8
+    frames: Optional[int] = None  # frames the generator sees (odd); None: the shards' clip length
     max_steps: Optional[int] = None  # stop early (still saving) after this many steps in all
     max_minutes: Optional[float] = None  # ...or after this much wall time in this launch
     lr: float = 2e-4  # Adam, both networks, as in pix2pix
     beta1: float = 0.5
-    decay_epochs: int = 0  # the last N epochs decay the lr linearly to 0 (pix2pix n_epochs_decay)
+    decay_fraction: float = 0.3  # the last part of training decays the lr linearly to 0 (pix2pix: n_epochs_decay); bench/recipe.py
+    ema_decay: float = 0.999  # EMA of the generator's weights (validation, samples, generator.pth); 0: off
     ngf: int = 64  # generator width
     ndf: int = 64  # critic width
     norm: str = "batch"  # batch | instance
@@ -36,17 +38,20 @@ class TrainConfig:
     lambda_l1: float = 100.0
     amp: str = "auto"  # auto: bf16 on GPUs that have it, else fp16 (+GradScaler); off on CPU
     channels_last: bool = True
+    sync_bn: bool = False  # batch-norm statistics over all ranks' batches (GPUs only)
     compile: bool = False  # torch.compile the networks (GPU; minutes of warm-up)
     resume: bool = False  # continue from out/checkpoint.pt
     overwrite: bool = False  # start over even though out/ holds a checkpoint
     seed: int = 0
     val_every: Optional[int] = None  # also validate (and save) every N steps, besides epoch ends
-    val_batches: int = 8  # validation size, in batches (fixed crops, fixed degradations)
+    val_interval: float = 60.0  # seconds: epoch ends validate and save only if this long has passed since the last
+    val_frames: int = 16  # validation size: whole frames (fixed, with fixed degradations)
     samples: int = 8  # rows in the samples/ picture
     log_every: int = 10  # steps between loss readouts (each one is a CPU-GPU sync)
     max_bad_steps: int = 50  # consecutive non-finite steps before giving up
     device: str = "auto"  # auto: cuda when available; cpu; cuda
     num_threads: int = 2  # DALI worker threads per rank
+    prefetch: int = 2  # DALI batches prepared ahead of the step
     spec: DegradationSpec = field(default_factory=DegradationSpec)
     progress: bool = True
 
@@ -57,10 +62,15 @@ class TrainConfig:
             (self.amp in AMP_MODES, f"amp must be one of {AMP_MODES}"),
             (self.gan_mode in GAN_MODES, f"gan mode must be one of {GAN_MODES}"),
             (self.epochs >= 1 and self.batch_size >= 1, "epochs and batch size must be >= 1"),
-            (0 <= self.decay_epochs <= self.epochs, "decay epochs must be between 0 and epochs"),
+            (0 <= self.decay_fraction <= 1, "--decay-fraction must be in [0, 1]"),
+            (0 <= self.ema_decay < 1, "--ema-decay must be in [0, 1) (0 turns the EMA off)"),
+            (not self.sync_bn or self.norm == "batch", "--sync-bn applies to --norm batch only"),
             (self.ngf >= 1 and self.ndf >= 1, "--ngf and --ndf must be >= 1"),
+            (self.frames is None or (self.frames >= 1 and self.frames % 2 == 1), "--frames must be odd and >= 1 (1, 3, 5)"),
             (self.lr > 0 and self.lambda_l1 >= 0, "--lr must be > 0 and --lambda-l1 >= 0"),
-            (self.val_batches >= 1 and self.log_every >= 1 and self.num_threads >= 1, "--val-batches, --log-every and --num-threads must be >= 1"),
+            (self.val_frames >= 1 and self.log_every >= 1 and self.num_threads >= 1 and self.prefetch >= 1,
+             "--val-frames, --log-every, --num-threads and --prefetch must be >= 1"),
+            (self.val_interval >= 0, "--val-interval must be >= 0"),
             (self.max_steps is None or self.max_steps >= 1, "max steps must be >= 1"),
             (self.max_minutes is None or self.max_minutes > 0, "max minutes must be > 0"),
             (not (self.resume and self.overwrite), "--resume and --overwrite contradict each other"),

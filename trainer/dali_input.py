@@ -1,6 +1,11 @@
 """Training and validation batches: DALI reads the shards, decodes, blurs, crops and flips (and
 adds noise on a GPU); torch adds the occlusion boxes (and the noise on the CPU).
 
+Samples are single frames or clips of T frames (make-shards --clip-len). A clip's frames share
+ONE crop window and ONE flip (the same random arguments feed every frame's op), or the model
+could not learn to use its neighbours; blur, noise and boxes are drawn per frame, as `vrestore
+degrade` draws them.
+
 Both pipelines are built from the same plain functions; the device is a parameter. Batches come
 out as dicts of NCHW float tensors in [-1, 1], channels_last, on the training device.
 """
@@ -9,6 +14,7 @@ from dataclasses import dataclass
 from math import ceil
 from pathlib import Path
 
+import numpy as np
 import torch
 from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali.plugin.base_iterator import LastBatchPolicy
@@ -27,6 +33,14 @@ class ShardSet:
     num_samples: int
     image_ext: str
     min_side: int  # smallest frame side in the set, to check the crop against
+    clip_len: int = 1  # frames per sample
+
+    @property
+    def image_exts(self) -> list:
+        """Tar member extensions of a sample's frames, in order: jpg, or 0.jpg .. {T-1}.jpg."""
+        if self.clip_len == 1:
+            return [self.image_ext]
+        return [f"{i}.{self.image_ext}" for i in range(self.clip_len)]
 
 
 def load_shard_set(folder) -> ShardSet:
@@ -48,16 +62,17 @@ def load_shard_set(folder) -> ShardSet:
         num_samples=m["num_samples"],
         image_ext=m["params"]["image_format"],
         min_side=min(min(v["width"], v["height"]) for v in m["videos"]),
+        clip_len=m["params"].get("clip_len", 1),
     )
 
 
 # ---- graph pieces, shared by the train and validation pipelines ----
 
 def read_and_decode(shards: ShardSet, device: str, shard_id: int, num_shards: int, shuffle: bool, seed: int, initial_fill: int, with_meta: bool):
-    """Decoded RGB frames, plus each sample's json as a zero-padded byte row when asked
-    (ragged bytes cannot cross into torch; padded to the batch's longest they can)."""
+    """A sample's decoded RGB frames (a list of T), plus its json as a zero-padded byte row when
+    asked (ragged bytes cannot cross into torch; padded to the batch's longest they can)."""
     outputs = fn.readers.webdataset(
-        paths=shards.tars, index_paths=shards.indexes, ext=[shards.image_ext] + (["json"] if with_meta else []),
+        paths=shards.tars, index_paths=shards.indexes, ext=shards.image_exts + (["json"] if with_meta else []),
         missing_component_behavior="error", shard_id=shard_id, num_shards=num_shards,
         # pad_last_batch: every rank gets the same number of batches and never reads
         # into the next rank's part at the end of an epoch.
@@ -66,8 +81,9 @@ def read_and_decode(shards: ShardSet, device: str, shard_id: int, num_shards: in
         shuffle_after_epoch=shuffle, shuffle_after_epoch_seed=seed if shuffle else None,
         name=READER,
     )
-    encoded, *meta = outputs if with_meta else [outputs]  # one ext: a node, not a list
-    images = fn.decoders.image(encoded, device="mixed" if device == "gpu" else "cpu", output_type=types.RGB)
+    outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]  # one ext: a node, not a list
+    encoded, meta = outputs[: shards.clip_len], outputs[shards.clip_len :]
+    images = [fn.decoders.image(e, device="mixed" if device == "gpu" else "cpu", output_type=types.RGB) for e in encoded]
     return images, [fn.pad(m, fill_value=0) for m in meta]
 
 
@@ -88,13 +104,15 @@ def crop_flip(images, crop: int, pos_x, pos_y, mirror):
     )
 
 
-def clean_and_degraded(images, spec, crop, pos_x, pos_y, mirror, noise_in_dali):
-    """The full frame is blurred before cropping, so crop borders see real neighbours exactly
-    as `vrestore degrade` does; one crop and one flip serve both outputs."""
-    degraded = crop_flip(dali_blur(images, spec), crop, pos_x, pos_y, mirror)
-    if noise_in_dali:
-        degraded = dali_noise(degraded, spec)
-    return crop_flip(images, crop, pos_x, pos_y, mirror), degraded
+def clean_and_degraded(frames: list, spec, crop, pos_x, pos_y, mirror, noise_in_dali):
+    """(clean centre frame, [degraded frame per frame]). Whole frames are blurred before
+    cropping, so crop borders see real neighbours exactly as `vrestore degrade` does; one crop
+    and one flip serve every frame of the clip and the clean centre alike."""
+    degraded = []
+    for images in frames:
+        d = crop_flip(dali_blur(images, spec), crop, pos_x, pos_y, mirror)
+        degraded.append(dali_noise(d, spec) if noise_in_dali else d)
+    return crop_flip(frames[len(frames) // 2], crop, pos_x, pos_y, mirror), degraded
 
 
 def frame_shape(images):
@@ -104,32 +122,53 @@ def frame_shape(images):
 
 @pipeline_def
 def train_pipeline(shards, spec, crop, device, shard_id, num_shards, shuffle_seed, initial_fill, noise_in_dali, with_meta=False):
-    images, meta = read_and_decode(shards, device, shard_id, num_shards, True, shuffle_seed, initial_fill, with_meta)
+    frames, meta = read_and_decode(shards, device, shard_id, num_shards, True, shuffle_seed, initial_fill, with_meta)
     pos_x, pos_y = fn.random.uniform(range=[0.0, 1.0]), fn.random.uniform(range=[0.0, 1.0])
-    return (*clean_and_degraded(images, spec, crop, pos_x, pos_y, fn.random.coin_flip(), noise_in_dali), frame_shape(images), *meta)
+    clean, degraded = clean_and_degraded(frames, spec, crop, pos_x, pos_y, fn.random.coin_flip(), noise_in_dali)
+    return (clean, *degraded, frame_shape(frames[0]), *meta)
 
 
 @pipeline_def
 def val_pipeline(shards, spec, crop, device, noise_in_dali, with_meta=False):
-    images, meta = read_and_decode(shards, device, 0, 1, False, 0, 1, with_meta)
-    return (*clean_and_degraded(images, spec, crop, 0.5, 0.5, 0, noise_in_dali), frame_shape(images), *meta)
+    frames, meta = read_and_decode(shards, device, 0, 1, False, 0, 1, with_meta)
+    clean, degraded = clean_and_degraded(frames, spec, crop, 0.5, 0.5, 0, noise_in_dali)
+    return (clean, *degraded, frame_shape(frames[0]), *meta)
+
+
+@pipeline_def
+def frames_pipeline(shards):
+    """Whole decoded frames in shard order (no crop, no shuffle): the validation set's source."""
+    frames, _ = read_and_decode(shards, "cpu", 0, 1, False, 0, 1, False)
+    return tuple(frames)
+
+
+def first_samples(shards: ShardSet, n: int) -> list:
+    """The first `n` samples of the shards, each a (T, H, W, 3) uint8 array: a fixed set, the
+    same every run (make-shards mixes many videos into each shard, so not one clip's)."""
+    pipe = frames_pipeline(shards, batch_size=1, num_threads=1, device_id=None, seed=0)
+    pipe.build()
+    return [np.stack([frame.as_array()[0] for frame in pipe.run()]) for _ in range(min(n, shards.num_samples))]
 
 
 # ---- torch side ----
 
 class DegradedBatches:
     """Iterate {"clean", "degraded", "mask"} batches; `len()` is batches per epoch per rank.
+    "degraded" is (N, 3T, H, W), the T frames of a clip stacked frame-major on channels;
+    "clean" (N, 3, H, W) and "mask" (N, 1, H, W) are the centre frame's.
 
     Last-batch policy: training fills the last batch with repeated samples (FILL), so every rank
     runs ceil(ceil(N / ranks) / batch) full batches; validation returns a short last batch
     (PARTIAL) so every sample counts once.
     """
 
-    def __init__(self, pipe, spec: DegradationSpec, device: torch.device, noise_in_dali: bool, train: bool, box_seed: int, with_meta: bool = False, box_rng_state=None):
+    def __init__(self, pipe, spec: DegradationSpec, device: torch.device, noise_in_dali: bool, train: bool, box_seed: int,
+                 with_meta: bool = False, box_rng_state=None, frames: int = 1):
         pipe.build()
-        self.with_meta = with_meta
+        self.with_meta, self.frames = with_meta, frames
+        self.degraded_names = [f"degraded{i}" for i in range(frames)]
         self.iterator = DALIGenericIterator(
-            [pipe], ["clean", "degraded", "frame_shape"] + (["meta"] if with_meta else []), reader_name=READER, auto_reset=True,
+            [pipe], ["clean", *self.degraded_names, "frame_shape"] + (["meta"] if with_meta else []), reader_name=READER, auto_reset=True,
             last_batch_policy=LastBatchPolicy.FILL if train else LastBatchPolicy.PARTIAL,
         )
         self.spec, self.device, self.noise_in_dali = spec, device, noise_in_dali
@@ -149,13 +188,19 @@ class DegradedBatches:
         for (out,) in self.iterator:
             # DALI gives NHWC; its NCHW permute is channels_last in memory, so no copy is made.
             clean = out["clean"].to(self.device, non_blocking=True).permute(0, 3, 1, 2)
-            degraded = out["degraded"].to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
-            if not self.noise_in_dali:
-                # DALI's CPU noise op is the CPU pipeline's bottleneck; torch's randn follows
-                # the same spec (additive, rounded, clipped) at ~9x the speed.
-                degraded = add_noise(degraded, self.spec, self.generator)
             frame_hw = out["frame_shape"][:, :2].to(self.device)
-            degraded, mask = add_boxes(degraded, self.spec, self.generator, frame_hw)
+            stack, masks = [], []
+            for name in self.degraded_names:
+                degraded = out[name].to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+                if not self.noise_in_dali:
+                    # DALI's CPU noise op is the CPU pipeline's bottleneck; torch's randn follows
+                    # the same spec (additive, rounded, clipped) at ~9x the speed.
+                    degraded = add_noise(degraded, self.spec, self.generator)
+                degraded, mask = add_boxes(degraded, self.spec, self.generator, frame_hw)  # new boxes per frame
+                stack.append(degraded)
+                masks.append(mask)
+            degraded = stack[0] if self.frames == 1 else torch.cat(stack, dim=1).contiguous(memory_format=torch.channels_last)
+            mask = masks[self.frames // 2]
             batch = {
                 "clean": clean.float().div_(127.5).sub_(1.0),
                 "degraded": degraded.div_(127.5).sub_(1.0),
@@ -178,7 +223,7 @@ def dali_device(device: torch.device) -> str:
 def train_batches(
     shards: ShardSet, spec: DegradationSpec, batch_size: int, crop: int, device: torch.device,
     rank: int = 0, world_size: int = 1, seed: int = 0, num_threads: int = 2, initial_fill: int = 1024, with_meta: bool = False,
-    state: dict = None,
+    state: dict = None, prefetch: int = 2,
 ) -> DegradedBatches:
     _check_crop(shards, crop)
     gpu = dali_device(device) == "gpu"
@@ -188,14 +233,14 @@ def train_batches(
         # CPU-only DALI wants device_id=None (not 0, -1 or CPU_ONLY_DEVICE_ID).
         device_id=(device.index or 0) if gpu else None,
         seed=seed * 1000 + rank,  # crops, flips, sigma draws differ per rank
-        prefetch_queue_depth=2,
+        prefetch_queue_depth=prefetch,
         # DALI tracks reader positions and RNGs so a resumed run gets the very batches it would
         # have had (documented as free of cost).
         enable_checkpointing=True, checkpoint=state["dali"] if state else None,
     )
     return DegradedBatches(
         pipe, spec, device, noise_in_dali=gpu, train=True, box_seed=seed * 1000 + rank, with_meta=with_meta,
-        box_rng_state=state["torch_rng"] if state else None,
+        box_rng_state=state["torch_rng"] if state else None, frames=shards.clip_len,
     )
 
 
@@ -210,7 +255,7 @@ def val_batches(
         shards, spec, crop, dali_device(device), gpu, with_meta,
         batch_size=batch_size, num_threads=num_threads, device_id=(device.index or 0) if gpu else None, seed=seed,
     )
-    return DegradedBatches(pipe, spec, device, noise_in_dali=gpu, train=False, box_seed=seed, with_meta=with_meta)
+    return DegradedBatches(pipe, spec, device, noise_in_dali=gpu, train=False, box_seed=seed, with_meta=with_meta, frames=shards.clip_len)
 
 
 def batches_per_epoch(num_samples: int, batch_size: int, world_size: int) -> int:

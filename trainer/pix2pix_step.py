@@ -1,14 +1,53 @@
 """The pix2pix update (Isola et al. 2017), one place: D on the detached fake, then G with D
-frozen. One AMP path for fp32/bf16/fp16; each optimiser steps at most once per iteration."""
+frozen. One AMP path for fp32/bf16/fp16; each optimiser steps at most once per iteration.
+
+The step never waits for the GPU: whether an update is applied (its gradients are finite) is
+decided on the device. The fused Adam kernel reads that decision (`found_inf`, the hook
+GradScaler uses) and leaves parameters, moments and step count alone when it is set; the
+batch-norm buffers the forward pass already moved are put back in a few kernels.
+"""
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-from models import GANLoss
+from models import GANLoss, centre_frame
 
 LOSS_NAMES = ("G_GAN", "G_L1", "D_real", "D_fake")
+
+
+def make_adam(params, lr: float, beta1: float) -> torch.optim.Adam:
+    """Fused Adam: one kernel for all parameters, and the only implementation that can skip a
+    non-finite step on the device. Fused on the CPU too (measured no slower than foreach there,
+    README), so the skip path the GPU runs is the one the CPU tests run."""
+    return torch.optim.Adam(params, lr=lr, betas=(beta1, 0.999), fused=True)
+
+
+class BufferGuard:
+    """A snapshot of networks' buffers (batch-norm running statistics) taken before the forward
+    pass, put back where `bad` is set: a non-finite batch poisons them even when its update is
+    skipped. Buffers of one dtype travel as one flat tensor, so this costs a handful of kernels
+    however many layers there are, and no host sync."""
+
+    def __init__(self, nets):
+        self.groups = {}
+        for net in nets:
+            for b in net.buffers():
+                self.groups.setdefault(b.dtype, []).append(b)
+        self.saved = {}
+
+    @staticmethod
+    def _flat(buffers):
+        return torch.cat([b.reshape(-1) for b in buffers])
+
+    def save(self) -> None:
+        self.saved = {dtype: self._flat(bs) for dtype, bs in self.groups.items()}
+
+    def restore_where(self, bad: torch.Tensor) -> None:
+        for dtype, bs in self.groups.items():
+            kept = torch.where(bad.bool(), self.saved[dtype], self._flat(bs))
+            torch._foreach_copy_(bs, [v.view_as(b) for v, b in zip(kept.split([b.numel() for b in bs]), bs)])
 
 
 @dataclass
@@ -24,6 +63,13 @@ class Pix2Pix:
     lambda_l1: float
     device: torch.device
     dtype: object = None  # autocast dtype or None
+    guard: BufferGuard = field(init=False)
+
+    def __post_init__(self):
+        self.guard = BufferGuard([self.G, self.D_frozen])
+        # Without batch norm, judging real and fake pairs in one critic call is the same maths
+        # as two calls (with it, the two halves would share batch statistics: not pix2pix).
+        self.joint_critic = not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.D_frozen.modules())
 
     def autocast(self):
         if self.dtype is None:
@@ -32,8 +78,10 @@ class Pix2Pix:
 
     def backward_D(self, degraded, clean, fake) -> dict:
         with self.autocast():
-            pred_real = self.D(degraded, clean)
-            pred_fake = self.D(degraded, fake.detach())
+            if self.joint_critic:
+                pred_real, pred_fake = self.D(torch.cat([degraded, degraded]), torch.cat([clean, fake.detach()])).chunk(2)
+            else:
+                pred_real, pred_fake = self.D(degraded, clean), self.D(degraded, fake.detach())
             loss_real = self.gan_loss(pred_real, True)
             loss_fake = self.gan_loss(pred_fake, False)
             loss = 0.5 * (loss_real + loss_fake)
@@ -53,40 +101,39 @@ class Pix2Pix:
             for group in opt.param_groups:
                 group["lr"] = lr
 
-    def step(self, opt) -> bool:
-        """Step unless the (already all-reduced, hence rank-identical) gradients are not finite.
-        Reading the norm is a CPU-GPU sync point, the price of never applying a NaN update."""
+    def step(self, opt) -> torch.Tensor:
+        """Apply `opt`'s update unless the gradients (already all-reduced, hence the same on
+        every rank) are not finite. Returns that verdict as a device tensor, 1.0 = skipped."""
         self.scaler.unscale_(opt)
-        params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
-        finite = bool(torch.isfinite(torch.nn.utils.get_total_norm([p.grad for p in params])))
-        if finite:
-            self.scaler.step(opt)
-        return finite
+        grads = [p.grad for group in opt.param_groups for p in group["params"] if p.grad is not None]
+        found_inf = (~torch.isfinite(torch.nn.utils.get_total_norm(grads))).float()
+        opt.found_inf = found_inf  # read by the fused kernel: a set flag leaves everything as it was
+        opt.step()
+        return found_inf
 
     def optimize(self, batch: dict) -> tuple:
-        """One iteration on a batch; returns (losses as 0-d tensors, whether both steps applied)."""
-        degraded, clean = batch["degraded"], batch["clean"]
-        # A non-finite batch poisons batch-norm running stats in the forward pass even when the
-        # update is skipped, so they are put back (a few KB of copies per step).
-        buffers = [b for net in (self.G, self.D_frozen) for b in net.buffers()]
-        saved = [b.clone() for b in buffers]
+        """One iteration on a batch; returns (losses as 0-d tensors, skipped: a 0-d tensor, 1.0
+        when a non-finite value made it skip the update). Nothing here waits for the device.
+        G sees every frame of the clip; the critic judges (centre degraded frame, candidate)."""
+        stack, clean = batch["degraded"], batch["clean"]
+        degraded = centre_frame(stack)
+        self.guard.save()
         with self.autocast():
-            fake = self.G(degraded)
+            fake = self.G(stack)
 
         set_requires_grad(self.D_frozen, True)
         self.opt_D.zero_grad(set_to_none=True)
         losses = self.backward_D(degraded, clean, fake)
-        ok_D = self.step(self.opt_D)
+        bad_D = self.step(self.opt_D)
 
         set_requires_grad(self.D_frozen, False)
         self.opt_G.zero_grad(set_to_none=True)
         losses |= self.backward_G(degraded, clean, fake)
-        ok_G = self.step(self.opt_G)
+        bad_G = self.step(self.opt_G)
         self.scaler.update()
-        if not (ok_D and ok_G):
-            for b, old in zip(buffers, saved):
-                b.copy_(old)
-        return losses, ok_D and ok_G
+        skipped = torch.maximum(bad_D, bad_G)
+        self.guard.restore_where(skipped)
+        return losses, skipped
 
 
 def set_requires_grad(net: torch.nn.Module, flag: bool) -> None:

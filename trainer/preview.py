@@ -5,8 +5,7 @@ import torch
 
 from pipeline.degradations import DegradationSpec
 from pipeline.metrics import to_255
-from pipeline.pictures import hwc_uint8, image_grid
-from pipeline.video_io import write_png
+from pipeline.pictures import hwc_uint8, image_grid, write_png
 from trainer.config import check_crop
 from trainer.dali_input import load_shard_set, train_batches
 

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.pictures import image_grid
-from pipeline.video_io import write_png
+from pipeline.pictures import image_grid, write_png
 
 
 class RunLog:
@@ -34,7 +33,7 @@ class RunLog:
                   "train": train_losses, "val": val}
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
-        self.scalars(step, "val", {k: v for k, v in val.items() if k != "images"})
+        self.scalars(step, "val", {k: v for k, v in val.items() if k != "frames" and v is not None})
         picture = self.out / "samples" / f"step_{step:08d}.png"
         if columns is not None:
             grid = image_grid(columns)

@@ -17,13 +17,15 @@ from tqdm import tqdm
 from models import DiscriminatorConfig, GANLoss, GeneratorConfig, build_discriminator, build_generator
 from pipeline.atomic import write_json_atomic
 from pipeline.precision import amp_dtype
+from pipeline.weights import save_weights
 from trainer import distributed
 from trainer.checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from trainer.config import TrainConfig
 from trainer.dali_input import load_shard_set, train_batches
-from trainer.pix2pix_step import LOSS_NAMES, Pix2Pix
+from trainer.ema import GeneratorEMA
+from trainer.pix2pix_step import LOSS_NAMES, Pix2Pix, make_adam
 from trainer.run_log import RunLog
-from trainer.validate import format_metrics, validate
+from trainer.validate import format_metrics, validate, validation_set
 
 
 class NonFiniteLosses(RuntimeError):
@@ -37,6 +39,7 @@ class TrainResult:
     stopped: str  # "done", "max-steps", "max-minutes", "signal"
     val: dict = field(default_factory=dict)
     skipped_steps: int = 0
+    images_per_s: Optional[float] = None  # all ranks, from the first loss readout to the last step (validations and saves between included)
 
 
 class StopRequest:
@@ -56,21 +59,57 @@ class StopRequest:
             signal.signal(s, h)
 
 
-def lr_at(cfg: TrainConfig, epoch: int, epoch_step: int, steps_per_epoch: int) -> float:
-    """Constant, then linear to zero over the last `decay_epochs` (pix2pix's 'linear' policy,
-    applied per step rather than per epoch)."""
-    if cfg.decay_epochs == 0:
+def progress(cfg: TrainConfig, step: int, schedule_steps: int, seconds: float) -> float:
+    """How far training is, 0..1: by steps of the --epochs schedule, or by this launch's clock
+    under --max-minutes, whichever is further (a time budget is where a demo or a quick run
+    ends). --max-steps only stops a run; it does not reshape the schedule, so a run stopped
+    by it and resumed continues exactly."""
+    p = step / schedule_steps
+    if cfg.max_minutes:
+        p = max(p, seconds / (cfg.max_minutes * 60))
+    return min(p, 1.0)
+
+
+def lr_at(cfg: TrainConfig, progress: float) -> float:
+    """pix2pix's 'linear' policy per step: constant, then linear to zero over the last
+    `decay_fraction` of training."""
+    if cfg.decay_fraction == 0:
         return cfg.lr
-    e = epoch + epoch_step / steps_per_epoch
-    return cfg.lr * min(1.0, (cfg.epochs - e) / cfg.decay_epochs)
+    return cfg.lr * min(1.0, (1.0 - progress) / cfg.decay_fraction)
 
 
-def network_configs(cfg: TrainConfig):
-    g = GeneratorConfig.for_crop(cfg.crop, ngf=cfg.ngf, norm=cfg.norm, dropout=cfg.dropout)
+def describe_schedule(cfg: TrainConfig, schedule_steps: int) -> str:
+    if cfg.decay_fraction == 0:
+        return f"lr {cfg.lr:g} constant"
+    start = round(schedule_steps * (1 - cfg.decay_fraction))
+    clock = f" (or from minute {cfg.max_minutes * (1 - cfg.decay_fraction):g} of {cfg.max_minutes:g}, whichever comes first)" if cfg.max_minutes else ""
+    return f"lr {cfg.lr:g} until step {start}, then linear to 0 at step {schedule_steps}{clock}"
+
+
+def swing(values: list) -> float:
+    """Largest change between consecutive validations in the last third of them."""
+    tail = values[len(values) - max(2, len(values) // 3):]
+    return max((abs(b - a) for a, b in zip(tail, tail[1:])), default=0.0)
+
+
+def network_configs(cfg: TrainConfig, frames: int):
+    g = GeneratorConfig.for_crop(cfg.crop, ngf=cfg.ngf, norm=cfg.norm, dropout=cfg.dropout, frames=frames)
     return g, DiscriminatorConfig(ndf=cfg.ndf, norm=cfg.norm)
 
 
-def prepare_out(cfg: TrainConfig, d) -> Optional[dict]:
+def clip_frames(cfg: TrainConfig, shards, val_shards) -> int:
+    """The generator's frame count: the shards' clip length, which --frames must match."""
+    frames = shards.clip_len
+    if cfg.frames is not None and cfg.frames != frames:
+        raise ValueError(f"--frames {cfg.frames}, but {cfg.shards} holds samples of {frames} frame(s); "
+                         f"make shards with make-shards --clip-len {cfg.frames}")
+    if val_shards.clip_len != frames:
+        raise ValueError(f"{cfg.val_shards} holds samples of {val_shards.clip_len} frame(s), {cfg.shards} of {frames}: "
+                         f"make both with the same make-shards --clip-len")
+    return frames
+
+
+def prepare_out(cfg: TrainConfig, d, frames: int) -> Optional[dict]:
     """Refuse to train over an earlier run's checkpoint unless told; load it for --resume."""
     has_checkpoint = (cfg.out / CHECKPOINT).is_file()
     if has_checkpoint and not (cfg.resume or cfg.overwrite):
@@ -78,7 +117,7 @@ def prepare_out(cfg: TrainConfig, d) -> Optional[dict]:
     if not cfg.resume:
         return None
     state = load_checkpoint(cfg.out)
-    g, dc = network_configs(cfg)
+    g, dc = network_configs(cfg, frames)
     differ = [f"{k}: {state['G_config'][k]} in the checkpoint, {v} now" for k, v in g.to_dict().items() if state["G_config"].get(k) != v]
     differ += [f"critic {k}: {state['D_config'][k]} in the checkpoint, {v} now" for k, v in dc.to_dict().items() if state["D_config"].get(k) != v]
     if differ:
@@ -103,24 +142,37 @@ def stream_state(cfg: TrainConfig, d, state: Optional[dict]) -> Optional[dict]:
 
 def train(cfg: TrainConfig) -> TrainResult:
     d = distributed.setup(cfg.device)
+    if cfg.sync_bn and d.device.type != "cuda":
+        distributed.teardown(d)
+        raise ValueError("--sync-bn needs GPUs: torch's SyncBatchNorm runs on CUDA tensors only")
     try:
         return run(cfg, d)
     finally:
         distributed.teardown(d)
 
 
-def build(cfg: TrainConfig, d, state: Optional[dict], mine: Optional[dict]):
-    """The networks (unwrapped, for saving), the pix2pix step around their wrapped forms, and
-    the (epoch, step, epoch_step) to start at."""
-    g_cfg, d_cfg = network_configs(cfg)
+def build(cfg: TrainConfig, d, state: Optional[dict], mine: Optional[dict], frames: int):
+    """The networks (unwrapped, for saving), the generator's EMA (rank 0, or None), the pix2pix
+    step around the wrapped networks, and the (epoch, step, epoch_step) to start at."""
+    g_cfg, d_cfg = network_configs(cfg, frames)
     G, D = build_generator(g_cfg), build_discriminator(d_cfg)
     if state:
         G.load_state_dict(state["G"])
         D.load_state_dict(state["D"])
+    if cfg.sync_bn:
+        # Statistics of the whole batch across ranks; the saved state dict keeps plain
+        # batch-norm names, so generator.pth loads into the ordinary network.
+        G, D = torch.nn.SyncBatchNorm.convert_sync_batchnorm(G), torch.nn.SyncBatchNorm.convert_sync_batchnorm(D)
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     G, D = G.to(d.device, memory_format=fmt), D.to(d.device, memory_format=fmt)
-    opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    if d.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # one crop and batch all run long: time the kernels once, keep the fastest
+    ema = None
+    if cfg.ema_decay and d.is_main:
+        ema = GeneratorEMA(G, cfg.ema_decay)
+        if state and state.get("G_ema"):
+            ema.load_state_dict(state["G_ema"])
+    opt_G, opt_D = make_adam(G.parameters(), cfg.lr, cfg.beta1), make_adam(D.parameters(), cfg.lr, cfg.beta1)
     dtype = amp_dtype(cfg.amp, d.device)
     scaler = torch.amp.GradScaler(d.device.type, enabled=dtype == torch.float16)
     start = (0, 0, 0)
@@ -143,23 +195,29 @@ def build(cfg: TrainConfig, d, state: Optional[dict], mine: Optional[dict]):
         G_train, D_train, D_frozen = torch.compile(G_train), torch.compile(D_train), torch.compile(D)
     model = Pix2Pix(G_train, D_train, D_frozen, opt_G, opt_D, scaler, GANLoss(cfg.gan_mode).to(d.device),
                     cfg.lambda_l1, d.device, dtype)
-    return G, D, model, start
+    return G, D, ema, model, start
 
 
 class LossMeter:
-    """Losses summed on the device, so a step costs no sync; read every `log_every` steps."""
+    """Losses and skipped steps counted on the device, so a step costs no sync; read every
+    `log_every` steps."""
 
     def __init__(self, device):
         self.sums, self.n = torch.zeros(len(LOSS_NAMES), device=device), 0
         self.since_val, self.n_val = torch.zeros(len(LOSS_NAMES)), 0
         self.images, self.t = 0, time.monotonic()
+        self.skips = torch.zeros(2, device=device)  # [skipped steps in all, skipped in a row now]
+        self.skipped, self.bad_run = 0, 0  # as of the last read
 
-    def add(self, losses: dict, images: int) -> None:
+    def add(self, losses: dict, images: int, skipped: torch.Tensor) -> None:
         self.sums += torch.stack([losses[k].float() for k in LOSS_NAMES])
+        self.skips[0] += skipped
+        self.skips[1] = (self.skips[1] + 1) * skipped
         self.n, self.images = self.n + 1, self.images + images
 
     def read(self) -> tuple:
         """(mean losses since the last read, images/s); the loop's one sync point."""
+        self.skipped, self.bad_run = (int(v) for v in self.skips.tolist())
         means = (self.sums / max(self.n, 1)).cpu()
         self.since_val += means * self.n
         self.n_val += self.n
@@ -181,63 +239,82 @@ def run(cfg: TrainConfig, d) -> TrainResult:
     torch.manual_seed(cfg.seed * 1000 + d.rank)  # dropout draws differ per rank
     shards = load_shard_set(cfg.shards)
     val_shards = load_shard_set(cfg.val_shards) if cfg.val_shards else shards
-    state = prepare_out(cfg, d)
+    frames = clip_frames(cfg, shards, val_shards)
+    state = prepare_out(cfg, d, frames)
     mine = stream_state(cfg, d, state)
-    G, D, model, (epoch, step, epoch_step) = build(cfg, d, state, mine)
+    G, D, ema, model, (epoch, step, epoch_step) = build(cfg, d, state, mine, frames)
     batches = train_batches(shards, cfg.spec, cfg.batch_size, cfg.crop, d.device, d.rank, d.world_size,
-                            cfg.seed, cfg.num_threads, state=mine and mine["data"])
+                            cfg.seed, cfg.num_threads, state=mine and mine["data"], prefetch=cfg.prefetch)
     steps_per_epoch = len(batches)
-    total_steps = min(cfg.epochs * steps_per_epoch, cfg.max_steps or math.inf)
+    schedule_steps = cfg.epochs * steps_per_epoch
+    total_steps = min(schedule_steps, cfg.max_steps or math.inf)
     if step >= total_steps:
         raise ValueError(f"{cfg.out}/{CHECKPOINT} is at step {step}: nothing left to do (raise --epochs or --max-steps)")
 
-    log = None
+    log, vset, best, history = None, None, (state or {}).get("best") or {"psnr": -math.inf, "step": None}, []
     if d.is_main:
         cfg.out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(cfg.out / "config.json", cfg.to_dict())
         log = RunLog(cfg.out)
+        vset = validation_set(val_shards, cfg.spec, cfg.val_frames, d.device)
         print(f"training on {d.world_size} x {d.device} ({str(model.dtype).split('.')[-1] if model.dtype else 'fp32'}"
               f"{', channels_last' if cfg.channels_last else ''}{', compiled' if cfg.compile else ''}): "
-              f"{shards.num_samples} frames, {steps_per_epoch} steps per epoch of {cfg.batch_size} x {d.world_size}, "
+              f"{shards.num_samples} {'frames' if frames == 1 else f'clips of {frames} frames'}, {steps_per_epoch} steps per epoch of {cfg.batch_size} x {d.world_size}, "
               f"{total_steps} steps in all" + (f" or {cfg.max_minutes:g} minutes, whichever comes first" if cfg.max_minutes else "")
-              + (f", resuming at step {step}" if state else ""), file=sys.stderr)
+              + (f", resuming at step {step}" if state else "") + f"; {describe_schedule(cfg, schedule_steps)}; "
+              + (f"EMA of G with decay {cfg.ema_decay:g}" if ema else "no EMA") + f"; validation on {len(vset)} whole frames",
+              file=sys.stderr)
 
     def end_segment(with_validation=True):
         """Validate (rank 0) and save (all ranks send their RNG and input position). After a
         signal only save: torchrun kills its workers 30 s after it."""
         val = {}
+        last_segment[0] = time.monotonic()
         if d.is_main and with_validation:
-            val, columns = validate(G, val_shards, cfg.spec, cfg.crop, cfg.batch_size, cfg.val_batches, d.device,
-                                    model.autocast, cfg.samples, cfg.num_threads)
+            G_eval = ema.module if ema else G  # what generator.pth holds
+            val, columns = validate(G_eval, vset, model.autocast, cfg.samples)
+            if ema:
+                val["psnr_raw"] = validate(G, vset, model.autocast)[0]["psnr"]
             picture = log.validation(step, epoch, meter.pop_since_validation(), val, model.opt_G.param_groups[0]["lr"], columns)
-            bar.write(f"step {step} (epoch {epoch + epoch_step / steps_per_epoch:.2f}): {format_metrics(val)} -> {picture}")
+            history.append((val["psnr"], val.get("psnr_raw")))
+            note = ""
+            if val["psnr"] > best["psnr"]:
+                best.update(psnr=val["psnr"], step=step)
+                save_weights(cfg.out / "generator_best.pth", G_eval)
+                note = ", best so far -> generator_best.pth"
+            bar.write(f"step {step} (epoch {epoch + epoch_step / steps_per_epoch:.2f}): {format_metrics(val)} -> {picture}{note}")
         ranks = distributed.gather_to_main(d, {"rng": rng_state(d.device), "data": batches.state()})
         if d.is_main:
-            save_checkpoint(cfg.out, G, D, model.opt_G, model.opt_D, model.scaler, epoch, step, epoch_step, ranks, cfg.to_dict())
+            save_checkpoint(cfg.out, G, D, ema, model.opt_G, model.opt_D, model.scaler, epoch, step, epoch_step, ranks,
+                            cfg.to_dict(), best)
         return val
 
-    stop, meter = StopRequest(), LossMeter(d.device)
+    stop, meter, last_segment = StopRequest(), LossMeter(d.device), [time.monotonic()]
     bar = tqdm(total=total_steps, initial=step, unit="step", disable=not (cfg.progress and d.is_main), dynamic_ncols=True)
-    bad, skipped, last_val, stopped = 0, 0, {}, None
+    last_val, stopped, timed, loop_end = {}, None, None, None
     try:
         while epoch < cfg.epochs and stopped is None:
             for batch in batches:
-                model.set_lr(lr_at(cfg, epoch, epoch_step, steps_per_epoch))
-                losses, ok = model.optimize(batch)
+                model.set_lr(lr_at(cfg, progress(cfg, step, schedule_steps, time.monotonic() - t0)))
+                losses, skipped = model.optimize(batch)
                 step, epoch_step = step + 1, epoch_step + 1
-                bad, skipped = (0 if ok else bad + 1), skipped + (not ok)
-                if bad >= cfg.max_bad_steps:
-                    raise NonFiniteLosses(
-                        f"losses or gradients were not finite for {bad} steps in a row (step {step}); "
-                        f"the last checkpoint in {cfg.out} is untouched. Try a lower --lr, or --amp bf16/off.")
-                meter.add(losses, batch["clean"].shape[0] * d.world_size)
+                if ema:
+                    ema.update(G, step)  # a skipped step left G as it was: the EMA moves toward the same weights
+                meter.add(losses, batch["clean"].shape[0] * d.world_size, skipped)
                 if step % cfg.log_every == 0 or step == total_steps:
                     named, rate = meter.read()
+                    if timed is None:  # the clock starts after the first steps (warm-up, first batches)
+                        timed = (step, time.monotonic())
+                    if meter.bad_run >= cfg.max_bad_steps:
+                        raise NonFiniteLosses(
+                            f"losses or gradients were not finite for {meter.bad_run} steps in a row (step {step}); "
+                            f"the last checkpoint in {cfg.out} is untouched. Try a lower --lr, or --amp bf16/off.")
                     if d.is_main:
                         log.scalars(step, "train", named | {"lr": model.opt_G.param_groups[0]["lr"]})
                         bar.set_postfix(L1=f"{named['G_L1']:.4f}", G=f"{named['G_GAN']:.3f}",
                                         D=f"{(named['D_real'] + named['D_fake']) / 2:.3f}", img_s=f"{rate:.1f}", refresh=False)
                 bar.update(1)
+                loop_end = (step, time.monotonic())  # the final save is left out of the rate
 
                 stopped = stop_reason(cfg, d, step, t0, stop)
                 end_of_epoch = epoch_step == steps_per_epoch
@@ -249,18 +326,32 @@ def run(cfg: TrainConfig, d) -> TrainResult:
                     break
             else:
                 epoch, epoch_step = epoch + 1, 0
-            last_val = end_segment(with_validation=stopped != "signal")
+            # Small epochs on a fast GPU last seconds: validating each would halve throughput.
+            if stopped or epoch >= cfg.epochs or time.monotonic() - last_segment[0] >= cfg.val_interval:
+                last_val = end_segment(with_validation=stopped != "signal")
     finally:
         stop.restore()
         bar.close()
         if log:
             log.close()
+    if d.is_main and len(history) >= 3:
+        ours, raw = [h[0] for h in history], [h[1] for h in history]
+        print(f"validation PSNR swing over the last third of {len(history)} validations: {swing(ours):.2f} dB"
+              + (f" (EMA weights; the raw weights: {swing(raw):.2f} dB)" if ema else ""), file=sys.stderr)
+    if d.is_main and best["step"] is not None:
+        print(f"best validation PSNR {best['psnr']:.2f} dB at step {best['step']}: {cfg.out}/generator_best.pth; "
+              f"{cfg.out}/generator.pth holds the {'EMA ' if ema else ''}weights of the last step", file=sys.stderr)
+    meter.read()
+    skipped = meter.skipped
     if d.is_main:
         print(f"saved {cfg.out}/generator.pth, discriminator.pth, {CHECKPOINT} at step {step} "
               f"({stopped or 'done'}); {skipped} steps skipped for non-finite values"
               + (" (fp16 loss scaling skips a few while it calibrates)" if skipped and model.dtype == torch.float16 else ""),
               file=sys.stderr)
-    return TrainResult(step, epoch, stopped or "done", last_val, skipped)
+    rate = None
+    if timed and loop_end and loop_end[0] > timed[0]:
+        rate = (loop_end[0] - timed[0]) * cfg.batch_size * d.world_size / (loop_end[1] - timed[1])
+    return TrainResult(step, epoch, stopped or "done", last_val, skipped, rate)
 
 
 def stop_reason(cfg: TrainConfig, d, step: int, t0: float, stop: StopRequest) -> Optional[str]:

@@ -1,43 +1,84 @@
-"""Validation: the generator in eval mode (no dropout noise, running batch-norm statistics, as
-restore runs it) on fixed crops with fixed degradations; L1, PSNR and SSIM, and a picture."""
+"""Validation on whole frames, as `vrestore restore` sees them.
+
+A fixed set of frames from the validation shards is degraded once with the torch reference ops
+(the very code `vrestore degrade` runs, with a fixed seed), so every validation of every run
+scores the same inputs. The generator runs in eval mode (no dropout noise, running batch-norm
+statistics) on each whole frame, mirror-padded to its multiple and cropped back. Figures: L1,
+PSNR and SSIM per frame, and PSNR inside and outside the boxes pooled over all frames.
+"""
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 
-from pipeline.metrics import psnr, ssim, to_255
+from models import centre_frame, pad_to_multiple
+from pipeline.degradations import DegradationSpec, degrade
+from pipeline.metrics import box_squared_errors, pooled_psnr, psnr, ssim, to_255
 from pipeline.pictures import hwc_uint8
-from trainer.dali_input import val_batches
+from trainer.dali_input import ShardSet, first_samples
+
+VAL_SEED = 12345
+
+
+@dataclass
+class ValidationSet:
+    degraded: list  # (1, 3T, H, W) float in [-1, 1], on the device: a sample's T frames, frame-major
+    clean: list  # (1, 3, H, W) levels 0..255, on the device: the centre frame
+    masks: list  # (1, 1, H, W) bool, true inside the centre frame's boxes
+
+    def __len__(self):
+        return len(self.clean)
+
+
+def validation_set(shards: ShardSet, spec: DegradationSpec, frames: int, device) -> ValidationSet:
+    generator = torch.Generator().manual_seed(VAL_SEED)
+    vset = ValidationSet([], [], [])
+    for sample in first_samples(shards, frames):
+        clean = torch.from_numpy(sample).permute(0, 3, 1, 2).float()  # (T, 3, H, W)
+        degraded, mask = degrade(clean, spec, generator)  # blur, noise and boxes drawn per frame
+        centre = len(clean) // 2
+        vset.degraded.append(degraded.div(127.5).sub(1).flatten(0, 1)[None].to(device))
+        vset.clean.append(clean[centre : centre + 1].to(device))
+        vset.masks.append(mask[centre : centre + 1].to(device))
+    return vset
 
 
 @torch.no_grad()
-def validate(G, shards, spec, crop: int, batch_size: int, max_batches: int, device, autocast, samples: int = 8, num_threads: int = 2):
-    """Returns (metrics, grid columns): metrics are means over validated images, L1 on the
-    0..255 scale; columns are uint8 NHWC degraded | restored | clean for the first `samples`."""
+def validate(G, vset: ValidationSet, autocast, samples: int = 0):
+    """(metrics, picture columns): means over frames, L1 on the 0..255 scale; the columns are
+    uint8 NHWC degraded | restored | clean for the first `samples` frames of the first frame's size."""
     was_training = G.training
     G.eval()
-    totals = {"l1": 0.0, "psnr": 0.0, "ssim": 0.0, "psnr_input": 0.0, "ssim_input": 0.0}
-    n, shown = 0, None
+    sums = torch.zeros(5, dtype=torch.float64)  # l1, psnr, ssim, psnr_input, ssim_input
+    boxes = torch.zeros(4, dtype=torch.float64)
+    shown = [[], [], []]
     try:
-        for i, batch in enumerate(val_batches(shards, spec, batch_size, crop, device, num_threads=num_threads)):
-            if i >= max_batches:
-                break
+        for x, c, m in zip(vset.degraded, vset.clean, vset.masks):
+            padded, crop_back = pad_to_multiple(x, G.cfg.multiple)
             with autocast():
-                restored = G(batch["degraded"])
-            x, y, c = to_255(batch["degraded"]), to_255(restored), to_255(batch["clean"])
-            totals["l1"] += (y - c).abs().flatten(1).mean(1).sum().item()
-            totals["psnr"] += psnr(y, c).sum().item()
-            totals["ssim"] += ssim(y, c).sum().item()
-            totals["psnr_input"] += psnr(x, c).sum().item()
-            totals["ssim_input"] += ssim(x, c).sum().item()
-            n += len(c)
-            if shown is None:
-                shown = [hwc_uint8(t[:samples]) for t in (x, y, c)]
+                y = to_255(crop_back(G(padded)))
+            xi = to_255(centre_frame(x))
+            sums += torch.tensor([(y - c).abs().mean().item(), psnr(y, c).item(), ssim(y, c).item(),
+                                  psnr(xi, c).item(), ssim(xi, c).item()], dtype=torch.float64)
+            boxes += box_squared_errors(y, c, m)
+            if len(shown[0]) < samples and c.shape == vset.clean[0].shape:
+                for column, t in zip(shown, (xi, y, c)):
+                    column.append(hwc_uint8(t)[0])
     finally:
         G.train(was_training)
-    return {k: v / max(n, 1) for k, v in totals.items()} | {"images": n}, shown
+    n = max(len(vset), 1)
+    metrics = dict(zip(("l1", "psnr", "ssim", "psnr_input", "ssim_input"), (sums / n).tolist()))
+    sq_in, n_in, sq_out, n_out = boxes.tolist()
+    metrics |= {"psnr_boxes": pooled_psnr(sq_in, n_in), "psnr_outside": pooled_psnr(sq_out, n_out), "frames": len(vset)}
+    columns = [np.stack(col) for col in shown] if shown[0] else None
+    return metrics, columns
 
 
 def format_metrics(m: dict) -> str:
-    if not m or not m.get("images"):
-        return "no validation images"
+    if not m or not m.get("frames"):
+        return "no validation frames"
     gain = m["psnr"] - m["psnr_input"]
-    return (f"val L1 {m['l1']:.2f}  PSNR {m['psnr']:.2f} dB (input {m['psnr_input']:.2f}, "
-            f"{gain:+.2f})  SSIM {m['ssim']:.4f} (input {m['ssim_input']:.4f})")
+    boxes = f", boxes {m['psnr_boxes']:.2f} / outside {m['psnr_outside']:.2f}" if m.get("psnr_boxes") is not None else ""
+    raw = f" [raw weights {m['psnr_raw']:.2f}]" if m.get("psnr_raw") is not None else ""
+    return (f"val PSNR {m['psnr']:.2f} dB (input {m['psnr_input']:.2f}, {gain:+.2f}{boxes}){raw}  "
+            f"SSIM {m['ssim']:.4f} (input {m['ssim_input']:.4f})  L1 {m['l1']:.2f}")

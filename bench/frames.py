@@ -1,0 +1,49 @@
+"""Restoring from neighbouring frames: generators that see T = 1, 3 and 5 frames, each trained
+for the same minutes on this machine with the demo's settings, scored on the whole test split
+as `vrestore restore` runs them (sliding windows, mirrored ends), next to the degraded input:
+PSNR, SSIM, PSNR inside and outside the boxes, and temporal PSNR.
+
+    python bench/frames.py                      # 4 minutes per T
+    python bench/frames.py --minutes 10 --frames 1 3
+
+Shards for each T are made from the sample videos (make-shards --clip-len T) if missing.
+"""
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from quality import degraded_set, evaluate, print_table  # bench/quality.py, beside this script
+from recipe import ensure_data, train_run
+from pipeline.degradations import DegradationSpec
+from pipeline.restore import Restorer
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", type=Path, default=Path("demo_output"))
+    p.add_argument("--work", type=Path, default=Path("demo_output/frames"))
+    p.add_argument("--minutes", type=float, default=4.0)
+    p.add_argument("--frames", type=int, nargs="+", default=[1, 3, 5])
+    p.add_argument("--extra", default="", help="more `vrestore train` options for every run, space-separated")
+    args = p.parse_args()
+    videos = ensure_data(args.root)[0]
+    test = degraded_set(videos, videos / "ucfTrainTestlist" / "testlist01.txt", args.work / "test", DegradationSpec(), seed=1)
+    rows = {"degraded input": evaluate(("identity", None), test)}
+    for t in args.frames:
+        shards = ensure_data(args.root, t)[1]
+        run = args.work / f"t{t}"
+        t0 = time.monotonic()
+        train_run(shards, run, args.minutes, *args.extra.split())
+        steps = torch.load(run / "checkpoint.pt", weights_only=True)["step"]
+        rows[f"generator, T = {t} ({steps} steps)"] = evaluate(("generator", Restorer(run / "generator.pth", "cpu")), test)
+        print(f"T = {t}: {steps} steps, trained and scored in {time.monotonic() - t0:.0f} s", flush=True)
+    print(f"\n{len(test)} test videos, {rows['degraded input']['frames']} frames; {args.minutes:g} training minutes per T on this machine")
+    print_table(rows)
+    (args.work / "frames.json").write_text(json.dumps({"minutes": args.minutes, "rows": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The training recipe, compared at equal training minutes on one machine: constant vs decaying
+learning rate, and for each run the raw last-step weights vs their EMA, scored on whole test
+frames as `vrestore restore` sees them (bench/quality.py's degraded test split, seed 1).
+
+    python bench/recipe.py                         # demo settings, 4 minutes per run
+    python bench/recipe.py --minutes 10 --decay-fractions 0,0.3,0.5
+
+Each run is `vrestore train` with the demo's settings and `--decay-fraction F`; its
+checkpoint.pt holds the raw weights and generator.pth the EMA. Also printed: the largest change
+of validation PSNR between consecutive validations in the last third of the run (EMA and raw),
+from metrics.jsonl.
+"""
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from quality import degraded_set, evaluate  # bench/quality.py, beside this script
+from models import GeneratorConfig, build_generator
+from pipeline.degradations import DegradationSpec
+from pipeline.restore import Restorer
+from pipeline.sample_videos import SampleConfig, make_sample_videos
+from pipeline.weights import save_weights
+from trainer.train import swing
+
+DEMO = ["--crop", "64", "--ngf", "16", "--ndf", "16", "--batch-size", "16", "--lr", "1e-3", "--val-every", "500", "--quiet"]
+
+
+def ensure_data(root: Path, clip_len: int = 1) -> tuple:
+    """The sample videos and their train/test shards (clips of `clip_len` frames), made if missing."""
+    videos, shards = root / "videos", root / ("shards" if clip_len == 1 else f"shards_t{clip_len}")
+    if not videos.exists():
+        make_sample_videos(SampleConfig(videos))
+    for split in ("train", "test"):
+        if not (shards / split / "manifest.json").exists():
+            subprocess.run([str(Path(sys.executable).with_name("make-shards")), str(videos), str(shards / split), "--quiet",
+                            "--split-file", str(videos / "ucfTrainTestlist" / f"{split}list01.txt"), "--clip-len", str(clip_len)], check=True)
+    return videos, shards
+
+
+def train_run(shards: Path, run: Path, minutes: float, *options: str) -> None:
+    """`vrestore train` with the demo's settings for `minutes`."""
+    subprocess.run([str(Path(sys.executable).with_name("vrestore")), "train", "--shards", str(shards / "train"),
+                    "--val-shards", str(shards / "test"), "--out", str(run), "--overwrite", *DEMO,
+                    "--max-minutes", str(minutes), *options], check=True)
+
+
+def raw_weights(run: Path) -> Path:
+    """The last step's raw generator from checkpoint.pt, as a generator.pth of its own."""
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    G = build_generator(GeneratorConfig(**state["G_config"]))
+    G.load_state_dict(state["G"])
+    save_weights(run / "generator_raw.pth", G)
+    return run / "generator_raw.pth"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", type=Path, default=Path("demo_output"), help="sample videos and shards (made if missing)")
+    p.add_argument("--work", type=Path, default=Path("demo_output/recipe"))
+    p.add_argument("--minutes", type=float, default=4.0, help="training minutes per run")
+    p.add_argument("--decay-fractions", default="0,0.5", help="comma-separated --decay-fraction values to compare")
+    p.add_argument("--extra", default="", help="more `vrestore train` options for every run, space-separated")
+    args = p.parse_args()
+    videos, shards = ensure_data(args.root)
+    test = degraded_set(videos, videos / "ucfTrainTestlist" / "testlist01.txt", args.work / "test", DegradationSpec(), seed=1)
+
+    rows = {}
+    for fraction in [float(f) for f in args.decay_fractions.split(",")]:
+        run = args.work / f"decay{fraction:g}"
+        t0 = time.monotonic()
+        train_run(shards, run, args.minutes, *args.extra.split(), "--decay-fraction", str(fraction))
+        vals = [json.loads(s)["val"] for s in (run / "metrics.jsonl").read_text().splitlines()]
+        steps = torch.load(run / "checkpoint.pt", weights_only=True)["step"]
+        for name, weights, key in (("raw", raw_weights(run), "psnr_raw"), ("EMA", run / "generator.pth", "psnr")):
+            r = evaluate(("generator", Restorer(weights, "cpu")), test)
+            r |= {"swing_last_third": swing([v[key] for v in vals]), "steps": steps, "validations": len(vals)}
+            rows[f"lr {'constant' if fraction == 0 else f'decay over last {fraction:g}'}, {name} weights"] = r
+        print(f"decay fraction {fraction:g}: {steps} steps in {time.monotonic() - t0:.0f} s", flush=True)
+
+    print(f"\n{len(test)} test videos, whole frames; {args.minutes:g} training minutes per run on this machine")
+    width = max(len(k) for k in rows)
+    print(f"{'recipe':<{width}}  {'PSNR':>6}  {'SSIM':>6}  {'boxes':>6}  {'outside':>7}  {'val swing':>9}")
+    for name, r in rows.items():
+        print(f"{name:<{width}}  {r['psnr']:6.2f}  {r['ssim']:6.4f}  {r['psnr_inside_boxes']:6.2f}  {r['psnr_outside_boxes']:7.2f}  "
+              f"{r['swing_last_third']:7.2f} dB")
+    (args.work / "recipe.json").write_text(json.dumps({"minutes": args.minutes, "rows": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

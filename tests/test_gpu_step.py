@@ -1,0 +1,33 @@
+"""The training step on a GPU waits for nothing: run with CUDA's sync debug mode set to error,
+so any device-to-host synchronisation in the step raises. Skipped where torch sees no GPU."""
+import pytest
+import torch
+
+from models import DiscriminatorConfig, GANLoss, GeneratorConfig, build_discriminator, build_generator
+from trainer.pix2pix_step import Pix2Pix, make_adam
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+
+
+@pytest.mark.parametrize("dtype,norm", [(torch.bfloat16, "batch"), (None, "instance")])
+def test_the_step_never_syncs_with_the_host(dtype, norm):
+    device = torch.device("cuda")
+    G = build_generator(GeneratorConfig(ngf=8, depth=5, norm=norm)).to(device, memory_format=torch.channels_last)
+    D = build_discriminator(DiscriminatorConfig(ndf=8, norm=norm)).to(device, memory_format=torch.channels_last)
+    model = Pix2Pix(G, D, D, make_adam(G.parameters(), 2e-4, 0.5), make_adam(D.parameters(), 2e-4, 0.5),
+                    torch.amp.GradScaler("cuda", enabled=False), GANLoss().to(device), 100.0, device, dtype)
+    x = torch.rand(4, 3, 32, 32, device=device).mul(2).sub(1).contiguous(memory_format=torch.channels_last)
+    good = {"clean": x, "degraded": x * 0.5}
+    bad = {"clean": x, "degraded": torch.full_like(x, float("nan"))}
+    model.optimize(good)  # first step: optimiser state is created (allocations, not syncs)
+    torch.cuda.synchronize()
+    before = {k: v.clone() for k, v in G.state_dict().items()}
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        _, skipped_bad = model.optimize(bad)
+        _, skipped_good = model.optimize(good)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert skipped_bad.item() == 1.0 and skipped_good.item() == 0.0
+    after = G.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the good step moved the weights

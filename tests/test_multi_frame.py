@@ -1,0 +1,180 @@
+"""Restoring each frame from its neighbours (issue 13): clip shards, one crop per clip in DALI,
+the T-frame generator, sliding-window restore with mirrored ends, and the temporal score."""
+import json
+import math
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import count_frames
+from models import GeneratorConfig, build_generator, centre_frame, pad_to_multiple
+from pipeline.degradations import DegradationSpec
+from pipeline.frame_windows import sliding_windows, window_indices
+from pipeline.make_shards import ShardConfig, make_shards
+from pipeline.metrics import temporal_squared_error
+from pipeline.restore import RestoreConfig, Restorer, restore_videos
+from pipeline.video_io import VideoWriter
+from pipeline.weights import load_network, save_weights, weights_payload
+from test_restore import decode, make_video
+from trainer.dali_input import load_shard_set, train_batches
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize("clip_len,stride", [(3, 1), (5, 2)])
+def test_clip_members_and_counts_per_video(sample_tree, tmp_path, clip_len, stride):
+    out = tmp_path / "clips"
+    make_shards(ShardConfig(sample_tree, out, clip_len=clip_len, clip_stride=stride, progress=False, workers=2))
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["params"]["clip_len"] == clip_len and m["params"]["clip_stride"] == stride
+    per_video = {}
+    for tar in sorted(out.glob("*.tar")):
+        with tarfile.open(tar) as t:
+            names = t.getnames()
+            for name in names:
+                key, ext = name.split(".", 1)
+                per_video.setdefault(key, set()).add(ext)
+                if ext == "json":
+                    meta = json.loads(t.extractfile(name).read())
+                    assert meta["clip_len"] == clip_len and meta["frames"] == list(range(meta["frame"], meta["frame"] + clip_len))
+                    assert key.endswith(f"/{meta['frame']:06d}")
+    assert all(exts == {"json", *[f"{i}.jpg" for i in range(clip_len)]} for exts in per_video.values())
+    for v in m["videos"]:
+        n = count_frames(sample_tree / v["path"])
+        expected = math.ceil((n - clip_len + 1) / stride)
+        assert v["frames"] == n and v["clips"] == expected
+        assert sum(1 for k in per_video if k.startswith(v["id"] + "/")) == expected
+    assert m["num_samples"] == sum(v["clips"] for v in m["videos"])
+
+
+def test_a_video_shorter_than_the_clip_is_skipped_with_its_reason(tmp_path):
+    src = tmp_path / "src"
+    make_video(src / "short.avi", rate=2, seconds=1, audio=False)  # 2 frames
+    make_video(src / "long.avi", rate=10, seconds=1, audio=False)
+    m = make_shards(ShardConfig(src, tmp_path / "out", clip_len=3, progress=False, workers=1)).manifest
+    assert [v["path"] for v in m["videos"]] == ["long.avi"]
+    assert m["skipped"] == [{"path": "short.avi", "id": "short", "reason": "shorter than --clip-len 3 (2 frames)"}]
+
+
+def shifted_clip_video(path, frames=12, shift=3, size=(96, 80)):
+    """Frame i is one random picture moved i*shift pixels to the left: known motion."""
+    rng = np.random.default_rng(0)
+    w, h = size
+    big = rng.integers(0, 256, (h, w + frames * shift, 3), dtype=np.uint8)
+    big = np.repeat(np.repeat(big[::4, ::4], 4, 0), 4, 1)[:h, : w + frames * shift]  # 4x4 blocks: survives a mild blur
+    with VideoWriter(path, w, h, 10, "ffv1") as out:
+        for i in range(frames):
+            out.write(big[None, :, i * shift : i * shift + w])
+    return path
+
+
+def test_one_crop_and_one_flip_serve_every_frame_of_a_clip(tmp_path):
+    shift = 3
+    src = tmp_path / "src"
+    src.mkdir()
+    shifted_clip_video(src / "moving.avi", shift=shift)
+    out = tmp_path / "shards"
+    make_shards(ShardConfig(src, out, clip_len=3, image_format="png", progress=False, workers=1))
+    spec = DegradationSpec(blur_sigma=0.3, blur_window=1, noise_std=0, boxes_min=0, boxes_max=0)
+    batch = next(iter(train_batches(load_shard_set(out), spec, 8, 32, CPU, num_threads=1)))
+    stack = batch["degraded"]  # (8, 9, 32, 32): frames t-1, t, t+1 of each clip
+    assert stack.shape == (8, 9, 32, 32)
+    assert torch.equal(centre_frame(stack), batch["clean"])  # no degradation asked for: the centre is the clean crop
+    flips = set()
+    for a, b, c in (stack[i].view(3, 3, 32, 32) for i in range(len(stack))):
+        # frame t+1 is frame t moved `shift` px left (or right, if the clip was flipped): the
+        # same crop window on every frame keeps exactly that shift
+        left = (b[..., shift:] - c[..., :-shift]).abs().max().item()
+        right = (b[..., :-shift] - c[..., shift:]).abs().max().item()
+        assert min(left, right) == 0 and max(left, right) > 0.1
+        prev_ok = (a[..., shift:] - b[..., :-shift]).abs().max().item() == 0 if left == 0 else (a[..., :-shift] - b[..., shift:]).abs().max().item() == 0
+        assert prev_ok
+        flips.add(left == 0)
+    assert flips == {True, False}, "both flipped and unflipped clips should occur in 8 samples"
+
+
+def test_window_indices_mirror_at_the_ends():
+    assert window_indices(0, 10, 5) == [2, 1, 0, 1, 2]
+    assert window_indices(9, 10, 5) == [7, 8, 9, 8, 7]
+    assert window_indices(4, 10, 3) == [3, 4, 5]
+    assert window_indices(0, 1, 3) == [0, 0, 0]
+
+
+def test_sliding_windows_stream_every_frame_once_in_order():
+    frames = np.arange(11, dtype=np.uint8)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
+    batches = [frames[:4], frames[4:8], frames[8:]]
+    out = list(sliding_windows(iter(batches), 5))
+    centres = np.concatenate([c for c, _ in out])[:, 0, 0, 0].tolist()
+    windows = np.concatenate([w for _, w in out])[:, :, 0, 0, 0].tolist()
+    assert centres == list(range(11))
+    assert windows == [window_indices(t, 11, 5) for t in range(11)]
+
+
+def test_restore_uses_mirrored_neighbours_and_keeps_the_frame_count(tmp_path):
+    torch.manual_seed(0)
+    G = build_generator(GeneratorConfig(ngf=4, depth=5, frames=3)).eval()
+    save_weights(tmp_path / "g3.pth", G)
+    video = make_video(tmp_path / "in" / "clip.avi", size="64x48", rate=10, seconds=1, noise=20)
+    cfg = RestoreConfig(video, weights=tmp_path / "g3.pth", output_dir=tmp_path / "out", codec="ffv1", batch_size=4, progress=False)
+    result = restore_videos(cfg)
+    assert not result.failed
+    restored = decode(tmp_path / "out" / "clip.avi")
+    frames = decode(video)
+    assert len(restored) == len(frames) == count_frames(video) == 10
+    to = lambda idx: torch.from_numpy(np.concatenate([frames[i] for i in idx], axis=-1)).permute(2, 0, 1)[None].float() / 127.5 - 1
+    with torch.no_grad():
+        for t, idx in ((0, [1, 0, 1]), (5, [4, 5, 6]), (9, [8, 9, 8])):
+            padded, crop_back = pad_to_multiple(to(idx), G.cfg.multiple)  # 48 rows: padded to 64 and cropped back, as restore does
+            expected = ((crop_back(G(padded)).clamp(-1, 1) + 1) * 127.5).round()[0].permute(1, 2, 0).numpy()
+            assert np.abs(restored[t].astype(float) - expected).max() <= 1, t
+
+
+def test_single_frame_weights_from_before_restore_bit_identically(tmp_path):
+    """A generator.pth written before `frames` existed has no such key: it loads as T = 1 and
+    restores exactly what a direct forward pass gives."""
+    torch.manual_seed(1)
+    G = build_generator(GeneratorConfig(ngf=4, depth=5)).eval()
+    payload = weights_payload(G)
+    del payload["config"]["frames"]
+    torch.save(payload, tmp_path / "old.pth")
+    assert load_network(tmp_path / "old.pth").cfg.frames == 1
+    video = make_video(tmp_path / "in" / "clip.avi", size="64x48", rate=10, seconds=1)
+    restore_videos(RestoreConfig(video, weights=tmp_path / "old.pth", output_dir=tmp_path / "out", codec="ffv1", progress=False))
+    restored = decode(tmp_path / "out" / "clip.avi")
+    x = torch.from_numpy(decode(video).copy()).permute(0, 3, 1, 2).float() / 127.5 - 1
+    padded, crop_back = pad_to_multiple(x, G.cfg.multiple)
+    with torch.no_grad():
+        expected = ((crop_back(G(padded)).clamp(-1, 1) + 1) * 127.5).round().permute(0, 2, 3, 1).numpy().astype(np.uint8)
+    assert np.array_equal(restored, expected)
+    assert np.array_equal(Restorer(tmp_path / "old.pth", "cpu")(decode(video)), expected)
+
+
+def test_temporal_score_punishes_flicker_that_per_frame_scores_miss():
+    ref = torch.full((6, 3, 8, 8), 100.0)
+    steady = ref + 4  # every frame 4 levels off, always the same way
+    flicker = ref + torch.tensor([4.0, -4.0] * 3)[:, None, None, None]  # as far off, alternating
+    assert (steady - ref).pow(2).mean() == (flicker - ref).pow(2).mean()
+    sq_s, n_s = temporal_squared_error(steady, ref).tolist()
+    sq_f, n_f = temporal_squared_error(flicker, ref).tolist()
+    assert sq_s == 0 and n_s == n_f == 5 * 3 * 8 * 8 and sq_f == n_f * 64
+    # across a batch boundary, the previous batch's last frame continues the sequence
+    split = temporal_squared_error(flicker[3:], ref[3:], flicker[2:3], ref[2:3])
+    assert torch.equal(split + temporal_squared_error(flicker[:3], ref[:3]), temporal_squared_error(flicker, ref))
+
+
+def test_restore_reports_in_box_and_temporal_scores_with_masks(sample_tree, tmp_path):
+    from pipeline.degrade_videos import DegradeConfig, degrade_videos
+
+    clean = sample_tree / "Cat"
+    degrade_videos(DegradeConfig(clean, tmp_path / "deg", save_masks=True, progress=False))
+    torch.manual_seed(0)
+    save_weights(tmp_path / "g.pth", build_generator(GeneratorConfig(ngf=4, depth=5, frames=3)))
+    result = restore_videos(RestoreConfig(tmp_path / "deg", weights=tmp_path / "g.pth", output_dir=tmp_path / "out",
+                                          originals=clean, progress=False, codec="ffv1"))
+    assert len(result.videos) == len(list(clean.glob("*.avi")))  # the masks are not restored
+    for r in result.videos:
+        assert r.mask and r.mask.endswith("_mask.avi")
+        assert r.psnr_boxes_input < r.psnr_outside_input  # gray boxes are far from the picture
+        assert r.temporal_psnr_input is not None and r.temporal_psnr_restored is not None
