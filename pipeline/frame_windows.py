@@ -4,19 +4,22 @@ At the ends the window is mirrored, BasicSR's 'reflection' padding: for T = 5, f
 frames [2, 1, 0, 1, 2] and the last frame n-1 sees [n-3, n-2, n-1, n-2, n-3]. Training never
 needs it (make-shards' clips lie wholly inside a video); restore uses it for every frame.
 """
+from typing import Optional
+
 import numpy as np
 
 
-def window_index(i: int, n: int) -> int:
-    """Frame index i (possibly outside 0..n-1) mirrored into a video of n frames."""
-    if n == 1:
-        return 0
+def window_index(i: int, n: Optional[int]) -> int:
+    """Frame index i (possibly outside 0..n-1) mirrored into a video of n frames; n None: the
+    end is not known yet (only the start mirrors)."""
     i = -i if i < 0 else i
+    if n is None:
+        return i
     i = 2 * (n - 1) - i if i > n - 1 else i
     return min(max(i, 0), n - 1)  # a video shorter than the window: as near as it has
 
 
-def window_indices(t: int, n: int, frames: int) -> list:
+def window_indices(t: int, n: Optional[int], frames: int) -> list:
     k = frames // 2
     return [window_index(t + d, n) for d in range(-k, k + 1)]
 
@@ -34,7 +37,7 @@ def sliding_windows(batches, frames: int):
         t = upto
         if not ts:
             return None
-        windows = np.stack([np.stack([buf[i - first] for i in window_indices(s, n if n else 10**12, frames)]) for s in ts])
+        windows = np.stack([np.stack([buf[i - first] for i in window_indices(s, n, frames)]) for s in ts])
         return windows[:, k], windows
 
     for batch in batches:

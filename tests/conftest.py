@@ -46,3 +46,17 @@ def sample_shards(sample_tree, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("shards")
     make_shards(ShardConfig(sample_tree, out, max_frames=150, progress=False, workers=2))
     return out
+
+
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory) -> Path:
+    """A tiny single-frame generator.pth with fixed random weights (restore tests)."""
+    import torch
+
+    from models import GeneratorConfig, build_generator
+    from pipeline.weights import save_weights
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "generator.pth"
+    save_weights(path, build_generator(GeneratorConfig(ngf=4, depth=5)))
+    return path

@@ -1,4 +1,5 @@
-"""PSNR and SSIM against independent computations (numpy, scikit-image)."""
+"""PSNR and SSIM (torchmetrics underneath) against independent computations: numpy and
+scikit-image, within 1e-4 dB and 1e-6 SSIM, on frames small enough that borders matter."""
 import numpy as np
 import pytest
 import torch
@@ -22,7 +23,8 @@ def nchw(a):
 def test_psnr_matches_numpy():
     clean, noisy = images()
     expected = [10 * np.log10(255**2 / np.mean((c - x) ** 2)) for c, x in zip(clean, noisy)]
-    np.testing.assert_allclose(psnr(nchw(noisy), nchw(clean)).numpy(), expected, rtol=1e-9)
+    np.testing.assert_allclose(psnr(nchw(noisy), nchw(clean)).numpy(), expected, atol=1e-4)
+    assert psnr(nchw(clean), nchw(clean)).tolist() == [100.0] * 3  # capped, not infinite
 
 
 def test_ssim_matches_scikit_image():

@@ -93,6 +93,14 @@ def test_one_crop_and_one_flip_serve_every_frame_of_a_clip(tmp_path):
         assert prev_ok
         flips.add(left == 0)
     assert flips == {True, False}, "both flipped and unflipped clips should occur in 8 samples"
+    # the preview shows the clean centre and every degraded frame of the clip
+    from PIL import Image
+
+    from trainer.preview import make_preview
+
+    make_preview(out, tmp_path / "p.png", spec, n=2, crop=32)
+    with Image.open(tmp_path / "p.png") as picture:
+        assert picture.size == (4 * 32 + 3 * 4, 2 * 32 + 4)
 
 
 def test_window_indices_mirror_at_the_ends():

@@ -19,11 +19,9 @@ import pytest
 import torch
 
 from conftest import count_frames
-from models import GeneratorConfig, build_generator
 from pipeline.degradations import DegradationSpec, blur
 from pipeline.discover import find_videos, output_names, with_unique_ids
 from pipeline.probe import probe_video
-from pipeline.weights import save_weights
 from test_restore import decode
 
 BIN = Path(sys.executable).parent
@@ -78,14 +76,6 @@ def corpus(tmp_path_factory) -> Path:
         good[p : p + 40] = bytes(40)
     (d / "damaged.avi").write_bytes(bytes(good))
     return d
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "generator.pth"
-    save_weights(path, build_generator(GeneratorConfig(ngf=4, depth=5)))
-    return path
 
 
 def test_damaged_clip_is_a_warning_not_a_failure(corpus):

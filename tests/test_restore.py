@@ -5,11 +5,10 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from skimage.metrics import structural_similarity
 
-from models import GeneratorConfig, build_generator
+from models import DiscriminatorConfig, build_discriminator
 from pipeline.restore import Restorer, RestoreConfig, restore_videos
 from pipeline.weights import save_weights
 from conftest import count_frames
@@ -43,14 +42,6 @@ def streams(path) -> dict:
     out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,width,height,r_frame_rate", "-of", "json", str(path)],
                          capture_output=True, text=True, check=True).stdout
     return {s["codec_type"]: s for s in json.loads(out)["streams"]}
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "generator.pth"
-    save_weights(path, build_generator(GeneratorConfig(ngf=4, depth=5)))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +114,6 @@ def test_bad_weights_exit_2_with_one_line(pair, tmp_path, make_bad, message):
 
 
 def test_discriminator_weights_are_refused(tmp_path, pair):
-    from models import DiscriminatorConfig, build_discriminator
-
     save_weights(tmp_path / "d.pth", build_discriminator(DiscriminatorConfig(ndf=4)))
     r = CliRunner().invoke(cli, ["restore", str(pair[1]), "--weights", str(tmp_path / "d.pth"), "--output-dir", str(tmp_path / "o")])
     assert r.exit_code == 2 and "holds a discriminator, not a generator" in r.output

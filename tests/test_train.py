@@ -7,6 +7,7 @@ import sys
 import time
 from contextlib import nullcontext
 
+import numpy as np
 import pytest
 import torch
 
@@ -180,6 +181,12 @@ def test_best_weights_are_the_best_validations(sample_shards, tmp_path):
     ema_state = {k.removeprefix("module."): v for k, v in ckpt["G_ema"].items() if k.startswith("module.")}
     assert all(torch.equal(last[k], ema_state[k]) for k in last)
     assert not all(torch.equal(last[k], ckpt["G"][k]) for k in last)
+    # curves.png is redrawn at each validation: a real PNG of the plotted figure
+    from PIL import Image
+
+    with Image.open(tmp_path / "curves.png") as picture:
+        assert picture.format == "PNG" and picture.size == (1200, 320)
+        assert np.unique(np.asarray(picture.convert("L"))).size > 10  # lines were drawn, not a blank canvas
 
 
 def test_sync_bn_weights_load_into_the_plain_network_and_cpu_is_refused(sample_shards, tmp_path):
@@ -293,3 +300,24 @@ def test_tensorboard_scalars_and_pictures(tiny_shards, tmp_path):
     assert {"train/G_L1", "train/D_fake", "val/psnr", "val/ssim"} <= set(events.Tags()["scalars"])
     assert [e.step for e in events.Scalars("train/G_L1")] == [2, 4]
     assert events.Tags()["images"] == ["val/degraded|restored|clean"]
+
+
+def test_train_from_a_video_folder_shards_once_and_reuses_the_shards(tmp_path):
+    from test_restore import make_video
+
+    videos = tmp_path / "videos"
+    for name in ("a.avi", "b.avi"):
+        make_video(videos / name, size="64x48", rate=10, seconds=1, audio=False)
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "trainer", "--videos", str(videos), "--out", str(out), "--crop", "32", "--ngf", "4", "--ndf", "4",
+            "--batch-size", "4", "--val-frames", "1", "--num-threads", "1", "--quiet", "--frames", "3"]
+    r = subprocess.run([*args, "--max-steps", "2"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert f"made {out / 'shards'}: 16 samples from 2 videos" in r.stderr  # 2 x (10 - 3 + 1) clips
+    tar = next((out / "shards").glob("*.tar"))
+    mtime = tar.stat().st_mtime_ns
+    r = subprocess.run([*args, "--max-steps", "4", "--resume"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert f"reusing {out / 'shards'}" in r.stderr and tar.stat().st_mtime_ns == mtime
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 4
+    assert load_network(out / "generator.pth").cfg.frames == 3

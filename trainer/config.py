@@ -17,7 +17,10 @@ def check_crop(crop: int) -> None:
 
 @dataclass
 class TrainConfig:
-    shards: Path  # folder written by make-shards (manifest.json, tars, idx)
+    shards: Optional[Path] = None  # folder written by make-shards (manifest.json, tars, idx)
+    videos: Optional[Path] = None  # or a folder of videos, sharded into out/shards first
+    split_file: Optional[Path] = None  # with videos: a UCF-101 list selecting them
+    use_first_100: bool = False  # with videos: the first 100 only (the original scripts' quick mode)
     val_shards: Optional[Path] = None  # default: validate on the first batches of `shards`
     out: Path = Path("saved_models")
     epochs: int = 50
@@ -56,7 +59,12 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
-        self.shards, self.out = Path(self.shards), Path(self.out)
+        if (self.shards is None) == (self.videos is None):
+            raise ValueError("give --shards (a make-shards folder) or --videos (a folder of videos), one of them")
+        self.out = Path(self.out)
+        self.shards = Path(self.shards) if self.shards else None
+        self.videos = Path(self.videos) if self.videos else None
+        self.split_file = Path(self.split_file) if self.split_file else None
         self.val_shards = Path(self.val_shards) if self.val_shards else None
         checks = [
             (self.amp in AMP_MODES, f"amp must be one of {AMP_MODES}"),

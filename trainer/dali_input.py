@@ -1,13 +1,14 @@
-"""Training and validation batches: DALI reads the shards, decodes, blurs, crops and flips (and
-adds noise on a GPU); torch adds the occlusion boxes (and the noise on the CPU).
+"""Training batches: DALI reads the shards, decodes, blurs, crops and flips (and adds noise on a
+GPU); torch adds the occlusion boxes (and the noise on the CPU). The validation set's whole
+frames come from the same reader (`first_samples`).
 
 Samples are single frames or clips of T frames (make-shards --clip-len). A clip's frames share
 ONE crop window and ONE flip (the same random arguments feed every frame's op), or the model
 could not learn to use its neighbours; blur, noise and boxes are drawn per frame, as `vrestore
 degrade` draws them.
 
-Both pipelines are built from the same plain functions; the device is a parameter. Batches come
-out as dicts of NCHW float tensors in [-1, 1], channels_last, on the training device.
+The pipelines are built from plain functions; the device is a parameter. Batches come out as
+dicts of NCHW float tensors in [-1, 1], channels_last, on the training device.
 """
 import json
 from dataclasses import dataclass
@@ -129,13 +130,6 @@ def train_pipeline(shards, spec, crop, device, shard_id, num_shards, shuffle_see
 
 
 @pipeline_def
-def val_pipeline(shards, spec, crop, device, noise_in_dali, with_meta=False):
-    frames, meta = read_and_decode(shards, device, 0, 1, False, 0, 1, with_meta)
-    clean, degraded = clean_and_degraded(frames, spec, crop, 0.5, 0.5, 0, noise_in_dali)
-    return (clean, *degraded, frame_shape(frames[0]), *meta)
-
-
-@pipeline_def
 def frames_pipeline(shards):
     """Whole decoded frames in shard order (no crop, no shuffle): the validation set's source."""
     frames, _ = read_and_decode(shards, "cpu", 0, 1, False, 0, 1, False)
@@ -157,19 +151,18 @@ class DegradedBatches:
     "degraded" is (N, 3T, H, W), the T frames of a clip stacked frame-major on channels;
     "clean" (N, 3, H, W) and "mask" (N, 1, H, W) are the centre frame's.
 
-    Last-batch policy: training fills the last batch with repeated samples (FILL), so every rank
-    runs ceil(ceil(N / ranks) / batch) full batches; validation returns a short last batch
-    (PARTIAL) so every sample counts once.
+    Last-batch policy: the last batch is filled with repeated samples (FILL), so every rank runs
+    ceil(ceil(N / ranks) / batch) full batches.
     """
 
-    def __init__(self, pipe, spec: DegradationSpec, device: torch.device, noise_in_dali: bool, train: bool, box_seed: int,
+    def __init__(self, pipe, spec: DegradationSpec, device: torch.device, noise_in_dali: bool, box_seed: int,
                  with_meta: bool = False, box_rng_state=None, frames: int = 1):
         pipe.build()
         self.with_meta, self.frames = with_meta, frames
         self.degraded_names = [f"degraded{i}" for i in range(frames)]
         self.iterator = DALIGenericIterator(
             [pipe], ["clean", *self.degraded_names, "frame_shape"] + (["meta"] if with_meta else []), reader_name=READER, auto_reset=True,
-            last_batch_policy=LastBatchPolicy.FILL if train else LastBatchPolicy.PARTIAL,
+            last_batch_policy=LastBatchPolicy.FILL,
         )
         self.spec, self.device, self.noise_in_dali = spec, device, noise_in_dali
         self.generator = torch.Generator(device=device).manual_seed(box_seed)
@@ -239,23 +232,9 @@ def train_batches(
         enable_checkpointing=True, checkpoint=state["dali"] if state else None,
     )
     return DegradedBatches(
-        pipe, spec, device, noise_in_dali=gpu, train=True, box_seed=seed * 1000 + rank, with_meta=with_meta,
+        pipe, spec, device, noise_in_dali=gpu, box_seed=seed * 1000 + rank, with_meta=with_meta,
         box_rng_state=state["torch_rng"] if state else None, frames=shards.clip_len,
     )
-
-
-def val_batches(
-    shards: ShardSet, spec: DegradationSpec, batch_size: int, crop: int, device: torch.device,
-    seed: int = 12345, num_threads: int = 2, with_meta: bool = False,
-) -> DegradedBatches:
-    """Built anew for each validation, so every run sees the very same degraded inputs."""
-    _check_crop(shards, crop)
-    gpu = dali_device(device) == "gpu"
-    pipe = val_pipeline(
-        shards, spec, crop, dali_device(device), gpu, with_meta,
-        batch_size=batch_size, num_threads=num_threads, device_id=(device.index or 0) if gpu else None, seed=seed,
-    )
-    return DegradedBatches(pipe, spec, device, noise_in_dali=gpu, train=False, box_seed=seed, with_meta=with_meta, frames=shards.clip_len)
 
 
 def batches_per_epoch(num_samples: int, batch_size: int, world_size: int) -> int:

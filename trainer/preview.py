@@ -1,4 +1,5 @@
-"""`vrestore preview`: one batch of the training pipeline as a picture, clean | degraded."""
+"""`vrestore preview`: one batch of the training pipeline as a picture: clean | degraded (for
+clip shards: clean centre | degraded t-k .. t+k, one crop window for all)."""
 from pathlib import Path
 
 import torch
@@ -15,5 +16,7 @@ def make_preview(shards: Path, out: Path, spec: DegradationSpec, n: int = 8, cro
     if n < 1:
         raise ValueError("--num must be >= 1")
     batch = next(iter(train_batches(load_shard_set(shards), spec, n, crop, torch.device(device), seed=seed)))
-    write_png(out, image_grid([hwc_uint8(to_255(batch["clean"])), hwc_uint8(to_255(batch["degraded"]))]))
+    # clean centre | each degraded frame of the clip (one column for per-frame shards)
+    degraded = [hwc_uint8(to_255(frame)) for frame in batch["degraded"].split(3, dim=1)]
+    write_png(out, image_grid([hwc_uint8(to_255(batch["clean"])), *degraded]))
     return Path(out)

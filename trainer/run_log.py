@@ -1,19 +1,56 @@
-"""What a run leaves to read: metrics.jsonl, samples/*.png, and TensorBoard when installed.
-Rank 0 only."""
+"""What a run leaves to read: metrics.jsonl, samples/*.png, curves.png (when matplotlib is
+installed) and TensorBoard (when installed). Rank 0 only."""
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.atomic import atomic_path
 from pipeline.pictures import image_grid, write_png
+
+
+def draw_curves(metrics: Path, out: Path) -> bool:
+    """curves.png from metrics.jsonl: validation PSNR (EMA, raw, input) and its gain, SSIM, and
+    the training losses against steps. False when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only, no display
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    steps = [r["step"] for r in rows]
+    val = lambda k: [r["val"].get(k) for r in rows]
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 4))
+    a.plot(steps, val("psnr"), "o-", label="restored (generator.pth)")
+    if any(v is not None for v in val("psnr_raw")):
+        a.plot(steps, val("psnr_raw"), ".--", label="raw weights")
+    a.plot(steps, val("psnr_input"), ":", label="degraded input")
+    a.set(title="validation PSNR, whole frames (dB)", xlabel="step")
+    b.plot(steps, val("ssim"), "o-", label="restored")
+    b.plot(steps, val("ssim_input"), ":", label="degraded input")
+    b.set(title="validation SSIM", xlabel="step")
+    for name in ("G_L1", "G_GAN", "D_real", "D_fake"):
+        c.plot(steps, [r["train"].get(name) for r in rows], ".-", label=name)
+    c.set(title="training losses (mean since the last validation)", xlabel="step", yscale="log")
+    for ax in (a, b, c):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
+    return True
 
 
 class RunLog:
     def __init__(self, out: Path, tensorboard: bool = True):
         self.out = Path(out)
         self.start = time.time()
-        self.tb = None
+        self.tb, self.curves_note = None, False
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -33,6 +70,9 @@ class RunLog:
                   "train": train_losses, "val": val}
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+        if not draw_curves(self.out / "metrics.jsonl", self.out / "curves.png") and not self.curves_note:
+            print("curves.png is not drawn: matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
+            self.curves_note = True
         self.scalars(step, "val", {k: v for k, v in val.items() if k != "frames" and v is not None})
         picture = self.out / "samples" / f"step_{step:08d}.png"
         if columns is not None:

@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -140,12 +141,29 @@ def stream_state(cfg: TrainConfig, d, state: Optional[dict]) -> Optional[dict]:
     return state["ranks"][d.rank]
 
 
+def shards_from_videos(cfg: TrainConfig, d) -> Path:
+    """--videos: make-shards into OUT/shards (clips of --frames frames), reusing what a previous
+    run made there when the settings match (make-shards' own resume check)."""
+    # imported here: training from shards needs neither ffmpeg nor webdataset
+    from pipeline.make_shards import ShardConfig, make_shards
+
+    if d.enabled:
+        raise ValueError("--videos shards in one process; under torchrun, run make-shards first and pass --shards")
+    out = cfg.out / "shards"
+    result = make_shards(ShardConfig(cfg.videos, out, split_file=cfg.split_file, use_first_100=cfg.use_first_100,
+                                     clip_len=cfg.frames or 1, progress=cfg.progress))
+    print(("reusing " if result.already_complete else "made ") + f"{out}: {result.manifest['num_samples']} samples "
+          f"from {len(result.manifest['videos'])} videos ({len(result.manifest['skipped'])} skipped)", file=sys.stderr)
+    return out
+
+
 def train(cfg: TrainConfig) -> TrainResult:
     d = distributed.setup(cfg.device)
-    if cfg.sync_bn and d.device.type != "cuda":
-        distributed.teardown(d)
-        raise ValueError("--sync-bn needs GPUs: torch's SyncBatchNorm runs on CUDA tensors only")
     try:
+        if cfg.sync_bn and d.device.type != "cuda":
+            raise ValueError("--sync-bn needs GPUs: torch's SyncBatchNorm runs on CUDA tensors only")
+        if cfg.videos is not None:
+            cfg.shards = shards_from_videos(cfg, d)
         return run(cfg, d)
     finally:
         distributed.teardown(d)

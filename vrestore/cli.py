@@ -211,11 +211,14 @@ def preview_cmd(shards, out, num, crop, device, seed, **options):
 
     device = resolve_device(device)
     path = make_preview(shards, out, pop_spec(options), n=num, crop=crop, device=device, seed=seed)
-    click.echo(f"wrote {path} ({num} samples: clean | degraded, {crop}x{crop} crops, device {device})")
+    click.echo(f"wrote {path} ({num} samples: clean | degraded (every frame of a clip), {crop}x{crop} crops, device {device})")
 
 
 @cli.command("train")
-@click.option("--shards", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True, help="Training shards (a make-shards OUT folder).")
+@click.option("--shards", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Training shards (a make-shards OUT folder).")
+@click.option("--videos", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Or a folder of videos: sharded into OUT/shards first (reused when the settings match), one process only.")
+@click.option("--split-file", type=click.Path(path_type=Path), help="With --videos: a UCF-101 trainlist/testlist selecting them.")
+@click.option("--use-first-100", is_flag=True, help="With --videos: only the first 100 videos in sorted order.")
 @click.option("--val-shards", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Validation shards. Default: the training shards.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="saved_models", show_default=True, help="generator.pth, discriminator.pth, checkpoint.pt, metrics.jsonl, samples/.")
 @click.option("--epochs", default=50, show_default=True)
@@ -318,6 +321,25 @@ def restore_cmd(quiet, **options):
         click.echo(f"  failed: {rel}: {reason}")
     if result.failed:
         sys.exit(1)
+
+
+@cli.command("export")
+@click.argument("weights", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="onnx", show_default=True,
+              help="onnx (onnxruntime, TensorRT) or torchscript (torch.jit.load, C++ libtorch).")
+@one_line_errors()
+def export_cmd(weights, out, fmt):
+    """Export a generator.pth as an ONNX or TorchScript file with dynamic batch, height and width.
+
+    \b
+    Input (N, 3T, H, W) float32 in [-1, 1] (T frames t-k .. t+k on channels; H, W multiples of
+    the generator's 2^depth: pad and crop back); output (N, 3, H, W) in [-1, 1], frame t.
+    """
+    from pipeline.export import ExportConfig, export_generator
+
+    info = export_generator(ExportConfig(weights, out, fmt))
+    click.echo(f"wrote {out} ({fmt}): input {info['input']}")
 
 
 cli.add_command(make_shards_cmd)

@@ -1,0 +1,48 @@
+"""`vrestore export`: a trained generator as an ONNX or TorchScript file, to run without this
+package (onnxruntime, TensorRT, C++ libtorch).
+
+The network is exported in eval mode (no dropout, running batch-norm statistics, as restore
+runs it). Input: (N, 3T, H, W) float32 in [-1, 1], the T frames t-k .. t+k stacked on channels,
+H and W multiples of the generator's 2^depth (pad and crop back, as `vrestore restore` does);
+output (N, 3, H, W) in [-1, 1], frame t. Batch, height and width are dynamic.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.export import Dim
+
+from pipeline.atomic import atomic_path
+from pipeline.weights import load_network
+
+FORMATS = ("onnx", "torchscript")
+
+
+@dataclass
+class ExportConfig:
+    weights: Path
+    out: Path
+    format: str = "onnx"
+
+    def __post_init__(self):
+        self.weights, self.out = Path(self.weights), Path(self.out)
+        if self.format not in FORMATS:
+            raise ValueError(f"--format must be one of {', '.join(FORMATS)}")
+
+
+def export_generator(cfg: ExportConfig) -> dict:
+    """Write the file; returns what a caller needs to feed it."""
+    G = load_network(cfg.weights, "generator").eval()
+    m, channels = G.cfg.multiple, 3 * G.cfg.frames
+    example = torch.zeros(2, channels, 2 * m, 2 * m)
+    cfg.out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(cfg.out) as tmp, torch.no_grad():
+        if cfg.format == "torchscript":
+            # tracing records no sizes for convolutions and concatenations: any batch and any
+            # H, W that are multiples of m run
+            torch.jit.trace(G, example).save(str(tmp))
+        else:
+            height, width = Dim("height", min=1, max=1024), Dim("width", min=1, max=1024)
+            torch.onnx.export(G, (example,), str(tmp), input_names=["frames"], output_names=["restored"], dynamo=True, verbose=False,
+                              dynamic_shapes={"x": {0: Dim("batch", min=1, max=4096), 2: m * height, 3: m * width}})
+    return {"input": f"(N, {channels}, H, W) float32 in [-1, 1], H and W multiples of {m}", "frames": G.cfg.frames, "multiple": m}

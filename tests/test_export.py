@@ -1,0 +1,65 @@
+"""`vrestore export`: the ONNX file (through onnxruntime) and the TorchScript file restore what
+the torch generator restores, for other batch sizes and frame sizes than the export saw."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models import GeneratorConfig, build_generator
+from pipeline.weights import load_network, save_weights
+
+
+@pytest.fixture(scope="module")
+def three_frame_weights(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "g3.pth"
+    save_weights(path, build_generator(GeneratorConfig(ngf=4, depth=5, frames=3)))
+    return path
+
+
+def inputs():
+    rng = np.random.default_rng(0)
+    return [rng.uniform(-1, 1, shape).astype(np.float32) for shape in ((1, 9, 32, 32), (3, 9, 64, 96))]
+
+
+def reference(weights, x):
+    with torch.no_grad():
+        return load_network(weights).eval()(torch.from_numpy(x)).numpy()
+
+
+def export(weights, out, fmt):
+    r = subprocess.run([str(Path(sys.executable).with_name("vrestore")), "export", str(weights), str(out), "--format", fmt],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "input (N, 9, H, W)" in r.stdout and out.is_file()
+
+
+def test_onnx_export_runs_in_onnxruntime(three_frame_weights, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    export(three_frame_weights, tmp_path / "g.onnx", "onnx")
+    session = ort.InferenceSession(str(tmp_path / "g.onnx"))
+    for x in inputs():
+        y = session.run(None, {"frames": x})[0]
+        assert y.shape == (x.shape[0], 3, *x.shape[2:])
+        np.testing.assert_allclose(y, reference(three_frame_weights, x), atol=1e-4)
+
+
+def test_torchscript_export_loads_without_this_package(three_frame_weights, tmp_path):
+    export(three_frame_weights, tmp_path / "g.pt", "torchscript")
+    scripted = torch.jit.load(str(tmp_path / "g.pt"))
+    for x in inputs():
+        with torch.no_grad():
+            y = scripted(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(y, reference(three_frame_weights, x), atol=1e-4)
+
+
+def test_export_refuses_a_discriminator(tmp_path):
+    from models import DiscriminatorConfig, build_discriminator
+
+    save_weights(tmp_path / "d.pth", build_discriminator(DiscriminatorConfig(ndf=4)))
+    r = subprocess.run([str(Path(sys.executable).with_name("vrestore")), "export", str(tmp_path / "d.pth"), str(tmp_path / "d.onnx")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.strip() == f"error: {tmp_path / 'd.pth'}: holds a discriminator, not a generator"
