@@ -19,8 +19,8 @@ from tqdm import tqdm
 from models import pad_to_multiple
 from pipeline.atomic import atomic_path, remove_dead_temp_files, write_json_atomic
 from pipeline.devices import resolve_device
-from pipeline.frame_windows import sliding_windows
 from pipeline.discover import VIDEO_EXTENSIONS, check_output_folder, list_source_videos, output_names, refuse_replacing_inputs
+from pipeline.frame_windows import sliding_windows
 from pipeline.metrics import VideoScores, to_255
 from pipeline.pictures import hwc_uint8, side_by_side, write_png
 from pipeline.precision import AMP_MODES, amp_dtype
@@ -55,7 +55,7 @@ class RestoreConfig:
         if self.amp not in AMP_MODES:
             raise ValueError(f"amp must be one of {AMP_MODES}")
         if self.batch_size < 1:
-            raise ValueError("batch size must be >= 1")
+            raise ValueError("--batch-size must be >= 1")
         if self.originals and not self.originals.exists():
             raise ValueError(f"--originals: {self.originals} not found")
 
