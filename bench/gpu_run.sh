@@ -15,9 +15,9 @@ case "${1:-}" in
     python3 -m pytest -q --noconftest -p no:cacheprovider tests/test_gpu_step.py 2>&1 | log step
     python3 bench/train_step.py --device cuda --ngf 64 --ndf 64 --batch-size 16 --crops 256 --warmup 5 --steps 20 --no-scaling 2>&1 | log step
     python3 bench/train_step.py --device cuda --ngf 64 --ndf 64 --batch-size 16 --crops 128 --warmup 5 --steps 20 --no-scaling \
-        --only "legacy bfloat16" "legacy fp32" fp32 bfloat16 2>&1 | log step
+        --only "legacy bfloat16" "legacy fp32" fp32 bfloat16 "fp32 + graphs" "bfloat16 + graphs" 2>&1 | log step
     python3 bench/train_step.py --device cuda --ngf 64 --ndf 64 --batch-size 64 --crops 256 --warmup 3 --steps 10 --no-scaling \
-        --only "legacy bfloat16" bfloat16 2>&1 | log step
+        --only "legacy bfloat16" bfloat16 "bfloat16 + graphs" 2>&1 | log step
     ;;
   e2e)
     python3 bench/train_e2e.py --shards "$2" --device cuda --crop 128 --ngf 64 --batch-size 16 --steps 600 2>&1 | log e2e

@@ -13,6 +13,7 @@ trainer beside this). Variants:
   fp32 / bf16           the trainer's step: fused Adam, skip decided on the device, buffers kept
                         in one flat copy per dtype
   bf16 + compile        the same with torch.compile'd networks (the first steps compile)
+  fp32 / bf16 + graphs  the trainer's --cuda-graphs: the whole step as one CUDA graph (GPU only)
 Autocast means bf16 on GPUs that have it (else fp16 with a GradScaler) and bf16 on the CPU,
 which is what `--amp bf16` runs there.
 """
@@ -28,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from models import DiscriminatorConfig, GANLoss, GeneratorConfig, build_discriminator, build_generator
 from pipeline.devices import resolve_device
 from trainer import distributed
-from trainer.pix2pix_step import Pix2Pix, make_adam
+from trainer.pix2pix_step import GraphedStep, Pix2Pix, make_adam
 
 
 class LegacyPix2Pix(Pix2Pix):
@@ -48,7 +49,7 @@ class LegacyPix2Pix(Pix2Pix):
         return super().optimize(batch) if saved is not None else None
 
 
-def make_step(device, crop, ngf, ndf, channels_last, dtype, ddp=False, legacy=False, compile_mode=None):
+def make_step(device, crop, ngf, ndf, channels_last, dtype, ddp=False, legacy=False, compile_mode=None, graphed=False):
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     G = build_generator(GeneratorConfig.for_crop(crop, ngf=ngf)).to(device, memory_format=fmt)
     D = build_discriminator(DiscriminatorConfig(ndf=ndf)).to(device, memory_format=fmt)
@@ -56,7 +57,7 @@ def make_step(device, crop, ngf, ndf, channels_last, dtype, ddp=False, legacy=Fa
         opt_G = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999), foreach=True)
         opt_D = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999), foreach=True)
     else:
-        opt_G, opt_D = make_adam(G.parameters(), 2e-4, 0.5), make_adam(D.parameters(), 2e-4, 0.5)
+        opt_G, opt_D = make_adam(G.parameters(), 2e-4, 0.5, graphed), make_adam(D.parameters(), 2e-4, 0.5, graphed)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     G_t = DDP(G, forward_sync_buffers=False) if ddp else G
     D_t = DDP(D, forward_sync_buffers=False) if ddp else D
@@ -67,7 +68,7 @@ def make_step(device, crop, ngf, ndf, channels_last, dtype, ddp=False, legacy=Fa
     model = cls(G_t, D_t, D_f, opt_G, opt_D, scaler, GANLoss().to(device), 100.0, device, dtype)
     if legacy:
         model.guard.groups = {}  # its own clones stand in for the flat guard
-    return model
+    return GraphedStep(model) if graphed else model
 
 
 def batch(device, n, crop, channels_last):
@@ -150,6 +151,8 @@ def main():
     ]
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as the trainer sets it: fixed shapes, the fastest kernels found once
+        variants += [("fp32 + graphs", dict(channels_last=True, dtype=None, graphed=True)),
+                     (f"{amp} + graphs", dict(channels_last=True, dtype=dtype, graphed=True))]
     chosen = [v for v in variants if not args.only or v[0] in args.only]
     for crop in args.crops:
         results = []
@@ -158,7 +161,7 @@ def main():
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             model = make_step(device, crop, args.ngf, args.ndf, kw["channels_last"], kw["dtype"], legacy=kw.get("legacy", False),
-                              compile_mode=kw.get("compile_mode"))
+                              compile_mode=kw.get("compile_mode"), graphed=kw.get("graphed", False))
             warmup = args.warmup + (args.compile_warmup if kw.get("compile_mode") else 0)
             rate = images_per_s(model, batch(device, args.batch_size, crop, kw["channels_last"]), device, warmup, args.steps)
             peak = f", {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB" if device.type == "cuda" else ""

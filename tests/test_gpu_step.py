@@ -31,3 +31,35 @@ def test_the_step_never_syncs_with_the_host(dtype, norm):
     assert skipped_bad.item() == 1.0 and skipped_good.item() == 0.0
     after = G.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the good step moved the weights
+
+
+def test_graphed_step_matches_the_eager_step_and_skips_alike():
+    from trainer.pix2pix_step import GraphedStep
+
+    device = torch.device("cuda")
+
+    def model(graphed):
+        torch.manual_seed(0)
+        G = build_generator(GeneratorConfig(ngf=8, depth=5, dropout=False)).to(device, memory_format=torch.channels_last)
+        D = build_discriminator(DiscriminatorConfig(ndf=8)).to(device, memory_format=torch.channels_last)
+        m = Pix2Pix(G, D, D, make_adam(G.parameters(), 2e-4, 0.5, graphed), make_adam(D.parameters(), 2e-4, 0.5, graphed),
+                    torch.amp.GradScaler("cuda", enabled=False), GANLoss().to(device), 100.0, device, None)
+        return m, (GraphedStep(m, warmup=2).optimize if graphed else m.optimize)
+
+    # deterministic convolutions: the comparison is of the maths, not of the order of atomic adds
+    # (which Adam, normalising every gradient, turns into differences of the order of the lr)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    eager, eager_step = model(False)
+    graphed, graphed_step = model(True)
+    g = torch.Generator(device=device).manual_seed(1)
+    for i in range(7):
+        x = torch.rand(4, 3, 32, 32, device=device, generator=g).mul(2).sub(1).contiguous(memory_format=torch.channels_last)
+        batch = {"clean": x, "degraded": torch.full_like(x, float("nan")) if i == 5 else x * 0.5}
+        if i == 3:
+            for m in (eager, graphed):
+                m.set_lr(1e-3)  # a new rate reaches the graph without a recapture
+        _, skipped_eager = eager_step(batch)
+        _, skipped_graphed = graphed_step(batch)
+        assert skipped_eager.item() == skipped_graphed.item() == float(i == 5)
+    for a, b in zip(eager.G.state_dict().values(), graphed.G.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), (a - b).abs().max()

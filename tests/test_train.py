@@ -189,7 +189,7 @@ def test_best_weights_are_the_best_validations(sample_shards, tmp_path):
         assert np.unique(np.asarray(picture.convert("L"))).size > 10  # lines were drawn, not a blank canvas
 
 
-def test_sync_bn_weights_load_into_the_plain_network_and_cpu_is_refused(sample_shards, tmp_path):
+def test_sync_bn_weights_load_into_the_plain_network_and_gpu_options_are_refused_on_the_cpu(sample_shards, tmp_path):
     G = build_generator(GeneratorConfig(ngf=4, depth=5))
     synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(G)
     assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules())
@@ -202,6 +202,9 @@ def test_sync_bn_weights_load_into_the_plain_network_and_cpu_is_refused(sample_s
     r = subprocess.run([sys.executable, "-m", "trainer", *tiny_cli(sample_shards, tmp_path / "run", "--sync-bn", "--device", "cpu")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == ["error: --sync-bn needs GPUs: torch's SyncBatchNorm runs on CUDA tensors only"]
+    r = subprocess.run([sys.executable, "-m", "trainer", *tiny_cli(sample_shards, tmp_path / "run", "--cuda-graphs", "--device", "cpu")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == ["error: --cuda-graphs needs one GPU (no torchrun ranks) and no --compile"]
 
 
 def tiny_pix2pix(seed=0, make_opt=make_adam):

@@ -43,6 +43,7 @@ class TrainConfig:
     channels_last: bool = True
     sync_bn: bool = False  # batch-norm statistics over all ranks' batches (GPUs only)
     compile: bool = False  # torch.compile the networks (GPU; minutes of warm-up)
+    cuda_graphs: bool = False  # capture the whole step as one CUDA graph (one GPU, bf16 or fp32)
     resume: bool = False  # continue from out/checkpoint.pt
     overwrite: bool = False  # start over even though out/ holds a checkpoint
     seed: int = 0

@@ -17,11 +17,16 @@ from models import GANLoss, centre_frame
 LOSS_NAMES = ("G_GAN", "G_L1", "D_real", "D_fake")
 
 
-def make_adam(params, lr: float, beta1: float) -> torch.optim.Adam:
+def make_adam(params, lr: float, beta1: float, graphed: bool = False) -> torch.optim.Adam:
     """Fused Adam: one kernel for all parameters, and the only implementation that can skip a
     non-finite step on the device. Fused on the CPU too (measured no slower than foreach there,
-    README), so the skip path the GPU runs is the one the CPU tests run."""
-    return torch.optim.Adam(params, lr=lr, betas=(beta1, 0.999), fused=True)
+    README), so the skip path the GPU runs is the one the CPU tests run. `graphed`: for a CUDA
+    graph, the step count and the learning rate live in device tensors (capturable), so a new
+    rate needs no recapture."""
+    params = list(params)
+    if graphed:
+        lr = torch.tensor(lr, device=params[0].device)
+    return torch.optim.Adam(params, lr=lr, betas=(beta1, 0.999), fused=True, capturable=graphed)
 
 
 class BufferGuard:
@@ -63,6 +68,7 @@ class Pix2Pix:
     lambda_l1: float
     device: torch.device
     dtype: object = None  # autocast dtype or None
+    autocast_cache: bool = True  # off under a CUDA graph: the weight casts must be part of every replay
     guard: BufferGuard = field(init=False)
 
     def __post_init__(self):
@@ -74,7 +80,7 @@ class Pix2Pix:
     def autocast(self):
         if self.dtype is None:
             return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
+        return torch.autocast(self.device.type, dtype=self.dtype, cache_enabled=self.autocast_cache)
 
     def backward_D(self, degraded, clean, fake) -> dict:
         with self.autocast():
@@ -96,10 +102,17 @@ class Pix2Pix:
         self.scaler.scale(loss).backward()
         return {"G_GAN": loss_gan.detach(), "G_L1": loss_l1.detach()}
 
+    def lr(self) -> float:
+        """The current rate (a host read when it lives on the device: for logging only)."""
+        return float(self.opt_G.param_groups[0]["lr"])
+
     def set_lr(self, lr: float) -> None:
         for opt in (self.opt_G, self.opt_D):
             for group in opt.param_groups:
-                group["lr"] = lr
+                if isinstance(group["lr"], torch.Tensor):
+                    group["lr"].fill_(lr)  # a graphed step reads it from the device
+                else:
+                    group["lr"] = lr
 
     def step(self, opt) -> torch.Tensor:
         """Apply `opt`'s update unless the gradients (already all-reduced, hence the same on
@@ -139,3 +152,39 @@ class Pix2Pix:
 def set_requires_grad(net: torch.nn.Module, flag: bool) -> None:
     for p in net.parameters():
         p.requires_grad_(flag)
+
+
+class GraphedStep:
+    """`--cuda-graphs`: the whole step (forward, both backwards, both fused Adam updates, the
+    skip decision, the buffer guard) captured once as a CUDA graph and replayed, one launch
+    instead of about 1,300. Needs: one GPU (DDP's all-reduce is not captured), a fixed batch
+    and crop (the DALI input fills every batch), no fp16 (the GradScaler's scale changes on the
+    host), optimisers from `make_adam(..., graphed=True)`. The first `warmup` batches run as
+    ordinary steps on a side stream, as capture requires; each batch is trained on once."""
+
+    def __init__(self, model: Pix2Pix, warmup: int = 3):
+        if model.device.type != "cuda" or model.dtype == torch.float16 or model.scaler.is_enabled():
+            raise ValueError("--cuda-graphs needs a GPU and --amp bf16 or off (fp16's loss scale changes on the host)")
+        self.model, self.warmup, self.calls = model, warmup, 0
+        model.autocast_cache = False
+        self.graph, self.static, self.out = None, None, None
+        self.side = torch.cuda.Stream(model.device)
+
+    def optimize(self, batch: dict) -> tuple:
+        self.calls += 1
+        if self.calls <= self.warmup:
+            self.side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.side):
+                out = self.model.optimize(batch)
+            torch.cuda.current_stream().wait_stream(self.side)
+            return out
+        if self.graph is None:
+            self.static = {k: batch[k].clone() for k in ("degraded", "clean")}
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.out = self.model.optimize(self.static)
+        else:
+            for k, t in self.static.items():
+                t.copy_(batch[k])
+        self.graph.replay()  # capture only recorded: the capturing batch is trained on here
+        return self.out

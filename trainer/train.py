@@ -24,7 +24,7 @@ from trainer.checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_chec
 from trainer.config import TrainConfig
 from trainer.dali_input import load_shard_set, train_batches
 from trainer.ema import GeneratorEMA
-from trainer.pix2pix_step import LOSS_NAMES, Pix2Pix, make_adam
+from trainer.pix2pix_step import LOSS_NAMES, GraphedStep, Pix2Pix, make_adam
 from trainer.run_log import RunLog
 from trainer.validate import format_metrics, validate, validation_set
 
@@ -162,6 +162,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     try:
         if cfg.sync_bn and d.device.type != "cuda":
             raise ValueError("--sync-bn needs GPUs: torch's SyncBatchNorm runs on CUDA tensors only")
+        if cfg.cuda_graphs and (d.device.type != "cuda" or d.enabled or cfg.compile):
+            raise ValueError("--cuda-graphs needs one GPU (no torchrun ranks) and no --compile")
         if cfg.videos is not None:
             cfg.shards = shards_from_videos(cfg, d)
         return run(cfg, d)
@@ -190,7 +192,8 @@ def build(cfg: TrainConfig, d, state: Optional[dict], mine: Optional[dict], fram
         ema = GeneratorEMA(G, cfg.ema_decay)
         if state and state.get("G_ema"):
             ema.load_state_dict(state["G_ema"])
-    opt_G, opt_D = make_adam(G.parameters(), cfg.lr, cfg.beta1), make_adam(D.parameters(), cfg.lr, cfg.beta1)
+    opt_G = make_adam(G.parameters(), cfg.lr, cfg.beta1, graphed=cfg.cuda_graphs)
+    opt_D = make_adam(D.parameters(), cfg.lr, cfg.beta1, graphed=cfg.cuda_graphs)
     dtype = amp_dtype(cfg.amp, d.device)
     scaler = torch.amp.GradScaler(d.device.type, enabled=dtype == torch.float16)
     start = (0, 0, 0)
@@ -293,7 +296,7 @@ def run(cfg: TrainConfig, d) -> TrainResult:
             val, columns = validate(G_eval, vset, model.autocast, cfg.samples)
             if ema:
                 val["psnr_raw"] = validate(G, vset, model.autocast)[0]["psnr"]
-            picture = log.validation(step, epoch, meter.pop_since_validation(), val, model.opt_G.param_groups[0]["lr"], columns)
+            picture = log.validation(step, epoch, meter.pop_since_validation(), val, model.lr(), columns)
             history.append((val["psnr"], val.get("psnr_raw")))
             note = ""
             if val["psnr"] > best["psnr"]:
@@ -307,6 +310,7 @@ def run(cfg: TrainConfig, d) -> TrainResult:
                             cfg.to_dict(), best)
         return val
 
+    optimize = GraphedStep(model).optimize if cfg.cuda_graphs else model.optimize
     stop, meter, last_segment = StopRequest(), LossMeter(d.device), [time.monotonic()]
     bar = tqdm(total=total_steps, initial=step, unit="step", disable=not (cfg.progress and d.is_main), dynamic_ncols=True)
     last_val, stopped, timed, loop_end = {}, None, None, None
@@ -314,7 +318,7 @@ def run(cfg: TrainConfig, d) -> TrainResult:
         while epoch < cfg.epochs and stopped is None:
             for batch in batches:
                 model.set_lr(lr_at(cfg, progress(cfg, step, schedule_steps, time.monotonic() - t0)))
-                losses, skipped = model.optimize(batch)
+                losses, skipped = optimize(batch)
                 step, epoch_step = step + 1, epoch_step + 1
                 if ema:
                     ema.update(G, step)  # a skipped step left G as it was: the EMA moves toward the same weights
@@ -328,7 +332,7 @@ def run(cfg: TrainConfig, d) -> TrainResult:
                             f"losses or gradients were not finite for {meter.bad_run} steps in a row (step {step}); "
                             f"the last checkpoint in {cfg.out} is untouched. Try a lower --lr, or --amp bf16/off.")
                     if d.is_main:
-                        log.scalars(step, "train", named | {"lr": model.opt_G.param_groups[0]["lr"]})
+                        log.scalars(step, "train", named | {"lr": model.lr()})
                         bar.set_postfix(L1=f"{named['G_L1']:.4f}", G=f"{named['G_GAN']:.3f}",
                                         D=f"{(named['D_real'] + named['D_fake']) / 2:.3f}", img_s=f"{rate:.1f}", refresh=False)
                 bar.update(1)

@@ -240,6 +240,7 @@ def preview_cmd(shards, out, num, crop, device, seed, **options):
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True)
 @click.option("--sync-bn", is_flag=True, help="Batch-norm statistics over all ranks' batches (multi-GPU runs; refused on the CPU).")
 @click.option("--compile", is_flag=True, help="torch.compile the networks (worth it on GPUs for long runs).")
+@click.option("--cuda-graphs", is_flag=True, help="Capture the whole training step as one CUDA graph after 3 warm-up steps (one GPU; --amp bf16 or off).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt at its step.")
 @click.option("--overwrite", is_flag=True, help="Start over although OUT holds a checkpoint.")
 @click.option("--seed", default=0, show_default=True)
