@@ -43,10 +43,12 @@ class LegacyPix2Pix(Pix2Pix):
         return torch.zeros((), device=self.device)
 
     def optimize(self, batch):
-        # the clones it made every step (copied back only after a skip, which these finite
-        # synthetic batches never cause)
-        saved = [b.clone() for net in (self.G, self.D_frozen) for b in net.buffers()]
-        return super().optimize(batch) if saved is not None else None
+        # the clone of every buffer it made each step (copied back only after a skip, which
+        # these finite synthetic batches never cause)
+        for net in (self.G, self.D_frozen):
+            for b in net.buffers():
+                b.clone()
+        return super().optimize(batch)
 
 
 def make_step(device, crop, ngf, ndf, channels_last, dtype, ddp=False, legacy=False, compile_mode=None, graphed=False):

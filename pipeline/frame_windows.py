@@ -29,6 +29,10 @@ def sliding_windows(batches, frames: int):
     frames, one output per input batch once enough neighbours have come (and the rest at the
     end). Memory holds a batch plus 2k frames, never the video."""
     k = frames // 2
+    if k == 0:  # a single-frame generator: no neighbours to gather, no copy
+        for batch in batches:
+            yield batch, batch[:, None]
+        return
     buf, first, t = [], 0, 0  # buf[j] is frame first + j; t: the next frame to emit
 
     def emit(upto: int, n=None):
