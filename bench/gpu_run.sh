@@ -20,8 +20,13 @@ case "${1:-}" in
         --only "legacy bfloat16" bfloat16 "bfloat16 + graphs" 2>&1 | log step
     ;;
   e2e)
-    python3 bench/train_e2e.py --shards "$2" --device cuda --crop 128 --ngf 64 --batch-size 16 --steps 600 2>&1 | log e2e
-    python3 bench/train_e2e.py --shards "$2" --device cuda --crop 256 --ngf 64 --batch-size 16 --steps 300 2>&1 | log e2e
+    # single-frame shards (the step alone is timed on single frames); crop 128 fits 320x240 frames
+    python3 -m pytest -q --noconftest -p no:cacheprovider tests/test_gpu_step.py 2>&1 | log e2e
+    python3 bench/ema.py --device cuda 2>&1 | log e2e
+    for graphs in "" --cuda-graphs; do
+      python3 bench/train_e2e.py --shards "$2" --device cuda --crop 128 --ngf 64 --batch-size 16 --steps 600 $graphs 2>&1 | log e2e
+    done
+    python3 bench/train_e2e.py --shards "$2" --device cuda --crop 128 --ngf 64 --batch-size 16 --steps 600 --amp off --cuda-graphs 2>&1 | log e2e
     ;;
   *) echo "usage: bench/gpu_run.sh step | e2e SHARDS" >&2; exit 2 ;;
 esac

@@ -63,3 +63,54 @@ def test_graphed_step_matches_the_eager_step_and_skips_alike():
         assert skipped_eager.item() == skipped_graphed.item() == float(i == 5)
     for a, b in zip(eager.G.state_dict().values(), graphed.G.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-5), (a - b).abs().max()
+
+
+@pytest.mark.parametrize("graphed", [False, True])
+@pytest.mark.parametrize("shape_on", ["cpu", "cuda"])
+def test_the_trainer_loops_per_step_work_never_syncs(graphed, shape_on):
+    """Everything the training loop does per step besides reading DALI: the batch assembled from
+    DALI's outputs (boxes drawn in torch; the frame shapes arrive on the host or the device
+    depending on DALI's placement), the learning rate set, the step, the EMA update, the losses
+    counted. A sync anywhere here would make the host wait for each step before preparing the
+    next; the loop's only sync is its loss readout every --log-every steps."""
+    pytest.importorskip("nvidia.dali")  # trainer.dali_input imports it (a GPU machine may lack it)
+    from pipeline.degradations import DegradationSpec
+    from trainer.dali_input import assemble_batch
+    from trainer.ema import GeneratorEMA
+    from trainer.pix2pix_step import GraphedStep
+    from trainer.train import LossMeter
+
+    device = torch.device("cuda")
+    G = build_generator(GeneratorConfig(ngf=8, depth=5, frames=3)).to(device, memory_format=torch.channels_last)
+    D = build_discriminator(DiscriminatorConfig(ndf=8)).to(device, memory_format=torch.channels_last)
+    model = Pix2Pix(G, D, D, make_adam(G.parameters(), 2e-4, 0.5, graphed), make_adam(D.parameters(), 2e-4, 0.5, graphed),
+                    torch.amp.GradScaler("cuda", enabled=False), GANLoss().to(device), 100.0, device, torch.bfloat16)
+    optimize = GraphedStep(model, warmup=2).optimize if graphed else model.optimize
+    ema, meter = GeneratorEMA(G, 0.999), LossMeter(device)
+    boxes = torch.Generator(device=device).manual_seed(0)
+    shapes = torch.tensor([[240, 320, 3]] * 4, dtype=torch.int32, device=shape_on)  # made here: a host-to-device tensor syncs
+
+    def dali_like_batch():
+        out = {k: torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8, device=device)
+               for k in ("clean", "degraded0", "degraded1", "degraded2")}
+        out["frame_shape"] = shapes.clone()
+        return out
+
+    def iteration(step):
+        batch = assemble_batch(dali_like_batch(), 3, DegradationSpec(), boxes, device, noise_in_dali=True)
+        model.set_lr(2e-4 * (1 - step / 100))
+        losses, skipped = optimize(batch)
+        ema.update(step)
+        meter.add(losses, 4, skipped)
+
+    for step in range(1, 5):  # warm-up, capture, first EMA copy, pinned-memory pool
+        iteration(step)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for step in range(5, 10):
+            iteration(step)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    named, _ = meter.read()
+    assert meter.skipped == 0 and all(v == v for v in named.values())

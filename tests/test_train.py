@@ -148,7 +148,7 @@ def test_ema_moves_toward_the_weights_at_the_set_rate():
     torch.manual_seed(0)
     G = build_generator(GeneratorConfig(ngf=4, depth=5))
     ema = GeneratorEMA(G, decay=0.9)
-    ema.update(G, step=1)  # the first update copies
+    ema.update(step=1)  # the first update copies
     start = {k: v.clone() for k, v in ema.module.state_dict().items()}
     with torch.no_grad():
         for p in G.parameters():
@@ -157,13 +157,48 @@ def test_ema_moves_toward_the_weights_at_the_set_rate():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.add_(2.0)
     assert ema.decay_at(5) == pytest.approx(6 / 15) and ema.decay_at(10**6) == 0.9  # warm-up, then the set decay
-    ema.update(G, step=10**6)
+    ema.update(step=10**6)
     now, target = ema.module.state_dict(), G.state_dict()
     moved = [k for k in now if now[k].is_floating_point()]
     assert moved and any("running_mean" in k for k in moved)
     for k in moved:
         assert torch.allclose(now[k], start[k] + 0.1 * (target[k] - start[k]), atol=1e-6), k
         assert not torch.equal(now[k], target[k]) or torch.equal(start[k], target[k])
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_ema_update_is_averaged_models_update(norm):
+    """Ours skips AveragedModel's per-call host sync; the values must stay torch's, exactly,
+    through real steps (weights, running statistics and the batch counter all moving) and a
+    checkpoint round trip."""
+    torch.manual_seed(0)
+    G = build_generator(GeneratorConfig(ngf=4, depth=5, norm=norm))
+    D = build_discriminator(DiscriminatorConfig(ndf=4, norm=norm))
+    model = Pix2Pix(G, D, D, make_adam(G.parameters(), 1e-3, 0.5), make_adam(D.parameters(), 1e-3, 0.5),
+                    torch.amp.GradScaler("cpu", enabled=False), GANLoss(), 100.0, torch.device("cpu"))
+    ours = GeneratorEMA(G, decay=0.95)
+    decay_now = [0.0]
+    reference = torch.optim.swa_utils.AveragedModel(
+        G, use_buffers=True,
+        multi_avg_fn=lambda avg, cur, n: torch._foreach_lerp_(avg, cur, 1.0 - decay_now[0]) if avg[0].is_floating_point()
+        else torch._foreach_copy_(avg, cur))
+    for step in range(1, 9):
+        x = torch.rand(2, 3, 32, 32) * 2 - 1
+        model.optimize({"clean": x, "degraded": x * 0.5})
+        if step == 5:  # resume: a fresh EMA from the saved state carries on alike
+            state = ours.state_dict()
+            ours = GeneratorEMA(G, decay=0.95)
+            ours.load_state_dict(state)
+        ours.update(step)
+        decay_now[0] = ours.decay_at(step)
+        reference.update_parameters(G)
+        mine, theirs = ours.state_dict(), reference.state_dict()
+        assert mine.keys() == theirs.keys()
+        for k in theirs:
+            assert torch.equal(mine[k], theirs[k]), (step, k)
+    assert int(ours.model.n_averaged) == 8
+    first = next(iter(G.state_dict()))
+    assert not torch.equal(ours.module.state_dict()[first], G.state_dict()[first])  # an average, not a copy
 
 
 def test_best_weights_are_the_best_validations(sample_shards, tmp_path):

@@ -159,9 +159,8 @@ class DegradedBatches:
                  with_meta: bool = False, box_rng_state=None, frames: int = 1):
         pipe.build()
         self.with_meta, self.frames = with_meta, frames
-        self.degraded_names = [f"degraded{i}" for i in range(frames)]
         self.iterator = DALIGenericIterator(
-            [pipe], ["clean", *self.degraded_names, "frame_shape"] + (["meta"] if with_meta else []), reader_name=READER, auto_reset=True,
+            [pipe], ["clean", *(f"degraded{i}" for i in range(frames)), "frame_shape"] + (["meta"] if with_meta else []), reader_name=READER, auto_reset=True,
             last_batch_policy=LastBatchPolicy.FILL,
         )
         self.spec, self.device, self.noise_in_dali = spec, device, noise_in_dali
@@ -179,29 +178,39 @@ class DegradedBatches:
 
     def __iter__(self):
         for (out,) in self.iterator:
-            # DALI gives NHWC; its NCHW permute is channels_last in memory, so no copy is made.
-            clean = out["clean"].to(self.device, non_blocking=True).permute(0, 3, 1, 2)
-            frame_hw = out["frame_shape"][:, :2].to(self.device)
-            stack, masks = [], []
-            for name in self.degraded_names:
-                degraded = out[name].to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
-                if not self.noise_in_dali:
-                    # DALI's CPU noise op is the CPU pipeline's bottleneck; torch's randn follows
-                    # the same spec (additive, rounded, clipped) at ~9x the speed.
-                    degraded = add_noise(degraded, self.spec, self.generator)
-                degraded, mask = add_boxes(degraded, self.spec, self.generator, frame_hw)  # new boxes per frame
-                stack.append(degraded)
-                masks.append(mask)
-            degraded = stack[0] if self.frames == 1 else torch.cat(stack, dim=1).contiguous(memory_format=torch.channels_last)
-            mask = masks[self.frames // 2]
-            batch = {
-                "clean": clean.float().div_(127.5).sub_(1.0),
-                "degraded": degraded.div_(127.5).sub_(1.0),
-                "mask": mask,
-            }
+            batch = assemble_batch(out, self.frames, self.spec, self.generator, self.device, self.noise_in_dali)
             if self.with_meta:
                 batch["meta"] = [json.loads(bytes(row).rstrip(b"\0")) for row in out["meta"].cpu().numpy()]
             yield batch
+
+
+def assemble_batch(out: dict, frames: int, spec: DegradationSpec, generator: torch.Generator, device: torch.device,
+                   noise_in_dali: bool) -> dict:
+    """A training batch from one DALI batch ("clean", "degraded0".., NHWC uint8, and each
+    frame's "frame_shape"): noise (unless DALI added it) and boxes drawn in torch, [-1, 1].
+    Nothing here waits for the GPU, so the next batch is prepared while a step runs."""
+    # DALI gives NHWC; its NCHW permute is channels_last in memory, so no copy is made.
+    clean = out["clean"].to(device, non_blocking=True).permute(0, 3, 1, 2)
+    frame_hw = out["frame_shape"][:, :2]
+    if frame_hw.device.type == "cpu" and device.type == "cuda":
+        frame_hw = frame_hw.pin_memory()  # DALI returns shapes on the host; a blocking copy would wait for the step in flight
+    frame_hw = frame_hw.to(device, non_blocking=True)
+    stack, masks = [], []
+    for i in range(frames):
+        degraded = out[f"degraded{i}"].to(device, non_blocking=True).permute(0, 3, 1, 2).float()
+        if not noise_in_dali:
+            # DALI's CPU noise op is the CPU pipeline's bottleneck; torch's randn follows
+            # the same spec (additive, rounded, clipped) at ~9x the speed.
+            degraded = add_noise(degraded, spec, generator)
+        degraded, mask = add_boxes(degraded, spec, generator, frame_hw)  # new boxes per frame
+        stack.append(degraded)
+        masks.append(mask)
+    degraded = stack[0] if frames == 1 else torch.cat(stack, dim=1).contiguous(memory_format=torch.channels_last)
+    return {
+        "clean": clean.float().div_(127.5).sub_(1.0),
+        "degraded": degraded.div_(127.5).sub_(1.0),
+        "mask": masks[frames // 2],
+    }
 
 
 def _check_crop(shards: ShardSet, crop: int):

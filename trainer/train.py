@@ -321,7 +321,7 @@ def run(cfg: TrainConfig, d) -> TrainResult:
                 losses, skipped = optimize(batch)
                 step, epoch_step = step + 1, epoch_step + 1
                 if ema:
-                    ema.update(G, step)  # a skipped step left G as it was: the EMA moves toward the same weights
+                    ema.update(step)  # a skipped step left G as it was: the EMA moves toward the same weights
                 meter.add(losses, batch["clean"].shape[0] * d.world_size, skipped)
                 if step % cfg.log_every == 0 or step == total_steps:
                     named, rate = meter.read()
