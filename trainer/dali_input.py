@@ -193,7 +193,11 @@ def assemble_batch(out: dict, frames: int, spec: DegradationSpec, generator: tor
     clean = out["clean"].to(device, non_blocking=True).permute(0, 3, 1, 2)
     frame_hw = out["frame_shape"][:, :2]
     if frame_hw.device.type == "cpu" and device.type == "cuda":
-        frame_hw = frame_hw.pin_memory()  # DALI returns shapes on the host; a blocking copy would wait for the step in flight
+        # DALI returns shapes on the host, and a blocking copy to the GPU would wait for the
+        # step in flight. Staged in torch's own pinned memory: that block is not reused until
+        # the copy has run (DALI's buffer behind `out` may be, once `out` is dropped).
+        staged = torch.empty(frame_hw.shape, dtype=frame_hw.dtype, pin_memory=True)
+        frame_hw = staged.copy_(frame_hw)
     frame_hw = frame_hw.to(device, non_blocking=True)
     stack, masks = [], []
     for i in range(frames):
