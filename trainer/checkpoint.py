@@ -1,9 +1,10 @@
 """`checkpoint.pt`: everything `--resume` needs to continue as if never stopped.
 
 Both networks and the generator's EMA, both optimisers, the GradScaler, epoch and step (the lr
-schedule is a function of them), the best validation so far, and per rank: the torch RNGs (dropout) and the input stream's position and RNGs. Plain
-types and tensors only, so it loads with `weights_only=True`. Written to a temporary name and
-renamed; `generator.pth` / `discriminator.pth` are written beside it at the same moments.
+schedule is a function of them), the best validation so far, and per rank: the torch RNGs
+(dropout) and the input stream's position and RNGs. Plain types and tensors only, so it loads
+with `weights_only=True`. Written to a temporary name and renamed; `generator.pth` /
+`discriminator.pth` are written beside it at the same moments.
 """
 from pathlib import Path
 

@@ -25,6 +25,7 @@ class ValidationSet:
     degraded: list  # (1, 3T, H, W) float in [-1, 1], on the device: a sample's T frames, frame-major
     clean: list  # (1, 3, H, W) levels 0..255, on the device: the centre frame
     masks: list  # (1, 1, H, W) bool, true inside the centre frame's boxes
+    input_metrics: dict = None  # the degraded centre frames' PSNR and SSIM: fixed, so scored once
 
     def __len__(self):
         return len(self.clean)
@@ -33,13 +34,18 @@ class ValidationSet:
 def validation_set(shards: ShardSet, spec: DegradationSpec, frames: int, device) -> ValidationSet:
     generator = torch.Generator().manual_seed(VAL_SEED)
     vset = ValidationSet([], [], [])
+    scores = torch.zeros(2, dtype=torch.float64)
     for sample in first_samples(shards, frames):
         clean = torch.from_numpy(sample).permute(0, 3, 1, 2).float()  # (T, 3, H, W)
         degraded, mask = degrade(clean, spec, generator)  # blur, noise and boxes drawn per frame
         centre = len(clean) // 2
-        vset.degraded.append(degraded.div(127.5).sub(1).flatten(0, 1)[None].to(device))
-        vset.clean.append(clean[centre : centre + 1].to(device))
+        x, c = degraded.div(127.5).sub(1).flatten(0, 1)[None], clean[centre : centre + 1]
+        xi = to_255(centre_frame(x))
+        scores += torch.tensor([psnr(xi, c).item(), ssim(xi, c).item()], dtype=torch.float64)
+        vset.degraded.append(x.to(device))
+        vset.clean.append(c.to(device))
         vset.masks.append(mask[centre : centre + 1].to(device))
+    vset.input_metrics = dict(zip(("psnr_input", "ssim_input"), (scores / max(len(vset), 1)).tolist()))
     return vset
 
 
@@ -49,7 +55,7 @@ def validate(G, vset: ValidationSet, autocast, samples: int = 0):
     uint8 NHWC degraded | restored | clean for the first `samples` frames of the first frame's size."""
     was_training = G.training
     G.eval()
-    sums = torch.zeros(5, dtype=torch.float64)  # l1, psnr, ssim, psnr_input, ssim_input
+    sums = torch.zeros(3, dtype=torch.float64)  # l1, psnr, ssim
     boxes = torch.zeros(4, dtype=torch.float64)
     shown = [[], [], []]
     try:
@@ -57,17 +63,15 @@ def validate(G, vset: ValidationSet, autocast, samples: int = 0):
             padded, crop_back = pad_to_multiple(x, G.cfg.multiple)
             with autocast():
                 y = to_255(crop_back(G(padded)))
-            xi = to_255(centre_frame(x))
-            sums += torch.tensor([(y - c).abs().mean().item(), psnr(y, c).item(), ssim(y, c).item(),
-                                  psnr(xi, c).item(), ssim(xi, c).item()], dtype=torch.float64)
+            sums += torch.tensor([(y - c).abs().mean().item(), psnr(y, c).item(), ssim(y, c).item()], dtype=torch.float64)
             boxes += box_squared_errors(y, c, m)
             if len(shown[0]) < samples and c.shape == vset.clean[0].shape:
-                for column, t in zip(shown, (xi, y, c)):
+                for column, t in zip(shown, (to_255(centre_frame(x)), y, c)):
                     column.append(hwc_uint8(t)[0])
     finally:
         G.train(was_training)
     n = max(len(vset), 1)
-    metrics = dict(zip(("l1", "psnr", "ssim", "psnr_input", "ssim_input"), (sums / n).tolist()))
+    metrics = dict(zip(("l1", "psnr", "ssim"), (sums / n).tolist())) | vset.input_metrics
     sq_in, n_in, sq_out, n_out = boxes.tolist()
     metrics |= {"psnr_boxes": pooled_psnr(sq_in, n_in), "psnr_outside": pooled_psnr(sq_out, n_out), "frames": len(vset)}
     columns = [np.stack(col) for col in shown] if shown[0] else None
