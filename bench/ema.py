@@ -16,9 +16,9 @@ import time
 import torch
 from torch.optim.swa_utils import AveragedModel
 
-from models import GeneratorConfig, build_generator
-from pipeline.devices import resolve_device
-from trainer.ema import GeneratorEMA
+from vrestore.models import GeneratorConfig, build_generator
+from vrestore.pipeline.devices import resolve_device
+from vrestore.trainer.ema import GeneratorEMA
 
 
 def torch_update(G, decay):

@@ -17,8 +17,8 @@ import torch
 
 from quality import degraded_set, evaluate, print_table  # bench/quality.py, beside this script
 from recipe import ensure_data, train_run
-from pipeline.degradations import DegradationSpec
-from pipeline.restore import Restorer
+from vrestore.pipeline.degrade.degradations import DegradationSpec
+from vrestore.pipeline.inference.restore import Restorer
 
 
 def main():

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 import webdataset as wds
 
-from pipeline.degradations import DegradationSpec, add_boxes, add_noise, blur
-from trainer.dali_input import load_shard_set, train_batches
+from vrestore.pipeline.degrade.degradations import DegradationSpec, add_boxes, add_noise, blur
+from vrestore.pipeline.dataset.shard_set import load_shard_set
+from vrestore.trainer.dali_input import train_batches
 
 
 def baseline_loader(shards, spec, batch_size, crop, workers):

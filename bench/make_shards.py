@@ -15,10 +15,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pipeline.discover import find_videos
-from pipeline.frame_reader import ffmpeg_image_pipe_args
-from pipeline.make_shards import ShardConfig, make_shards
-from pipeline.sample_videos import SampleConfig, make_sample_videos
+from vrestore.pipeline.media.discover import find_videos
+from vrestore.pipeline.media.frame_reader import ffmpeg_image_pipe_args
+from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
+from vrestore.pipeline.dataset.sample_videos import SampleConfig, make_sample_videos
 
 
 def raw_ffmpeg(videos, workers, quality):

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import torch
 
-from pipeline.degrade_videos import DegradeConfig, degrade_videos, mask_path, output_path
-from pipeline.degradations import DegradationSpec
-from pipeline.discover import list_source_videos
-from pipeline.metrics import VideoScores
-from pipeline.probe import probe_video
-from pipeline.restore import FrameQueue, Restorer
-from pipeline.sample_videos import SampleConfig, make_sample_videos
-from pipeline.video_io import read_frames
+from vrestore.pipeline.degrade.degrade_videos import DegradeConfig, degrade_videos, mask_path, output_path
+from vrestore.pipeline.degrade.degradations import DegradationSpec
+from vrestore.pipeline.media.discover import list_source_videos
+from vrestore.pipeline.evaluation.metrics import VideoScores
+from vrestore.pipeline.media.probe import probe_video
+from vrestore.pipeline.inference.restore import FrameQueue, Restorer
+from vrestore.pipeline.dataset.sample_videos import SampleConfig, make_sample_videos
+from vrestore.pipeline.media.video_io import read_frames
 
 BATCH = 16
 
@@ -58,7 +58,7 @@ def method_frames(method, degraded: Path, info):
 
 
 def evaluate(method, videos: list, with_ssim=True) -> dict:
-    """videos: (clean, degraded, mask) paths; the scores of pipeline.metrics.VideoScores."""
+    """videos: (clean, degraded, mask) paths; the scores of vrestore.pipeline.evaluation.metrics.VideoScores."""
     scores = VideoScores(with_ssim)
     to = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float()
     for clean, degraded, mask in videos:

@@ -20,12 +20,12 @@ from pathlib import Path
 import torch
 
 from quality import degraded_set, evaluate  # bench/quality.py, beside this script
-from models import GeneratorConfig, build_generator
-from pipeline.degradations import DegradationSpec
-from pipeline.restore import Restorer
-from pipeline.sample_videos import SampleConfig, make_sample_videos
-from pipeline.weights import save_weights
-from trainer.train import swing
+from vrestore.models import GeneratorConfig, build_generator
+from vrestore.pipeline.degrade.degradations import DegradationSpec
+from vrestore.pipeline.inference.restore import Restorer
+from vrestore.pipeline.dataset.sample_videos import SampleConfig, make_sample_videos
+from vrestore.models.weights import save_weights
+from vrestore.trainer.train import swing
 
 DEMO = ["--crop", "64", "--ngf", "16", "--ndf", "16", "--batch-size", "16", "--lr", "1e-3", "--val-every", "500", "--quiet"]
 

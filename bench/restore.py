@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
-from models import GeneratorConfig, build_generator
-from pipeline.probe import probe_video
-from pipeline.restore import Restorer, restore_video
-from pipeline.video_io import VideoWriter, read_frames
-from pipeline.weights import save_weights
+from vrestore.models import GeneratorConfig, build_generator
+from vrestore.pipeline.media.probe import probe_video
+from vrestore.pipeline.inference.restore import Restorer, restore_video
+from vrestore.pipeline.media.video_io import VideoWriter, read_frames
+from vrestore.models.weights import save_weights
 
 
 def make_clip(path: Path, size: str, frames: int):

@@ -22,13 +22,14 @@ from pathlib import Path
 
 import torch
 
-from pipeline.degradations import DegradationSpec
-from pipeline.devices import resolve_device
-from pipeline.precision import amp_dtype
+from vrestore.pipeline.degrade.degradations import DegradationSpec
+from vrestore.pipeline.devices import resolve_device
+from vrestore.pipeline.precision import amp_dtype
 from train_step import batch, images_per_s, make_step, sync  # bench/train_step.py, beside this script
-from trainer.config import TrainConfig
-from trainer.dali_input import load_shard_set, train_batches
-from trainer.train import train
+from vrestore.trainer.config import TrainConfig
+from vrestore.pipeline.dataset.shard_set import load_shard_set
+from vrestore.trainer.dali_input import train_batches
+from vrestore.trainer.train import train
 
 
 def input_alone(shards, device, batch_size, crop, num_threads, prefetch, n) -> float:

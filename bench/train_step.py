@@ -26,10 +26,10 @@ import torch
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from models import DiscriminatorConfig, GANLoss, GeneratorConfig, build_discriminator, build_generator
-from pipeline.devices import resolve_device
-from trainer import distributed
-from trainer.pix2pix_step import GraphedStep, Pix2Pix, make_adam
+from vrestore.models import DiscriminatorConfig, GANLoss, GeneratorConfig, build_discriminator, build_generator
+from vrestore.pipeline.devices import resolve_device
+from vrestore.trainer import distributed
+from vrestore.trainer.pix2pix_step import GraphedStep, Pix2Pix, make_adam
 
 
 class LegacyPix2Pix(Pix2Pix):

@@ -1,5 +1,6 @@
-"""The networks: pix2pix U-Net generator and PatchGAN critic. Imports nothing else of this project."""
-from models.networks import (
+"""vrestore.models: the networks (networks.py) and the weights file format that describes them
+(weights.py). Imports nothing else of this package."""
+from vrestore.models.networks import (
     DiscriminatorConfig,
     GANLoss,
     GeneratorConfig,

@@ -17,13 +17,14 @@ if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv"
   "$PYTHON" -m venv .venv
 fi
-# Reinstall only when the requirements or the set of top-level packages changed (an editable
-# install maps the packages that existed when it ran).
-STAMP=".venv/.installed-$( (cat setup.cfg pyproject.toml; ls -d ./*/__init__.py) | sha256sum | cut -c1-12)${EXTRAS:+-$EXTRAS}"
+# Reinstall only when the requirements, the pinned versions or the package list changed (an
+# editable install maps the packages setup.cfg listed when it ran).
+STAMP=".venv/.installed-$(cat setup.cfg pyproject.toml constraints.txt | sha256sum | cut -c1-12)${EXTRAS:+-$EXTRAS}"
 if [ ! -f "$STAMP" ]; then
   echo "==> installing video-restoration-gan${EXTRAS:+[$EXTRAS]} into .venv (torch, DALI: a few minutes the first time)"
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-  .venv/bin/python -m pip install -q -e ".${EXTRAS:+[$EXTRAS]}" 2>&1 | grep -v "is ignored" || true
+  # constraints.txt: the exact versions this project is tested with (setup.cfg gives ranges)
+  .venv/bin/python -m pip install -q -c constraints.txt -e ".${EXTRAS:+[$EXTRAS]}" 2>&1 | grep -v "is ignored" || true
   .venv/bin/python -c "import torch, nvidia.dali, webdataset, ffmpeg, click" # fail here, not mid-run
   rm -f .venv/.installed-*
   touch "$STAMP"

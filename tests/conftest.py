@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.sample_videos import SampleConfig, make_sample_videos
+from vrestore.pipeline.dataset.sample_videos import SampleConfig, make_sample_videos
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +41,7 @@ def videos_in(root: Path) -> list:
 @pytest.fixture(scope="session")
 def sample_shards(sample_tree, tmp_path_factory) -> Path:
     """Shards of the sample tree (several shards, every frame of 8 clips)."""
-    from pipeline.make_shards import ShardConfig, make_shards
+    from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
 
     out = tmp_path_factory.mktemp("shards")
     make_shards(ShardConfig(sample_tree, out, max_frames=150, progress=False, workers=2))
@@ -53,10 +53,21 @@ def weights(tmp_path_factory) -> Path:
     """A tiny single-frame generator.pth with fixed random weights (restore tests)."""
     import torch
 
-    from models import GeneratorConfig, build_generator
-    from pipeline.weights import save_weights
+    from vrestore.models import GeneratorConfig, build_generator
+    from vrestore.models.weights import save_weights
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("w") / "generator.pth"
     save_weights(path, build_generator(GeneratorConfig(ngf=4, depth=5)))
     return path
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One real local Ray instance for the whole test run (2 CPUs, no dashboard); the engines
+    find it initialised and use it instead of starting their own."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

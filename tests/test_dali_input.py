@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from pipeline.degradations import DegradationSpec
-from trainer.dali_input import batches_per_epoch, load_shard_set, train_batches, train_pipeline
+from vrestore.pipeline.degrade.degradations import DegradationSpec
+from vrestore.pipeline.dataset.shard_set import load_shard_set
+from vrestore.trainer.dali_input import batches_per_epoch, train_batches, train_pipeline
 
 CPU = torch.device("cpu")
 SPEC = DegradationSpec()
@@ -29,18 +30,22 @@ def test_batches_are_dense_nchw_channels_last_in_range(sample_shards):
 
 
 def test_two_ranks_read_disjoint_parts_that_cover_every_sample(sample_shards):
+    """In every epoch, the first and the later ones (the reader reshuffles after each epoch, one
+    seed on all ranks), the ranks' parts are disjoint and together cover the set."""
     shards = load_shard_set(sample_shards)
-    b, world = 16, 2
-    seen = []
+    b, world, epochs = 16, 2, 3
+    seen = [[None] * epochs for _ in range(world)]
     for rank in range(world):
         loader = train_batches(shards, SPEC, b, 64, CPU, rank=rank, world_size=world, with_meta=True)
         assert len(loader) == batches_per_epoch(shards.num_samples, b, world)
-        batches = list(loader)  # one epoch: the iterator stops by itself (reader_name)
-        assert len(batches) == len(loader)
-        assert all(x["clean"].shape[0] == b for x in batches)  # FILL: full batches only
-        seen.append({key(m) for x in batches for m in x["meta"]})
-    assert not seen[0] & seen[1]
-    assert len(seen[0] | seen[1]) == shards.num_samples
+        for epoch in range(epochs):
+            batches = list(loader)  # one epoch: the iterator stops by itself (reader_name)
+            assert len(batches) == len(loader)
+            assert all(x["clean"].shape[0] == b for x in batches)  # FILL: full batches only
+            seen[rank][epoch] = {key(m) for x in batches for m in x["meta"]}
+    for epoch in range(epochs):
+        assert not seen[0][epoch] & seen[1][epoch], epoch
+        assert len(seen[0][epoch] | seen[1][epoch]) == shards.num_samples, epoch
 
 
 def test_a_second_epoch_runs_with_the_same_length(sample_shards):

@@ -3,7 +3,7 @@ import pytest
 import torch
 from nvidia.dali import fn, pipeline_def, types
 
-from pipeline.degradations import DegradationSpec, add_boxes, add_noise, blur, box_mask, degrade
+from vrestore.pipeline.degrade.degradations import DegradationSpec, add_boxes, add_noise, blur, box_mask, degrade
 
 
 def photo_like(n=4, h=96, w=128, seed=0):
@@ -28,7 +28,7 @@ def run_dali(op, images_nhwc: np.ndarray):
 
 
 def test_dali_blur_equals_the_torch_blur_used_by_degrade():
-    from trainer.dali_input import dali_blur
+    from vrestore.trainer.dali_input import dali_blur
 
     spec = DegradationSpec()
     # photo-like content plus one frame of pure noise, whose borders differ under every
@@ -45,7 +45,7 @@ def test_dali_blur_equals_the_torch_blur_used_by_degrade():
 
 
 def test_dali_noise_has_the_configured_std():
-    from trainer.dali_input import dali_noise
+    from vrestore.trainer.dali_input import dali_noise
 
     spec = DegradationSpec(noise_std=15.0)
     flat = np.full((8, 64, 64, 3), 128, dtype=np.uint8)

@@ -6,10 +6,10 @@ import numpy as np
 import torch
 
 from conftest import count_frames
-from pipeline.degradations import DegradationSpec, blur
-from pipeline.degrade_videos import DegradeConfig, degrade_videos, mask_path
-from pipeline.probe import probe_video
-from pipeline.video_io import read_frames
+from vrestore.pipeline.degrade.degradations import DegradationSpec, blur
+from vrestore.pipeline.degrade.degrade_videos import DegradeConfig, degrade_videos, mask_path
+from vrestore.pipeline.media.probe import probe_video
+from vrestore.pipeline.media.video_io import read_frames
 
 
 def frames_of(path):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from models import GeneratorConfig, build_generator
-from pipeline.weights import load_network, save_weights
+from vrestore.models import GeneratorConfig, build_generator
+from vrestore.models.weights import load_network, save_weights
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_torchscript_export_loads_without_this_package(three_frame_weights, tmp_
 
 
 def test_export_refuses_a_discriminator(tmp_path):
-    from models import DiscriminatorConfig, build_discriminator
+    from vrestore.models import DiscriminatorConfig, build_discriminator
 
     save_weights(tmp_path / "d.pth", build_discriminator(DiscriminatorConfig(ndf=4)))
     r = subprocess.run([str(Path(sys.executable).with_name("vrestore")), "export", str(tmp_path / "d.pth"), str(tmp_path / "d.onnx")],

@@ -3,8 +3,8 @@ so any device-to-host synchronisation in the step raises. Skipped where torch se
 import pytest
 import torch
 
-from models import DiscriminatorConfig, GANLoss, GeneratorConfig, build_discriminator, build_generator
-from trainer.pix2pix_step import Pix2Pix, make_adam
+from vrestore.models import DiscriminatorConfig, GANLoss, GeneratorConfig, build_discriminator, build_generator
+from vrestore.trainer.pix2pix_step import Pix2Pix, make_adam
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 
@@ -34,7 +34,7 @@ def test_the_step_never_syncs_with_the_host(dtype, norm):
 
 
 def test_graphed_step_matches_the_eager_step_and_skips_alike():
-    from trainer.pix2pix_step import GraphedStep
+    from vrestore.trainer.pix2pix_step import GraphedStep
 
     device = torch.device("cuda")
 
@@ -74,11 +74,11 @@ def test_the_trainer_loops_per_step_work_never_syncs(graphed, shape_on):
     counted. A sync anywhere here would make the host wait for each step before preparing the
     next; the loop's only sync is its loss readout every --log-every steps."""
     pytest.importorskip("nvidia.dali")  # trainer.dali_input imports it (a GPU machine may lack it)
-    from pipeline.degradations import DegradationSpec
-    from trainer.dali_input import assemble_batch
-    from trainer.ema import GeneratorEMA
-    from trainer.pix2pix_step import GraphedStep
-    from trainer.train import LossMeter
+    from vrestore.pipeline.degrade.degradations import DegradationSpec
+    from vrestore.trainer.dali_input import assemble_batch
+    from vrestore.trainer.ema import GeneratorEMA
+    from vrestore.trainer.pix2pix_step import GraphedStep
+    from vrestore.trainer.train import LossMeter
 
     device = torch.device("cuda")
     G = build_generator(GeneratorConfig(ngf=8, depth=5, frames=3)).to(device, memory_format=torch.channels_last)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.frame_reader import ffmpeg_image_pipe_args
-from pipeline.image_stream import JpegSplitter, PngSplitter, make_splitter
+from vrestore.pipeline.media.frame_reader import ffmpeg_image_pipe_args
+from vrestore.pipeline.media.image_stream import JpegSplitter, PngSplitter, make_splitter
 
 
 def raw_pipe(video, image_format):
@@ -58,7 +58,7 @@ def test_truncated_stream_reports_leftover():
 def test_log_parsing_finds_rate_and_errors():
     from fractions import Fraction
 
-    from pipeline.frame_reader import parse_log
+    from vrestore.pipeline.media.frame_reader import parse_log
 
     log = (
         "[info]   Stream #0:0(und): Video: h264 (High) (avc1 / 0x31637661), yuv420p(progressive), "
@@ -74,7 +74,7 @@ def test_log_parsing_finds_rate_and_errors():
 
 
 def test_image_size_reads_headers():
-    from pipeline.image_stream import image_size
+    from vrestore.pipeline.media.image_stream import image_size
 
     for fmt in ("JPEG", "PNG"):
         buf = io.BytesIO()

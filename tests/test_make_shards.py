@@ -15,8 +15,8 @@ import webdataset as wds
 from PIL import Image
 
 from conftest import count_frames, videos_in
-from pipeline.discover import SourceError
-from pipeline.make_shards import ShardConfig, make_shards
+from vrestore.pipeline.media.discover import SourceError
+from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
 
 
 def shard(src, out, **kw):
@@ -256,7 +256,7 @@ def test_changed_settings_on_an_existing_out_are_refused_until_overwrite(sample_
 
 
 def test_nodes_write_disjoint_shards_that_merge_into_one_manifest(sample_tree, tmp_path):
-    from pipeline.manifest import merge_manifests
+    from vrestore.pipeline.dataset.manifest import merge_manifests
 
     out = tmp_path / "shards"
     for rank in range(3):

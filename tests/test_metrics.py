@@ -5,7 +5,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from pipeline.metrics import psnr, ssim
+from vrestore.pipeline.evaluation.metrics import psnr, ssim
 
 
 def images(seed=0, n=3, h=40, w=56):

@@ -9,16 +9,17 @@ import pytest
 import torch
 
 from conftest import count_frames
-from models import GeneratorConfig, build_generator, centre_frame, pad_to_multiple
-from pipeline.degradations import DegradationSpec
-from pipeline.frame_windows import sliding_windows, window_indices
-from pipeline.make_shards import ShardConfig, make_shards
-from pipeline.metrics import temporal_squared_error
-from pipeline.restore import RestoreConfig, Restorer, restore_videos
-from pipeline.video_io import VideoWriter
-from pipeline.weights import load_network, save_weights, weights_payload
+from vrestore.models import GeneratorConfig, build_generator, centre_frame, pad_to_multiple
+from vrestore.pipeline.degrade.degradations import DegradationSpec
+from vrestore.pipeline.inference.frame_windows import sliding_windows, window_indices
+from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
+from vrestore.pipeline.evaluation.metrics import temporal_squared_error
+from vrestore.pipeline.inference.restore import RestoreConfig, Restorer, restore_videos
+from vrestore.pipeline.media.video_io import VideoWriter
+from vrestore.models.weights import load_network, save_weights, weights_payload
 from test_restore import decode, make_video
-from trainer.dali_input import load_shard_set, train_batches
+from vrestore.pipeline.dataset.shard_set import load_shard_set
+from vrestore.trainer.dali_input import train_batches
 
 CPU = torch.device("cpu")
 
@@ -96,7 +97,7 @@ def test_one_crop_and_one_flip_serve_every_frame_of_a_clip(tmp_path):
     # the preview shows the clean centre and every degraded frame of the clip
     from PIL import Image
 
-    from trainer.preview import make_preview
+    from vrestore.trainer.preview import make_preview
 
     make_preview(out, tmp_path / "p.png", spec, n=2, crop=32)
     with Image.open(tmp_path / "p.png") as picture:
@@ -173,7 +174,7 @@ def test_temporal_score_punishes_flicker_that_per_frame_scores_miss():
 
 
 def test_restore_reports_in_box_and_temporal_scores_with_masks(sample_tree, tmp_path):
-    from pipeline.degrade_videos import DegradeConfig, degrade_videos
+    from vrestore.pipeline.degrade.degrade_videos import DegradeConfig, degrade_videos
 
     clean = sample_tree / "Cat"
     degrade_videos(DegradeConfig(clean, tmp_path / "deg", save_masks=True, progress=False))

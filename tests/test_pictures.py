@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.pictures import image_grid, write_png
+from vrestore.pipeline.evaluation.pictures import image_grid, write_png
 
 
 def test_png_bytes_decode_to_the_same_pixels(tmp_path):
@@ -31,7 +31,7 @@ def test_preview_and_training_run_without_an_ffmpeg_binary(sample_shards, tmp_pa
     r = subprocess.run([str(bin_dir / "vrestore"), "preview", str(sample_shards), "--crop", "32", "-n", "2",
                         "--out", str(tmp_path / "p.png")], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
-    r = subprocess.run([sys.executable, "-m", "trainer", "--shards", str(sample_shards), "--out", str(tmp_path / "run"),
+    r = subprocess.run([sys.executable, "-m", "vrestore", "train", "--shards", str(sample_shards), "--out", str(tmp_path / "run"),
                         "--crop", "32", "--ngf", "4", "--ndf", "4", "--batch-size", "4", "--max-steps", "2", "--val-frames", "2",
                         "--num-threads", "1", "--quiet"], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr

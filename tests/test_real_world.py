@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from conftest import count_frames
-from pipeline.degradations import DegradationSpec, blur
-from pipeline.discover import find_videos, output_names, with_unique_ids
-from pipeline.probe import probe_video
+from vrestore.pipeline.degrade.degradations import DegradationSpec, blur
+from vrestore.pipeline.media.discover import find_videos, output_names, with_unique_ids
+from vrestore.pipeline.media.probe import probe_video
 from test_restore import decode
 
 BIN = Path(sys.executable).parent

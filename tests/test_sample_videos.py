@@ -1,7 +1,7 @@
 import json
 import subprocess
 
-from pipeline.sample_videos import SampleConfig, make_sample_videos
+from vrestore.pipeline.dataset.sample_videos import SampleConfig, make_sample_videos
 
 
 def stream_info(path):
@@ -36,7 +36,7 @@ def test_split_files_follow_ucf101_format(sample_tree):
     assert train[0] == "Astronaut/v_Astronaut_g02_c01.avi 1"
     assert all(line.split()[1] == "2" for line in train if line.startswith("Cat/"))
     assert test == [f"{c}/v_{c}_g01_c{k:02d}.avi" for c in ("Astronaut", "Cat") for k in (1, 2)]
-    assert not set(train) & set(test)
+    assert not {line.split()[0] for line in train} & set(test)  # paths, without train's labels
     assert split.joinpath("classInd.txt").read_text() == "1 Astronaut\n2 Cat\n"
 
 

@@ -1,5 +1,6 @@
 """The trainer, run for real: DALI on the CPU, gloo DDP under torchrun, tiny networks."""
 import json
+from pathlib import Path
 import os
 import signal
 import subprocess
@@ -11,15 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from models import DiscriminatorConfig, GANLoss, GeneratorConfig, build_discriminator, build_generator
-from pipeline.weights import WeightsError, load_network, save_weights
-from trainer.config import TrainConfig
-from trainer.pix2pix_step import Pix2Pix, make_adam, set_requires_grad
-from pipeline.degradations import DegradationSpec
-from trainer.dali_input import load_shard_set
-from trainer.ema import GeneratorEMA
-from trainer.train import lr_at, progress, train
-from trainer.validate import validate, validation_set
+from vrestore.models import DiscriminatorConfig, GANLoss, GeneratorConfig, build_discriminator, build_generator
+from vrestore.models.weights import WeightsError, load_network, save_weights
+from vrestore.trainer.config import TrainConfig
+from vrestore.trainer.pix2pix_step import Pix2Pix, load_adam_state, make_adam, set_requires_grad
+from vrestore.pipeline.degrade.degradations import DegradationSpec
+from vrestore.pipeline.dataset.shard_set import load_shard_set
+from vrestore.trainer.ema import GeneratorEMA
+from vrestore.trainer.train import lr_at, progress, train
+from vrestore.trainer.validate import validate, validation_set
 
 TINY = dict(crop=32, ngf=4, ndf=4, batch_size=4, val_frames=2, samples=2, num_threads=1, progress=False)
 
@@ -30,7 +31,7 @@ def tiny_cli(shards, out, *extra):
 
 
 def torchrun(nproc, args, **kw):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "trainer", *args]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "vrestore", "train", *args]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, **kw)
 
@@ -46,6 +47,10 @@ def test_torchrun_two_ranks_writes_loadable_weights(sample_shards, tmp_path, nor
     assert list((out / "samples").glob("step_*.png"))
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ckpt["step"] == 3 and len(ckpt["ranks"]) == 2
+    # after DDP steps the two ranks hold the same parameters and buffers (batch-norm statistics
+    # averaged over ranks before the save): a checksum each rank computed of its own networks
+    assert ckpt["ranks"][0]["checksum"] == ckpt["ranks"][1]["checksum"]
+    assert "hold different weights" not in r.stderr
     # both ranks' input streams were saved, and they are at different places
     assert ckpt["ranks"][0]["data"]["dali"] != ckpt["ranks"][1]["data"]["dali"]
     G = load_network(out / "generator.pth", "generator")  # weights_only inside
@@ -58,9 +63,57 @@ def test_torchrun_two_ranks_writes_loadable_weights(sample_shards, tmp_path, nor
     assert line["step"] == 3 and line["val"]["frames"] == 2 and set(line["train"]) == {"G_GAN", "G_L1", "D_real", "D_fake"}
 
 
+def two_rank_run(shards, out, *extra, env=None, timeout=240):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "vrestore", "train",
+           *tiny_cli(shards, out, *extra)]
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})), timeout=timeout)
+    return r, time.monotonic() - t0
+
+
+def rank_checksums(out):
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    return [r["checksum"] for r in ckpt["ranks"]], ckpt
+
+
+def test_ranks_whose_clocks_disagree_still_agree(tiny_shards, tmp_path):
+    """Rank 1's clock runs 1000 times as fast. Validate-and-save at an epoch end is decided on
+    the agreed clock, so both ranks enter it together (a per-rank decision would hang here: rank 1
+    in the gather, rank 0 in the next step's all-reduce)."""
+    out = tmp_path / "run"
+    r, _ = two_rank_run(tiny_shards, out, "--epochs", 4, "--val-interval", 5,
+                        env={"VRESTORE_TEST_CLOCK_SCALE": "1=1000"}, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    sums, ckpt = rank_checksums(out)
+    assert sums[0] == sums[1]
+    # every epoch end validated (the agreed clock is past the interval each time)
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 4
+
+
+def test_max_minutes_runs_end_with_identical_ranks(tiny_shards, tmp_path):
+    """Under --max-minutes the lr follows the clock; rank 1's runs 1.5 times as fast, yet both
+    ranks step with the same rates (the agreed clock) and stop at the same step."""
+    out = tmp_path / "run"
+    r, _ = two_rank_run(tiny_shards, out, "--epochs", 1000, "--max-minutes", 0.15, "--lr", "1e-3",
+                        env={"VRESTORE_TEST_CLOCK_SCALE": "1=1.5"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    sums, ckpt = rank_checksums(out)
+    assert sums[0] == sums[1] and ckpt["step"] > 10
+    assert "(max-minutes)" in r.stderr
+
+
+def test_an_error_on_one_rank_stops_every_rank_with_its_message(tiny_shards, tmp_path):
+    r, seconds = two_rank_run(tiny_shards, tmp_path / "run", "--epochs", 1000, env={"VRESTORE_TEST_FAIL_AT": "1=3"}, timeout=120)
+    assert r.returncode != 0
+    assert "error: rank 1: RuntimeError: test failure on rank 1 at step 3" in r.stderr
+    # rank 0 stopped too, naming rank 1's error, well before any collective timeout
+    assert "error: rank 0: stopped: rank 1: RuntimeError: test failure on rank 1" in r.stderr, r.stderr[-3000:]
+    assert seconds < 60
+
+
 def test_sigterm_saves_and_resume_continues_at_saved_step(sample_shards, tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "trainer", *tiny_cli(sample_shards, out, "--epochs", 1000)]
+    cmd = [sys.executable, "-m", "vrestore", "train", *tiny_cli(sample_shards, out, "--epochs", 1000)]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
     line = proc.stderr.readline()
     assert "training on" in line, line
@@ -72,9 +125,9 @@ def test_sigterm_saves_and_resume_continues_at_saved_step(sample_shards, tmp_pat
     assert saved > 0 and f"at step {saved} (signal)" in rest
 
     # without --resume, the earlier run is not overwritten
-    r = subprocess.run([sys.executable, "-m", "trainer", *tiny_cli(sample_shards, out, "--max-steps", saved + 2)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "vrestore", "train", *tiny_cli(sample_shards, out, "--max-steps", saved + 2)], capture_output=True, text=True)
     assert r.returncode == 2 and "--resume" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "trainer", *tiny_cli(sample_shards, out, "--max-steps", saved + 2, "--resume")], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "vrestore", "train", *tiny_cli(sample_shards, out, "--max-steps", saved + 2, "--resume")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"resuming at step {saved}" in r.stderr
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == saved + 2
@@ -83,7 +136,7 @@ def test_sigterm_saves_and_resume_continues_at_saved_step(sample_shards, tmp_pat
 @pytest.fixture(scope="module")
 def tiny_shards(sample_tree, tmp_path_factory):
     """One clip, every 4th frame, 10 frames per shard: an epoch is a handful of steps."""
-    from pipeline.make_shards import ShardConfig, make_shards
+    from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
 
     out = tmp_path_factory.mktemp("tiny_shards")
     make_shards(ShardConfig(sample_tree, out, limit=1, frame_stride=4, max_frames=10, progress=False, workers=1))
@@ -94,7 +147,7 @@ def test_resume_is_exact(tiny_shards, tmp_path):
     """Stopped at an epoch's end, then mid-epoch, and resumed each time, a run ends with the very
     weights of an uninterrupted one: weights, optimisers, scaler, RNGs and the input stream's
     position all came back."""
-    from trainer.dali_input import batches_per_epoch, load_shard_set
+    from vrestore.trainer.dali_input import batches_per_epoch
 
     spe = batches_per_epoch(load_shard_set(tiny_shards).num_samples, TINY["batch_size"], 1)
     assert spe >= 3
@@ -177,11 +230,8 @@ def test_ema_update_is_averaged_models_update(norm):
     model = Pix2Pix(G, D, D, make_adam(G.parameters(), 1e-3, 0.5), make_adam(D.parameters(), 1e-3, 0.5),
                     torch.amp.GradScaler("cpu", enabled=False), GANLoss(), 100.0, torch.device("cpu"))
     ours = GeneratorEMA(G, decay=0.95)
-    decay_now = [0.0]
-    reference = torch.optim.swa_utils.AveragedModel(
-        G, use_buffers=True,
-        multi_avg_fn=lambda avg, cur, n: torch._foreach_lerp_(avg, cur, 1.0 - decay_now[0]) if avg[0].is_floating_point()
-        else torch._foreach_copy_(avg, cur))
+    # torch's own EMA averaging (get_ema_multi_avg_fn), given the decay each step would use
+    reference = torch.optim.swa_utils.AveragedModel(G, use_buffers=True)
     for step in range(1, 9):
         x = torch.rand(2, 3, 32, 32) * 2 - 1
         model.optimize({"clean": x, "degraded": x * 0.5})
@@ -190,12 +240,15 @@ def test_ema_update_is_averaged_models_update(norm):
             ours = GeneratorEMA(G, decay=0.95)
             ours.load_state_dict(state)
         ours.update(step)
-        decay_now[0] = ours.decay_at(step)
+        reference.multi_avg_fn = torch.optim.swa_utils.get_ema_multi_avg_fn(min(0.95, (1 + step) / (10 + step)))
         reference.update_parameters(G)
         mine, theirs = ours.state_dict(), reference.state_dict()
         assert mine.keys() == theirs.keys()
         for k in theirs:
-            assert torch.equal(mine[k], theirs[k]), (step, k)
+            if theirs[k].is_floating_point():
+                assert torch.equal(mine[k], theirs[k]), (step, k)
+            elif k.endswith("num_batches_tracked"):  # a counter, not a statistic: ours follows G's
+                assert torch.equal(mine[k], G.state_dict()[k.removeprefix("module.")]), (step, k)
     assert int(ours.model.n_averaged) == 8
     first = next(iter(G.state_dict()))
     assert not torch.equal(ours.module.state_dict()[first], G.state_dict()[first])  # an average, not a copy
@@ -234,10 +287,10 @@ def test_sync_bn_weights_load_into_the_plain_network_and_gpu_options_are_refused
     assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), synced.state_dict().values()))
     if torch.cuda.is_available():
         pytest.skip("the CPU refusal is for machines without a GPU")
-    r = subprocess.run([sys.executable, "-m", "trainer", *tiny_cli(sample_shards, tmp_path / "run", "--sync-bn", "--device", "cpu")],
+    r = subprocess.run([sys.executable, "-m", "vrestore", "train", *tiny_cli(sample_shards, tmp_path / "run", "--sync-bn", "--device", "cpu")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == ["error: --sync-bn needs GPUs: torch's SyncBatchNorm runs on CUDA tensors only"]
-    r = subprocess.run([sys.executable, "-m", "trainer", *tiny_cli(sample_shards, tmp_path / "run", "--cuda-graphs", "--device", "cpu")],
+    r = subprocess.run([sys.executable, "-m", "vrestore", "train", *tiny_cli(sample_shards, tmp_path / "run", "--cuda-graphs", "--device", "cpu")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == ["error: --cuda-graphs needs one GPU (no torchrun ranks) and no --compile"]
 
@@ -252,17 +305,47 @@ def tiny_pix2pix(seed=0, make_opt=make_adam):
 
 def test_non_finite_step_is_skipped_and_weights_kept():
     model = tiny_pix2pix()
+    good = {"clean": torch.zeros(2, 3, 32, 32), "degraded": torch.rand(2, 3, 32, 32) * 2 - 1}
+    assert model.optimize(good)[1].item() == 0.0  # one real step: Adam's moments exist and are non-zero
+    opts = (model.opt_G, model.opt_D)
     before = {k: v.clone() for net in (model.G, model.D) for k, v in net.state_dict().items()}
-    moments = [s["exp_avg"].clone() for s in model.opt_G.state.values()]
-    batch = {"clean": torch.zeros(2, 3, 32, 32), "degraded": torch.full((2, 3, 32, 32), float("nan"))}
-    losses, skipped = model.optimize(batch)
+    moments = [(s["exp_avg"].clone(), s["exp_avg_sq"].clone()) for opt in opts for s in opt.state.values()]
+    assert len(moments) == sum(len(list(n.parameters())) for n in (model.G, model.D))
+    assert all(m.abs().sum() > 0 for pair in moments for m in pair)
+    bad = {"clean": torch.zeros(2, 3, 32, 32), "degraded": torch.full((2, 3, 32, 32), float("nan"))}
+    losses, skipped = model.optimize(bad)
     assert skipped.item() == 1.0
     # parameters and batch-norm running stats (num_batches_tracked too) are as they were
     assert all(torch.equal(before[k], v) for net in (model.G, model.D) for k, v in net.state_dict().items())
-    assert all(s["step"].item() == 0 for opt in (model.opt_G, model.opt_D) for s in opt.state.values())
-    assert not moments or all(torch.equal(a, s["exp_avg"]) for a, s in zip(moments, model.opt_G.state.values()))
-    batch["degraded"] = torch.zeros(2, 3, 32, 32)
-    assert model.optimize(batch)[1].item() == 0.0
+    assert all(s["step"].item() == 1 for opt in opts for s in opt.state.values())
+    after = [(s["exp_avg"], s["exp_avg_sq"]) for opt in opts for s in opt.state.values()]
+    assert all(torch.equal(a, b) for pa, pb in zip(moments, after) for a, b in zip(pa, pb))
+    assert model.optimize(good)[1].item() == 0.0
+
+
+@pytest.mark.parametrize("saved_graphed,now_graphed", [(False, True), (True, False)])
+def test_resume_across_cuda_graphs_resets_lr_and_capturable(saved_graphed, now_graphed):
+    """A checkpoint of a plain run resumed with --cuda-graphs (and the reverse): the optimiser is
+    as make_adam builds it for the new run, its moments and step as saved, and the next step
+    follows a new lr (a graphed step reads the lr tensor in place)."""
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(4, 3))]
+    saved = make_adam(params, 1e-3, 0.5, graphed=saved_graphed)
+    params[0].grad = torch.randn(4, 3)
+    saved.step()
+    opt = make_adam(params, 5e-4, 0.5, graphed=now_graphed)
+    load_adam_state(opt, saved.state_dict(), graphed=now_graphed)
+    group = opt.param_groups[0]
+    assert group["capturable"] is now_graphed
+    assert isinstance(group["lr"], torch.Tensor) is now_graphed and float(group["lr"]) == pytest.approx(1e-3)
+    assert torch.equal(opt.state[params[0]]["exp_avg"], saved.state[params[0]]["exp_avg"])
+    assert float(opt.state[params[0]]["step"]) == 1
+    model = tiny_pix2pix()
+    model.opt_G = opt
+    model.set_lr(0.0)  # a zero rate: the next step leaves the weights as they are
+    before = params[0].detach().clone()
+    opt.step()
+    assert torch.equal(params[0], before)
 
 
 def reference_step(model: Pix2Pix, batch: dict) -> bool:
@@ -341,21 +424,42 @@ def test_tensorboard_scalars_and_pictures(tiny_shards, tmp_path):
 
 
 def test_train_from_a_video_folder_shards_once_and_reuses_the_shards(tmp_path):
+    """--videos without --val-shards holds out whole videos for validation (and says so); a
+    second run reuses both shard sets."""
     from test_restore import make_video
 
     videos = tmp_path / "videos"
-    for name in ("a.avi", "b.avi"):
+    for name in ("a.avi", "b.avi", "c.avi"):
         make_video(videos / name, size="64x48", rate=10, seconds=1, audio=False)
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "trainer", "--videos", str(videos), "--out", str(out), "--crop", "32", "--ngf", "4", "--ndf", "4",
+    args = [sys.executable, "-m", "vrestore", "train", "--videos", str(videos), "--out", str(out), "--crop", "32", "--ngf", "4", "--ndf", "4",
             "--batch-size", "4", "--val-frames", "1", "--num-threads", "1", "--quiet", "--frames", "3"]
     r = subprocess.run([*args, "--max-steps", "2"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert f"made {out / 'shards'}: 16 samples from 2 videos" in r.stderr  # 2 x (10 - 3 + 1) clips
-    tar = next((out / "shards").glob("*.tar"))
+    assert f"made {out / 'shards' / 'train'}: 16 samples from 2 videos" in r.stderr  # 2 x (10 - 3 + 1) clips
+    assert f"made {out / 'shards' / 'val'}: 8 samples from 1 videos" in r.stderr
+    assert "validation: 1 held-out videos" in r.stderr and "warning: no --val-shards" not in r.stderr
+    trained = {v["path"] for v in json.loads((out / "shards" / "train" / "manifest.json").read_text())["videos"]}
+    held = {v["path"] for v in json.loads((out / "shards" / "val" / "manifest.json").read_text())["videos"]}
+    assert not trained & held and trained | held == {"a.avi", "b.avi", "c.avi"}
+    tar = next((out / "shards" / "train").glob("*.tar"))
     mtime = tar.stat().st_mtime_ns
     r = subprocess.run([*args, "--max-steps", "4", "--resume"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert f"reusing {out / 'shards'}" in r.stderr and tar.stat().st_mtime_ns == mtime
+    assert f"reusing {out / 'shards' / 'train'}" in r.stderr and tar.stat().st_mtime_ns == mtime
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 4
     assert load_network(out / "generator.pth").cfg.frames == 3
+
+
+def test_hold_out_keeps_ucf_groups_whole():
+    from vrestore.pipeline.dataset.holdout import hold_out
+    from vrestore.pipeline.media.discover import make_entry
+
+    root = Path("/data")
+    entries = [make_entry(root, root / f"{c}/v_{c}_g{g:02d}_c{k:02d}.avi") for c in ("A", "B") for g in range(1, 11) for k in (1, 2, 3)]
+    train_e, val_e = hold_out(entries, 0.2, seed=0)
+    groups = lambda es: {(e.cls, e.group) for e in es}
+    assert len(groups(val_e)) == 4 and not groups(train_e) & groups(val_e) and len(train_e) + len(val_e) == 60
+    assert hold_out(list(reversed(entries)), 0.2, seed=0)[1] == sorted(val_e, key=lambda e: -entries.index(e))  # order-free
+    assert groups(hold_out(entries, 0.2, seed=1)[1]) != groups(val_e)
+    assert hold_out(entries[:3], 0.5)[1] == []  # one group: nothing to hold out

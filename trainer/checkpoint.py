@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from pipeline.atomic import atomic_path
-from pipeline.weights import first_line, save_weights
+from vrestore.pipeline.atomic import atomic_path
+from vrestore.models.weights import first_line, save_weights
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT = 2  # 2: the generator's EMA and the best validation
@@ -50,8 +50,14 @@ def save_checkpoint(out: Path, G, D, ema, opt_G, opt_D, scaler, epoch: int, step
     }
     with atomic_path(out / CHECKPOINT) as tmp:
         torch.save(state, tmp)
-    save_weights(out / "generator.pth", ema.module if ema else G)
-    save_weights(out / "discriminator.pth", D)
+    write_weights(out / "generator.pth", ema.module if ema else G)
+    write_weights(out / "discriminator.pth", D)
+
+
+def write_weights(path: Path, net) -> None:
+    """A weights file (models/weights.py) under a temporary name, renamed when complete."""
+    with atomic_path(path) as tmp:
+        save_weights(tmp, net)
 
 
 def load_checkpoint(out: Path) -> dict:

@@ -3,16 +3,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from pipeline.degradations import DegradationSpec
-from pipeline.precision import AMP_MODES
+from vrestore.pipeline.degrade.degradations import DegradationSpec
+from vrestore.pipeline.precision import AMP_MODES
 
 GAN_MODES = ("vanilla", "lsgan")
 
 
-def check_crop(crop: int) -> None:
-    """Training and preview crops: the U-Net's depth is log2(crop), so a power of two."""
+def check_crop(crop: int, min_side: Optional[int] = None) -> None:
+    """Training and preview crops: the U-Net's depth is log2(crop), so a power of two; and, once
+    the shards are known, no larger than their smallest frame side."""
     if crop < 32 or crop & (crop - 1):
         raise ValueError(f"--crop {crop}: must be a power of two >= 32 (64, 128, 256)")
+    if min_side is not None and crop > min_side:
+        raise ValueError(f"--crop {crop}: larger than the smallest frame side in the shards ({min_side})")
 
 
 @dataclass
@@ -21,7 +24,8 @@ class TrainConfig:
     videos: Optional[Path] = None  # or a folder of videos, sharded into out/shards first
     split_file: Optional[Path] = None  # with videos: a UCF-101 list selecting them
     use_first_100: bool = False  # with videos: the first 100 only (the original scripts' quick mode)
-    val_shards: Optional[Path] = None  # default: validate on the first batches of `shards`
+    val_shards: Optional[Path] = None  # default: --videos holds out videos; --shards validates on its own first samples (warned)
+    val_fraction: float = 0.1  # with --videos and no --val-shards: groups (UCF-101) or videos held out for validation
     out: Path = Path("saved_models")
     epochs: int = 50
     batch_size: int = 16  # per rank
@@ -45,6 +49,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the networks (GPU; minutes of warm-up)
     cuda_graphs: bool = False  # capture the whole step as one CUDA graph (one GPU, bf16 or fp32)
     resume: bool = False  # continue from out/checkpoint.pt
+    deterministic: bool = False  # deterministic kernels, cudnn.benchmark off: GPU resumes as exact as CPU ones
     overwrite: bool = False  # start over even though out/ holds a checkpoint
     seed: int = 0
     val_every: Optional[int] = None  # also validate (and save) every N steps, besides epoch ends
@@ -72,6 +77,7 @@ class TrainConfig:
             (self.gan_mode in GAN_MODES, f"gan mode must be one of {GAN_MODES}"),
             (self.epochs >= 1 and self.batch_size >= 1, "epochs and batch size must be >= 1"),
             (0 <= self.decay_fraction <= 1, "--decay-fraction must be in [0, 1]"),
+            (0 <= self.val_fraction < 1, f"--val-fraction {self.val_fraction}: must be in [0, 1)"),
             (0 <= self.ema_decay < 1, "--ema-decay must be in [0, 1) (0 turns the EMA off)"),
             (not self.sync_bn or self.norm == "batch", "--sync-bn applies to --norm batch only"),
             (self.ngf >= 1 and self.ndf >= 1, "--ngf and --ndf must be >= 1"),

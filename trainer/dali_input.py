@@ -11,9 +11,7 @@ The pipelines are built from plain functions; the device is a parameter. Batches
 dicts of NCHW float tensors in [-1, 1], channels_last, on the training device.
 """
 import json
-from dataclasses import dataclass
 from math import ceil
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,50 +19,11 @@ from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali.plugin.base_iterator import LastBatchPolicy
 from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
-from pipeline.degradations import DegradationSpec, add_boxes, add_noise
-from pipeline.manifest import ManifestError, read_manifest
+from vrestore.pipeline.degrade.degradations import DegradationSpec, add_boxes, add_noise
+from vrestore.pipeline.dataset.shard_set import ShardSet
+from vrestore.trainer.config import check_crop
 
 READER = "reader"
-
-
-@dataclass(frozen=True)
-class ShardSet:
-    tars: list
-    indexes: list
-    num_samples: int
-    image_ext: str
-    min_side: int  # smallest frame side in the set, to check the crop against
-    clip_len: int = 1  # frames per sample
-
-    @property
-    def image_exts(self) -> list:
-        """Tar member extensions of a sample's frames, in order: jpg, or 0.jpg .. {T-1}.jpg."""
-        if self.clip_len == 1:
-            return [self.image_ext]
-        return [f"{i}.{self.image_ext}" for i in range(self.clip_len)]
-
-
-def load_shard_set(folder) -> ShardSet:
-    """The shards a manifest lists, each checked to be there whole (DALI would fail later with
-    a traceback, or read a truncated tar as garbage)."""
-    folder = Path(folder)
-    m = read_manifest(folder)
-    for s in m["shards"]:
-        tar, idx = folder / s["tar"], folder / s["index"]
-        for path in (tar, idx):
-            if not path.is_file():
-                raise ManifestError(f"{path}: listed in {folder / 'manifest.json'} but missing; run make-shards again")
-        if tar.stat().st_size != s["bytes"]:
-            raise ManifestError(f"{tar}: {tar.stat().st_size} bytes, the manifest says {s['bytes']} (truncated or replaced); "
-                                "run make-shards again with --overwrite")
-    return ShardSet(
-        tars=[str(folder / s["tar"]) for s in m["shards"]],
-        indexes=[str(folder / s["index"]) for s in m["shards"]],
-        num_samples=m["num_samples"],
-        image_ext=m["params"]["image_format"],
-        min_side=min(min(v["width"], v["height"]) for v in m["videos"]),
-        clip_len=m["params"].get("clip_len", 1),
-    )
 
 
 # ---- graph pieces, shared by the train and validation pipelines ----
@@ -217,11 +176,6 @@ def assemble_batch(out: dict, frames: int, spec: DegradationSpec, generator: tor
     }
 
 
-def _check_crop(shards: ShardSet, crop: int):
-    if crop > shards.min_side:
-        raise ValueError(f"crop {crop} is larger than the smallest frame side in the shards ({shards.min_side})")
-
-
 def dali_device(device: torch.device) -> str:
     return "gpu" if device.type == "cuda" else "cpu"
 
@@ -231,7 +185,7 @@ def train_batches(
     rank: int = 0, world_size: int = 1, seed: int = 0, num_threads: int = 2, initial_fill: int = 1024, with_meta: bool = False,
     state: dict = None, prefetch: int = 2,
 ) -> DegradedBatches:
-    _check_crop(shards, crop)
+    check_crop(crop, shards.min_side)
     gpu = dali_device(device) == "gpu"
     pipe = train_pipeline(
         shards, spec, crop, dali_device(device), rank, world_size, seed, min(initial_fill, shards.num_samples), gpu, with_meta,

@@ -1,16 +1,28 @@
 """Process-group plumbing for torchrun: who am I, which device, how ranks agree.
 
-A plain `python -m trainer` (no torchrun variables) is rank 0 of 1 and never touches
-torch.distributed.
+A plain `vrestore train` (no torchrun variables) is rank 0 of 1 and never touches
+torch.distributed. Everything that steers the loop (stop, learning rate, validate-and-save) is
+derived from values all ranks agreed on here, never from a rank's own clock, or the ranks would
+enter different collectives and hang, or step with different rates and drift apart.
 """
+import hashlib
 import os
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
-from pipeline.devices import resolve_device
+from vrestore.pipeline.devices import resolve_device
+
+ERROR_KEY = "vrestore/error"
+# Test hook: "RANK=FACTOR[,RANK=FACTOR]" makes that rank's clock run FACTOR times as fast, so a
+# test can make the ranks' clocks disagree (as a slow rank's or another machine's do); unset in
+# real runs.
+CLOCK_SCALE_ENV = "VRESTORE_TEST_CLOCK_SCALE"
+# Test hook: "RANK=STEP" raises an error on that rank before that step.
+FAIL_AT_ENV = "VRESTORE_TEST_FAIL_AT"
 
 
 @dataclass
@@ -49,14 +61,36 @@ def teardown(d: Dist) -> None:
         dist.destroy_process_group()
 
 
-def any_rank(d: Dist, flag: bool) -> bool:
-    """True on every rank if it is true on any: stop decisions (signals, time limits) must be
-    taken at the same step everywhere, or the ranks deadlock in the next all-reduce."""
+def _for_rank(env: str, rank: int):
+    for part in filter(None, os.environ.get(env, "").split(",")):
+        r, _, value = part.partition("=")
+        if int(r) == rank:
+            return float(value)
+    return None
+
+
+def clock_scale(rank: int) -> float:
+    return _for_rank(CLOCK_SCALE_ENV, rank) or 1.0
+
+
+def test_failure_step(rank: int):
+    step = _for_rank(FAIL_AT_ENV, rank)
+    return None if step is None else int(step)
+
+
+def agree(d: Dist, seconds: float, flag: bool) -> tuple:
+    """(seconds, flag) the same on every rank: the largest of the ranks' clocks, and whether any
+    rank raised the flag (a signal). One small all-reduce on the CPU control group per step."""
     if not d.enabled:
-        return flag
-    t = torch.tensor([int(flag)])
+        return seconds, flag
+    t = torch.tensor([seconds, float(flag)], dtype=torch.float64)
     dist.all_reduce(t, op=dist.ReduceOp.MAX, group=d.control)
-    return bool(t.item())
+    return t[0].item(), bool(t[1].item())
+
+
+def any_rank(d: Dist, flag: bool) -> bool:
+    """True on every rank if it is true on any."""
+    return agree(d, 0.0, flag)[1]
 
 
 def gather_to_main(d: Dist, obj) -> list:
@@ -68,3 +102,55 @@ def gather_to_main(d: Dist, obj) -> list:
     dist.gather_object(obj, out, dst=0, group=d.control)
     return out
 
+
+@torch.no_grad()
+def average_buffers(d: Dist, nets) -> None:
+    """Batch-norm running statistics are each rank's own between saves (DDP runs without
+    buffer broadcasts, see trainer/train.py); before validating and saving, every rank takes the
+    mean over ranks, so all ranks hold one network. Integer counters are equal already."""
+    if not d.enabled:
+        return
+    buffers = [b for net in nets for b in net.buffers() if b.is_floating_point()]
+    if not buffers:
+        return
+    flat = torch.cat([b.reshape(-1).float() for b in buffers])
+    dist.all_reduce(flat)  # the training group: NCCL on GPUs, gloo on the CPU
+    flat /= d.world_size
+    torch._foreach_copy_(buffers, [v.view_as(b) for v, b in zip(flat.split([b.numel() for b in buffers]), buffers)])
+
+
+def weights_checksum(nets) -> str:
+    """A hash of every parameter and buffer, to show that all ranks hold the same networks."""
+    h = hashlib.sha256()
+    for net in nets:
+        for name, t in net.state_dict().items():
+            h.update(name.encode())
+            h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def report_failure(d: Dist, message: str) -> None:
+    """This rank failed: leave its message where the other ranks find it (the rendezvous store),
+    say it, and leave at once. A normal exit would wait in destroy_process_group or atexit
+    handlers while the other ranks wait in a collective for this one (up to the 30-minute
+    timeout); exiting closes its connections, so their collective fails within seconds and
+    torchrun stops the rest."""
+    line = f"error: rank {d.rank}: {message}"
+    try:
+        dist.distributed_c10d._get_default_store().set(ERROR_KEY, line)
+    except Exception:  # the store may be gone already; the message is still printed
+        pass
+    print(line, file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(1)
+
+
+def other_rank_failure(d: Dist) -> str:
+    """The message another rank left when it failed, or ''."""
+    if not d.enabled:
+        return ""
+    try:
+        store = dist.distributed_c10d._get_default_store()
+        return store.get(ERROR_KEY).decode() if store.check([ERROR_KEY]) else ""
+    except Exception:
+        return ""

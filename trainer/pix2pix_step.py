@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from models import GANLoss, centre_frame
+from vrestore.models import GANLoss, centre_frame
 
 LOSS_NAMES = ("G_GAN", "G_L1", "D_real", "D_fake")
 
@@ -27,6 +27,23 @@ def make_adam(params, lr: float, beta1: float, graphed: bool = False) -> torch.o
     if graphed:
         lr = torch.tensor(lr, device=params[0].device)
     return torch.optim.Adam(params, lr=lr, betas=(beta1, 0.999), fused=True, capturable=graphed)
+
+
+def load_adam_state(opt: torch.optim.Adam, state: dict, graphed: bool) -> None:
+    """Load a saved optimiser state into `opt` as `make_adam(..., graphed)` built it. torch
+    restores each group's `lr` and `capturable` as saved, so a checkpoint of a plain run would
+    leave a graphed run with a float lr (a recapture per change, or a frozen rate) and
+    capturable off (capture refused), and the reverse a tensor lr; both are put back here."""
+    opt.load_state_dict(state)
+    for group in opt.param_groups:
+        lr = float(group["lr"])
+        device = group["params"][0].device
+        group["capturable"] = graphed
+        group["lr"] = torch.tensor(lr, device=device) if graphed else lr
+        if graphed:  # a capturable step reads its count on the device
+            for p in group["params"]:
+                if "step" in opt.state.get(p, {}):
+                    opt.state[p]["step"] = opt.state[p]["step"].to(device)
 
 
 class BufferGuard:

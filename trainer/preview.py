@@ -4,15 +4,14 @@ from pathlib import Path
 
 import torch
 
-from pipeline.degradations import DegradationSpec
-from pipeline.metrics import to_255
-from pipeline.pictures import hwc_uint8, image_grid, write_png
-from trainer.config import check_crop
-from trainer.dali_input import load_shard_set, train_batches
+from vrestore.pipeline.degrade.degradations import DegradationSpec
+from vrestore.pipeline.evaluation.metrics import to_255
+from vrestore.pipeline.evaluation.pictures import hwc_uint8, image_grid, write_png
+from vrestore.pipeline.dataset.shard_set import load_shard_set
+from vrestore.trainer.dali_input import train_batches
 
 
 def make_preview(shards: Path, out: Path, spec: DegradationSpec, n: int = 8, crop: int = 128, device="cpu", seed: int = 0) -> Path:
-    check_crop(crop)
     if n < 1:
         raise ValueError("--num must be >= 1")
     batch = next(iter(train_batches(load_shard_set(shards), spec, n, crop, torch.device(device), seed=seed)))

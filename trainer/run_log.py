@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.atomic import atomic_path
-from pipeline.pictures import image_grid, write_png
+from vrestore.pipeline.atomic import atomic_path
+from vrestore.pipeline.evaluation.pictures import image_grid, write_png
 
 
 def draw_curves(metrics: Path, out: Path) -> bool:
@@ -47,9 +47,14 @@ def draw_curves(metrics: Path, out: Path) -> bool:
 
 
 class RunLog:
-    def __init__(self, out: Path, tensorboard: bool = True):
+    def __init__(self, out: Path, tensorboard: bool = True, fresh: bool = True):
+        """fresh: a new run (not --resume), so metrics.jsonl and curves.png start empty instead
+        of mixing an earlier run's lines into this one's curves."""
         self.out = Path(out)
         self.start = time.time()
+        if fresh:
+            for name in ("metrics.jsonl", "curves.png"):
+                (self.out / name).unlink(missing_ok=True)
         self.tb, self.curves_note = None, False
         if tensorboard:
             try:

@@ -1,32 +1,33 @@
-"""The training run: `torchrun --nproc_per_node=N -m trainer ...` or `vrestore train ...`.
+"""The training run: `torchrun --nproc_per_node=N -m vrestore train ...` or `vrestore train ...`.
 
 Read top to bottom: set up ranks and networks, maybe resume, then one flat loop of
 fetch -> pix2pix step -> log -> (validate, save) with stop conditions agreed by all ranks.
 """
 import math
+import os
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from models import DiscriminatorConfig, GANLoss, GeneratorConfig, build_discriminator, build_generator
-from pipeline.atomic import write_json_atomic
-from pipeline.precision import amp_dtype
-from pipeline.weights import save_weights
-from trainer import distributed
-from trainer.checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from trainer.config import TrainConfig
-from trainer.dali_input import load_shard_set, train_batches
-from trainer.ema import GeneratorEMA
-from trainer.pix2pix_step import LOSS_NAMES, GraphedStep, Pix2Pix, make_adam
-from trainer.run_log import RunLog
-from trainer.validate import format_metrics, validate, validation_set
+from vrestore.models import DiscriminatorConfig, GANLoss, GeneratorConfig, build_discriminator, build_generator
+from vrestore.pipeline.atomic import write_json_atomic
+from vrestore.pipeline.precision import amp_dtype
+from vrestore.trainer import distributed
+from vrestore.models.weights import first_line
+from vrestore.trainer.checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state, write_weights
+from vrestore.trainer.config import TrainConfig
+from vrestore.pipeline.dataset.shard_set import load_shard_set
+from vrestore.trainer.dali_input import train_batches
+from vrestore.trainer.ema import GeneratorEMA
+from vrestore.trainer.pix2pix_step import LOSS_NAMES, GraphedStep, Pix2Pix, load_adam_state, make_adam
+from vrestore.trainer.run_log import RunLog
+from vrestore.trainer.validate import format_metrics, validate, validation_set
 
 
 class NonFiniteLosses(RuntimeError):
@@ -141,23 +142,48 @@ def stream_state(cfg: TrainConfig, d, state: Optional[dict]) -> Optional[dict]:
     return state["ranks"][d.rank]
 
 
-def shards_from_videos(cfg: TrainConfig, d) -> Path:
-    """--videos: make-shards into OUT/shards (clips of --frames frames), reusing what a previous
-    run made there when the settings match (make-shards' own resume check)."""
+def shards_from_videos(cfg: TrainConfig, d) -> tuple:
+    """--videos: make-shards into OUT/shards/train (clips of --frames frames), and, without
+    --val-shards, a seeded --val-fraction of whole videos (whole UCF-101 groups) into
+    OUT/shards/val for validation; reusing what a previous run made there when the settings
+    match (make-shards' own resume check). Returns (train shards, validation shards or None)."""
     # imported here: training from shards needs neither ffmpeg nor webdataset
-    from pipeline.make_shards import ShardConfig, make_shards
+    from vrestore.pipeline.atomic import atomic_path
+    from vrestore.pipeline.dataset.holdout import hold_out
+    from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards, select_videos
 
     if d.enabled:
         raise ValueError("--videos shards in one process; under torchrun, run make-shards first and pass --shards")
-    out = cfg.out / "shards"
-    result = make_shards(ShardConfig(cfg.videos, out, split_file=cfg.split_file, use_first_100=cfg.use_first_100,
-                                     clip_len=cfg.frames or 1, progress=cfg.progress))
-    print(("reusing " if result.already_complete else "made ") + f"{out}: {result.manifest['num_samples']} samples "
-          f"from {len(result.manifest['videos'])} videos ({len(result.manifest['skipped'])} skipped)", file=sys.stderr)
-    return out
+    root = cfg.out / "shards"
+    common = dict(split_file=cfg.split_file, use_first_100=cfg.use_first_100)
+    entries, _ = select_videos(ShardConfig(cfg.videos, root, **common))
+    train_entries, val_entries = hold_out(entries, 0 if cfg.val_shards else cfg.val_fraction, cfg.seed)
+    lists = {"train": train_entries, "val": val_entries}
+    made = {}
+    for name, chosen in lists.items():
+        if not chosen:
+            continue
+        out = root / name
+        out.mkdir(parents=True, exist_ok=True)
+        split = root / f"{name}_videos.txt"
+        text = "".join(f"{e.rel}\n" for e in chosen)
+        if not split.is_file() or split.read_text() != text:
+            with atomic_path(split) as tmp:
+                tmp.write_text(text)
+        result = make_shards(ShardConfig(cfg.videos, out, split_file=split, clip_len=cfg.frames or 1, progress=cfg.progress))
+        m = result.manifest
+        print(("reusing " if result.already_complete else "made ") + f"{out}: {m['num_samples']} samples "
+              f"from {len(m['videos'])} videos ({len(m['skipped'])} skipped)", file=sys.stderr)
+        made[name] = out
+    if val_entries:
+        print(f"validation: {len(val_entries)} held-out videos ({cfg.val_fraction:g} of the groups, listed in "
+              f"{root / 'val_videos.txt'}), none of them trained on", file=sys.stderr)
+    return made["train"], made.get("val")
 
 
 def train(cfg: TrainConfig) -> TrainResult:
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's condition for deterministic results
     d = distributed.setup(cfg.device)
     try:
         if cfg.sync_bn and d.device.type != "cuda":
@@ -165,8 +191,16 @@ def train(cfg: TrainConfig) -> TrainResult:
         if cfg.cuda_graphs and (d.device.type != "cuda" or d.enabled or cfg.compile):
             raise ValueError("--cuda-graphs needs one GPU (no torchrun ranks) and no --compile")
         if cfg.videos is not None:
-            cfg.shards = shards_from_videos(cfg, d)
+            cfg.shards, held_out = shards_from_videos(cfg, d)
+            cfg.val_shards = cfg.val_shards or held_out
         return run(cfg, d)
+    except Exception as e:
+        if d.enabled:
+            # One rank's error stops every rank within seconds, each naming the rank that failed
+            # first (a rank waiting in a collective for a dead peer fails with a socket error).
+            other = distributed.other_rank_failure(d)
+            distributed.report_failure(d, f"stopped: {other.removeprefix('error: ')}" if other else first_line(e))
+        raise
     finally:
         distributed.teardown(d)
 
@@ -185,7 +219,12 @@ def build(cfg: TrainConfig, d, state: Optional[dict], mine: Optional[dict], fram
         G, D = torch.nn.SyncBatchNorm.convert_sync_batchnorm(G), torch.nn.SyncBatchNorm.convert_sync_batchnorm(D)
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     G, D = G.to(d.device, memory_format=fmt), D.to(d.device, memory_format=fmt)
-    if d.device.type == "cuda":
+    if cfg.deterministic:
+        # Autotuned and atomics-based kernels may differ from launch to launch, so a resumed GPU
+        # run would drift from an uninterrupted one; these settings trade speed for the same bits.
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    elif d.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one crop and batch all run long: time the kernels once, keep the fastest
     ema = None
     if cfg.ema_decay and d.is_main:
@@ -198,8 +237,8 @@ def build(cfg: TrainConfig, d, state: Optional[dict], mine: Optional[dict], fram
     scaler = torch.amp.GradScaler(d.device.type, enabled=dtype == torch.float16)
     start = (0, 0, 0)
     if state:
-        opt_G.load_state_dict(state["opt_G"])
-        opt_D.load_state_dict(state["opt_D"])
+        load_adam_state(opt_G, state["opt_G"], graphed=cfg.cuda_graphs)
+        load_adam_state(opt_D, state["opt_D"], graphed=cfg.cuda_graphs)
         scaler.load_state_dict(state["scaler"])
         start = (state["epoch"], state["step"], state["epoch_step"] if mine else 0)
         if mine:
@@ -276,7 +315,7 @@ def run(cfg: TrainConfig, d) -> TrainResult:
     if d.is_main:
         cfg.out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(cfg.out / "config.json", cfg.to_dict())
-        log = RunLog(cfg.out)
+        log = RunLog(cfg.out, fresh=not cfg.resume)
         vset = validation_set(val_shards, cfg.spec, cfg.val_frames, d.device)
         print(f"training on {d.world_size} x {d.device} ({str(model.dtype).split('.')[-1] if model.dtype else 'fp32'}"
               f"{', channels_last' if cfg.channels_last else ''}{', compiled' if cfg.compile else ''}): "
@@ -285,12 +324,15 @@ def run(cfg: TrainConfig, d) -> TrainResult:
               + (f", resuming at step {step}" if state else "") + f"; {describe_schedule(cfg, schedule_steps)}; "
               + (f"EMA of G with decay {cfg.ema_decay:g}" if ema else "no EMA") + f"; validation on {len(vset)} whole frames",
               file=sys.stderr)
+        if cfg.val_shards is None:
+            print(f"warning: no --val-shards: validation and generator_best.pth use frames of the training shards "
+                  f"{cfg.shards}, so they measure fit, not restoration of unseen video", file=sys.stderr)
 
     def end_segment(with_validation=True):
         """Validate (rank 0) and save (all ranks send their RNG and input position). After a
         signal only save: torchrun kills its workers 30 s after it."""
         val = {}
-        last_segment[0] = time.monotonic()
+        distributed.average_buffers(d, [G, D])  # one network on every rank before judging and saving it
         if d.is_main and with_validation:
             G_eval = ema.module if ema else G  # what generator.pth holds
             val, columns = validate(G_eval, vset, model.autocast, cfg.samples)
@@ -301,23 +343,32 @@ def run(cfg: TrainConfig, d) -> TrainResult:
             note = ""
             if val["psnr"] > best["psnr"]:
                 best.update(psnr=val["psnr"], step=step)
-                save_weights(cfg.out / "generator_best.pth", G_eval)
+                write_weights(cfg.out / "generator_best.pth", G_eval)
                 note = ", best so far -> generator_best.pth"
             bar.write(f"step {step} (epoch {epoch + epoch_step / steps_per_epoch:.2f}): {format_metrics(val)} -> {picture}{note}")
-        ranks = distributed.gather_to_main(d, {"rng": rng_state(d.device), "data": batches.state()})
+        ranks = distributed.gather_to_main(d, {"rng": rng_state(d.device), "data": batches.state(),
+                                                "checksum": distributed.weights_checksum([G, D])})
         if d.is_main:
+            if len({r["checksum"] for r in ranks}) > 1:
+                print(f"warning: step {step}: the ranks hold different weights ({[r['checksum'] for r in ranks]})", file=sys.stderr)
             save_checkpoint(cfg.out, G, D, ema, model.opt_G, model.opt_D, model.scaler, epoch, step, epoch_step, ranks,
                             cfg.to_dict(), best)
         return val
 
     optimize = GraphedStep(model).optimize if cfg.cuda_graphs else model.optimize
-    stop, meter, last_segment = StopRequest(), LossMeter(d.device), [time.monotonic()]
+    stop, meter = StopRequest(), LossMeter(d.device)
+    # This launch's seconds as all ranks agree on them (the largest of their clocks, agreed after
+    # every step): the lr under --max-minutes, the time limit and validate-and-save all follow it.
+    clock, last_segment, clock_scale = 0.0, 0.0, distributed.clock_scale(d.rank)
+    fail_at = distributed.test_failure_step(d.rank)
     bar = tqdm(total=total_steps, initial=step, unit="step", disable=not (cfg.progress and d.is_main), dynamic_ncols=True)
     last_val, stopped, timed, loop_end = {}, None, None, None
     try:
         while epoch < cfg.epochs and stopped is None:
             for batch in batches:
-                model.set_lr(lr_at(cfg, progress(cfg, step, schedule_steps, time.monotonic() - t0)))
+                model.set_lr(lr_at(cfg, progress(cfg, step, schedule_steps, clock)))
+                if step == fail_at:
+                    raise RuntimeError(f"test failure on rank {d.rank} at step {step} ({distributed.FAIL_AT_ENV})")
                 losses, skipped = optimize(batch)
                 step, epoch_step = step + 1, epoch_step + 1
                 if ema:
@@ -338,10 +389,11 @@ def run(cfg: TrainConfig, d) -> TrainResult:
                 bar.update(1)
                 loop_end = (step, time.monotonic())  # the final save is left out of the rate
 
-                stopped = stop_reason(cfg, d, step, t0, stop)
+                clock, signalled = distributed.agree(d, (time.monotonic() - t0) * clock_scale, stop.signal is not None)
+                stopped = stop_reason(cfg, step, clock, signalled)
                 end_of_epoch = epoch_step == steps_per_epoch
                 if cfg.val_every and step % cfg.val_every == 0 and not (stopped or end_of_epoch):
-                    last_val = end_segment()
+                    last_val, last_segment = end_segment(), clock
                 # At an epoch's last batch let the loop end by itself, so the input stream is
                 # saved past its epoch boundary and a resume starts the next epoch cleanly.
                 if stopped and not end_of_epoch:
@@ -349,8 +401,8 @@ def run(cfg: TrainConfig, d) -> TrainResult:
             else:
                 epoch, epoch_step = epoch + 1, 0
             # Small epochs on a fast GPU last seconds: validating each would halve throughput.
-            if stopped or epoch >= cfg.epochs or time.monotonic() - last_segment[0] >= cfg.val_interval:
-                last_val = end_segment(with_validation=stopped != "signal")
+            if stopped or epoch >= cfg.epochs or clock - last_segment >= cfg.val_interval:
+                last_val, last_segment = end_segment(with_validation=stopped != "signal"), clock
     finally:
         stop.restore()
         bar.close()
@@ -376,16 +428,12 @@ def run(cfg: TrainConfig, d) -> TrainResult:
     return TrainResult(step, epoch, stopped or "done", last_val, skipped, rate)
 
 
-def stop_reason(cfg: TrainConfig, d, step: int, t0: float, stop: StopRequest) -> Optional[str]:
-    """The same answer on every rank (a CPU all-reduce on the gloo control group)."""
-    reason = None
-    if stop.signal is not None:
-        reason = "signal"
-    elif cfg.max_minutes and time.monotonic() - t0 > cfg.max_minutes * 60:
-        reason = "max-minutes"
-    agreed = distributed.any_rank(d, reason is not None)
-    if agreed:
-        return reason or "signal"  # another rank saw the signal or the clock first
+def stop_reason(cfg: TrainConfig, step: int, clock: float, signalled: bool) -> Optional[str]:
+    """Why to stop after this step, from values every rank agreed on (so the same answer everywhere)."""
+    if signalled:
+        return "signal"
+    if cfg.max_minutes and clock > cfg.max_minutes * 60:
+        return "max-minutes"
     if cfg.max_steps and step >= cfg.max_steps:
         return "max-steps"
     return None

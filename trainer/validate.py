@@ -11,11 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models import centre_frame, pad_to_multiple
-from pipeline.degradations import DegradationSpec, degrade
-from pipeline.metrics import box_squared_errors, pooled_psnr, psnr, ssim, to_255
-from pipeline.pictures import hwc_uint8
-from trainer.dali_input import ShardSet, first_samples
+from vrestore.models import centre_frame, pad_to_multiple
+from vrestore.pipeline.degrade.degradations import DegradationSpec, degrade
+from vrestore.pipeline.evaluation.metrics import box_squared_errors, pooled_psnr, psnr, ssim, to_255
+from vrestore.pipeline.evaluation.pictures import hwc_uint8
+from vrestore.pipeline.dataset.shard_set import ShardSet
+from vrestore.trainer.dali_input import first_samples
 
 VAL_SEED = 12345
 
@@ -31,11 +32,13 @@ class ValidationSet:
         return len(self.clean)
 
 
-def validation_set(shards: ShardSet, spec: DegradationSpec, frames: int, device) -> ValidationSet:
+def validation_set(shards: ShardSet, spec: DegradationSpec, num_samples: int, device) -> ValidationSet:
+    """The first `num_samples` samples of `shards` (whole frames; T frames each for clip shards),
+    degraded once with a fixed seed."""
     generator = torch.Generator().manual_seed(VAL_SEED)
     vset = ValidationSet([], [], [])
     scores = torch.zeros(2, dtype=torch.float64)
-    for sample in first_samples(shards, frames):
+    for sample in first_samples(shards, num_samples):
         clean = torch.from_numpy(sample).permute(0, 3, 1, 2).float()  # (T, 3, H, W)
         degraded, mask = degrade(clean, spec, generator)  # blur, noise and boxes drawn per frame
         centre = len(clean) // 2

@@ -12,12 +12,19 @@ from pathlib import Path
 
 import click
 
-from pipeline.degradations import DegradationSpec
-from pipeline.discover import SourceError
-from pipeline.manifest import ManifestError, merge_manifests
-from pipeline.make_shards import ShardConfig, format_summary, make_shards
-from pipeline.sample_videos import SampleConfig, make_sample_videos
-from pipeline.weights import WeightsError
+from vrestore.models.networks import NORMS
+from vrestore.models.weights import WeightsError
+from vrestore.pipeline.dataset.make_shards import IMAGE_FORMATS, ShardConfig, format_summary, make_shards
+from vrestore.pipeline.dataset.manifest import ManifestError, merge_manifests
+from vrestore.pipeline.cluster.ray_engine import ENGINES, check_engine
+from vrestore.pipeline.cluster.slurm import slurm_array_part
+from vrestore.pipeline.dataset.sample_videos import SampleConfig, make_sample_videos
+from vrestore.pipeline.degrade.degradations import DegradationSpec
+from vrestore.pipeline.inference.export import FORMATS
+from vrestore.pipeline.media.discover import SourceError
+from vrestore.pipeline.media.video_io import CODECS
+from vrestore.pipeline.precision import AMP_MODES
+from vrestore.trainer.config import GAN_MODES
 
 # What the library raises for bad options or inputs as a whole: shown as one line, exit 2.
 USAGE_ERRORS = (ValueError, SourceError, ManifestError, WeightsError, FileNotFoundError, NotADirectoryError)
@@ -95,7 +102,7 @@ def sample_videos_cmd(out, classes, groups, clips, seed, workers):
 @click.option("--split-file", type=click.Path(path_type=Path), help="UCF-101 trainlist/testlist file; paths are relative to SRC.")
 @click.option("--use-first-100", is_flag=True, help="Keep only the first 100 videos in sorted order (quick mode).")
 @click.option("--limit", type=int, help="Keep only the first N videos in sorted order.")
-@click.option("--format", "image_format", type=click.Choice(["jpg", "png"]), default="jpg", show_default=True, help="Frame encoding; png is lossless and ~8x larger.")
+@click.option("--format", "image_format", type=click.Choice(IMAGE_FORMATS), default="jpg", show_default=True, help="Frame encoding; png is lossless and ~8x larger.")
 @click.option("--quality", default=2, show_default=True, help="JPEG quality as ffmpeg's -q:v: 2 (best) to 31 (worst).")
 @click.option("--frame-stride", default=1, show_default=True, help="Keep every Nth frame.")
 @click.option("--clip-len", default=1, show_default=True, help="Frames per sample (odd), for multi-frame training: T consecutive kept frames as KEY.0.jpg .. KEY.{T-1}.jpg. 1: one sample per frame.")
@@ -110,11 +117,13 @@ def sample_videos_cmd(out, classes, groups, clips, seed, workers):
 @click.option("--prefix", default="shard", show_default=True, help="Shard file name prefix.")
 @click.option("--overwrite", is_flag=True, help="Delete this run's shards in OUT and start over (default: resume).")
 @click.option("--strict", is_flag=True, help="Exit 1 if any video was skipped.")
-@click.option("--num-nodes", default=1, show_default=True, help="Nodes sharding one collection into one OUT.")
-@click.option("--node-rank", default=0, show_default=True, help="This node's rank; takes every num-nodes-th video.")
+@click.option("--num-nodes", type=int, help="Nodes sharding one collection into one OUT (then merge-manifests). Default: 1, or SLURM_ARRAY_TASK_COUNT inside a Slurm array.")
+@click.option("--node-rank", type=int, help="This node's rank; takes every num-nodes-th video. Default: 0, or the Slurm array task's index.")
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True, help="local: threads in this process; ray: one Ray task per --mix-window videos, retried, on a local instance or --ray-address.")
+@click.option("--ray-address", help="With --engine ray: the cluster to join (host:port, or auto); default: start a local instance on --workers cores.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @one_line_errors(interrupted="interrupted; finished shards are kept, re-run the same command to resume")
-def make_shards_cmd(quiet, **options):
+def make_shards_cmd(quiet, engine, ray_address, **options):
     """Decode the videos under SRC with ffmpeg into WebDataset shards in OUT (default: shards/).
 
     One sample per frame: KEY.jpg (or .png) and KEY.json (video id, class, group, clip, frame,
@@ -122,8 +131,19 @@ def make_shards_cmd(quiet, **options):
     reads, and OUT/manifest.json lists shards, sample counts and skipped videos. Re-running on
     the same OUT resumes where an interrupted run stopped.
     """
+    check_engine(engine, ray_address, None)
+    if options["num_nodes"] is None and options["node_rank"] is None and (part := slurm_array_part()):
+        options["num_nodes"], options["node_rank"], note = part
+        click.echo(f"make-shards: {note}", err=True)
+    options["num_nodes"] = 1 if options["num_nodes"] is None else options["num_nodes"]
+    options["node_rank"] = 0 if options["node_rank"] is None else options["node_rank"]
     cfg = ShardConfig(**options, progress=not quiet)
-    result = make_shards(cfg)
+    if engine == "ray":
+        from vrestore.pipeline.dataset.make_shards_ray import make_shards_ray
+
+        result = make_shards_ray(cfg, ray_address)
+    else:
+        result = make_shards(cfg)
     click.echo(format_summary(result))
     if cfg.strict and result.manifest["skipped"]:
         fail(f"{len(result.manifest['skipped'])} videos skipped (--strict)", 1)
@@ -169,8 +189,11 @@ def pop_spec(options: dict) -> DegradationSpec:
 @degradation_options
 @click.option("--split-file", type=click.Path(path_type=Path), help="UCF-101 trainlist/testlist selecting videos under SRC.")
 @click.option("--seed", default=0, show_default=True, help="Base seed; each video's seed comes from it and the video's path.")
-@click.option("--codec", type=click.Choice(["ffv1", "png", "mjpeg", "h264"]), default="ffv1", show_default=True, help="Output codec; ffv1 and png are lossless.")
+@click.option("--codec", type=click.Choice(list(CODECS)), default="ffv1", show_default=True, help="Output codec; ffv1 and png are lossless.")
 @click.option("--save-masks", is_flag=True, help="Also write NAME_mask.avi: 255 inside the occlusion boxes.")
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True, help="local: this process; ray: Ray workers (one per GPU, else one per CPU core), one video per task, on a local instance or --ray-address.")
+@click.option("--ray-address", help="With --engine ray: the cluster to join (host:port, or auto); default: start a local instance on this machine.")
+@click.option("--ray-workers", type=int, help="With --engine ray: how many workers (default: one per GPU in the cluster, else one per CPU).")
 @click.option("--batch-size", default=16, show_default=True, help="Frames degraded at once.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: skip them).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -178,7 +201,7 @@ def pop_spec(options: dict) -> DegradationSpec:
 def degrade_cmd(src, dst, quiet, **options):
     """Degrade a video, or every video under a folder, exactly as training does: blur, noise,
     boxes. Keeps fps, size and frame count; the relative layout is kept under DST."""
-    from pipeline.degrade_videos import DegradeConfig, degrade_videos
+    from vrestore.pipeline.degrade.degrade_videos import DegradeConfig, degrade_videos
 
     cfg = DegradeConfig(src, dst, spec=pop_spec(options), progress=not quiet, **options)
     result = degrade_videos(cfg)
@@ -206,8 +229,8 @@ def degrade_cmd(src, dst, quiet, **options):
 def preview_cmd(shards, out, num, crop, device, seed, **options):
     """Run the training input pipeline for one batch and write a clean | degraded grid.
     Look at it before spending GPU hours."""
-    from pipeline.devices import resolve_device
-    from trainer.preview import make_preview
+    from vrestore.pipeline.devices import resolve_device
+    from vrestore.trainer.preview import make_preview
 
     device = resolve_device(device)
     path = make_preview(shards, out, pop_spec(options), n=num, crop=crop, device=device, seed=seed)
@@ -219,7 +242,8 @@ def preview_cmd(shards, out, num, crop, device, seed, **options):
 @click.option("--videos", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Or a folder of videos: sharded into OUT/shards first (reused when the settings match), one process only.")
 @click.option("--split-file", type=click.Path(path_type=Path), help="With --videos: a UCF-101 trainlist/testlist selecting them.")
 @click.option("--use-first-100", is_flag=True, help="With --videos: only the first 100 videos in sorted order.")
-@click.option("--val-shards", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Validation shards. Default: the training shards.")
+@click.option("--val-shards", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Validation shards. Default: with --videos, held-out videos (--val-fraction); with --shards, the training shards' first samples (warned: that measures fit).")
+@click.option("--val-fraction", default=0.1, show_default=True, help="With --videos and no --val-shards: the share of videos (whole UCF-101 groups) held out for validation, seeded by --seed.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="saved_models", show_default=True, help="generator.pth, discriminator.pth, checkpoint.pt, metrics.jsonl, samples/.")
 @click.option("--epochs", default=50, show_default=True)
 @click.option("--batch-size", default=16, show_default=True, help="Per rank.")
@@ -232,16 +256,17 @@ def preview_cmd(shards, out, num, crop, device, seed, **options):
 @click.option("--ema-decay", default=0.999, show_default=True, help="Exponential moving average of the generator's weights, used for validation, samples and generator.pth; 0: off.")
 @click.option("--ngf", default=64, show_default=True, help="Generator width.")
 @click.option("--ndf", default=64, show_default=True, help="Critic width.")
-@click.option("--norm", type=click.Choice(["batch", "instance"]), default="batch", show_default=True)
+@click.option("--norm", type=click.Choice(NORMS), default="batch", show_default=True)
 @click.option("--dropout/--no-dropout", default=True, show_default=True, help="pix2pix dropout in the innermost decoder blocks.")
-@click.option("--gan-mode", type=click.Choice(["vanilla", "lsgan"]), default="vanilla", show_default=True, help="vanilla: BCE on logits; lsgan: least squares.")
+@click.option("--gan-mode", type=click.Choice(GAN_MODES), default="vanilla", show_default=True, help="vanilla: BCE on logits; lsgan: least squares.")
 @click.option("--lambda-l1", default=100.0, show_default=True, help="Weight of the L1 term in G's loss.")
-@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True, help="auto: bf16 on GPUs that have it, else fp16 with a GradScaler; off on the CPU.")
+@click.option("--amp", type=click.Choice(AMP_MODES), default="auto", show_default=True, help="auto: bf16 on GPUs that have it, else fp16 with a GradScaler; off on the CPU.")
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True)
 @click.option("--sync-bn", is_flag=True, help="Batch-norm statistics over all ranks' batches (multi-GPU runs; refused on the CPU).")
 @click.option("--compile", is_flag=True, help="torch.compile the networks (worth it on GPUs for long runs).")
 @click.option("--cuda-graphs", is_flag=True, help="Capture the whole training step as one CUDA graph after 3 warm-up steps (one GPU; --amp bf16 or off).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt at its step.")
+@click.option("--deterministic", is_flag=True, help="Deterministic kernels, no cudnn autotuning: what a bit-exact resume on a GPU needs (CPU resumes are exact without it; not yet checked on a GPU). Slower.")
 @click.option("--overwrite", is_flag=True, help="Start over although OUT holds a checkpoint.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--val-every", type=int, help="Also validate and save every N steps.")
@@ -259,14 +284,14 @@ def train_cmd(quiet, **options):
 
     \b
       vrestore train --shards shards/train --val-shards shards/test
-      torchrun --standalone --nproc_per_node=8 -m trainer --shards shards/train ...
+      torchrun --standalone --nproc_per_node=8 -m vrestore train --shards shards/train ...
 
     Saves generator.pth and discriminator.pth (weights and architecture; torch.load with
     weights_only=True) and checkpoint.pt (all training state) in OUT at every epoch end, at
     --val-every, at --max-steps/--max-minutes and on Ctrl-C/SIGTERM.
     """
-    from trainer.config import TrainConfig
-    from trainer.train import NonFiniteLosses, train
+    from vrestore.trainer.config import TrainConfig
+    from vrestore.trainer.train import NonFiniteLosses, train
 
     cfg = TrainConfig(spec=pop_spec(options), progress=not quiet, **options)
     try:
@@ -282,14 +307,17 @@ def train_cmd(quiet, **options):
 @click.option("--weights", type=click.Path(path_type=Path), default="saved_models/generator.pth", show_default=True, help="A generator.pth written by training.")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default="restored_videos", show_default=True, help="Restored videos, in INPUT's relative layout.")
 @click.option("--batch-size", default=8, show_default=True, help="Frames through the generator at once.")
-@click.option("--codec", type=click.Choice(["mjpeg", "ffv1", "png", "h264"]), default="mjpeg", show_default=True, help="mjpeg: .avi at JPEG quality 2; ffv1/png: lossless .avi; h264: lossless x264 .mp4.")
+@click.option("--codec", type=click.Choice(list(CODECS)), default="mjpeg", show_default=True, help="mjpeg: .avi at JPEG quality 2; ffv1/png: lossless .avi; h264: lossless x264 .mp4.")
 @click.option("--device", default="auto", show_default=True, help="auto (cuda when available), cuda, cuda:N, cpu.")
-@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True, help="auto: bf16 (or fp16) autocast on a GPU, fp32 on the CPU.")
+@click.option("--amp", type=click.Choice(AMP_MODES), default="auto", show_default=True, help="auto: bf16 (or fp16) autocast on a GPU, fp32 on the CPU.")
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True)
 @click.option("--tile", type=int, help="Restore large frames in overlapping tiles of N pixels (a multiple of the generator's 2^depth) to bound memory.")
 @click.option("--originals", type=click.Path(exists=True, path_type=Path), help="Clean originals (a file, or a folder matched by relative path, then by file name): report PSNR/SSIM.")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write the figures as JSON here and as CSV beside it.")
 @click.option("--side-by-side", is_flag=True, help="Also write OUTPUT_DIR/side_by_side/NAME video and .png: degraded | restored | original.")
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True, help="local: this process; ray: Ray workers (one per GPU, else one per CPU core), one video per task, on a local instance or --ray-address.")
+@click.option("--ray-address", help="With --engine ray: the cluster to join (host:port, or auto); default: start a local instance on this machine.")
+@click.option("--ray-workers", type=int, help="With --engine ray: how many workers (default: one per GPU in the cluster, else one per CPU).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: skip them).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @one_line_errors()
@@ -300,7 +328,7 @@ def restore_cmd(quiet, **options):
     multiple and cropped back) into an ffmpeg encoder; frame count, fps and size are kept and
     the audio is copied. A video that fails is reported and the rest go on (exit 1 at the end).
     """
-    from pipeline.restore import RestoreConfig, format_table, restore_videos
+    from vrestore.pipeline.inference.restore import RestoreConfig, format_table, restore_videos
 
     cfg = RestoreConfig(progress=not quiet, **options)
     result = restore_videos(cfg)
@@ -327,7 +355,7 @@ def restore_cmd(quiet, **options):
 @cli.command("export")
 @click.argument("weights", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="onnx", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="onnx", show_default=True,
               help="onnx (onnxruntime, TensorRT) or torchscript (torch.jit.load, C++ libtorch).")
 @one_line_errors()
 def export_cmd(weights, out, fmt):
@@ -337,7 +365,7 @@ def export_cmd(weights, out, fmt):
     Input (N, 3T, H, W) float32 in [-1, 1] (T frames t-k .. t+k on channels; H, W multiples of
     the generator's 2^depth: pad and crop back); output (N, 3, H, W) in [-1, 1], frame t.
     """
-    from pipeline.export import ExportConfig, export_generator
+    from vrestore.pipeline.inference.export import ExportConfig, export_generator
 
     info = export_generator(ExportConfig(weights, out, fmt))
     click.echo(f"wrote {out} ({fmt}): input {info['input']}")

@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from torch.export import Dim
 
-from pipeline.atomic import atomic_path
-from pipeline.weights import load_network
+from vrestore.pipeline.atomic import atomic_path
+from vrestore.models.weights import load_network
 
 FORMATS = ("onnx", "torchscript")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import webdataset as wds
 from wds2idx import IndexCreator
 
-from pipeline.atomic import temp_path_for
+from vrestore.pipeline.atomic import temp_path_for
 
 TAR_HEADER = 512  # bytes before each member, near enough for a size cap
 

@@ -13,11 +13,10 @@ from typing import Optional, Tuple
 
 import ffmpeg
 
-from pipeline.ffmpeg_cmd import ffmpeg_command
-from pipeline.image_stream import make_splitter
+from vrestore.pipeline.media.ffmpeg_cmd import ffmpeg_command, log_problems
+from vrestore.pipeline.media.image_stream import make_splitter
 
 READ_CHUNK = 1 << 20
-PROBLEM_LEVELS = ("[error]", "[fatal]", "[panic]")
 # "Stream #0:0: Video: mpeg4 (...), yuv420p, 320x240 [SAR 1:1 DAR 4:3], 25 fps, 25 tbr, 25 tbn"
 INPUT_VIDEO_LINE = re.compile(r"Stream #0:\d+.*?: Video: .*?(?:, (?P<fps>[\d.]+k?) fps)?, (?P<tbr>[\d.]+k?) tbr")
 
@@ -64,9 +63,8 @@ def ffmpeg_image_pipe_args(path, image_format="jpg", quality=2, frame_stride=1, 
 
 def parse_log(log: str):
     """(problems, fps) from a level-tagged ffmpeg log."""
-    problems = [clean_log_line(ln) for ln in log.splitlines() if any(tag in ln for tag in PROBLEM_LEVELS)]
     m = INPUT_VIDEO_LINE.search(log)
-    return problems, rate_from_text(m["fps"] or m["tbr"]) if m else None
+    return log_problems(log, level_tagged=True), rate_from_text(m["fps"] or m["tbr"]) if m else None
 
 
 def rate_from_text(text: str) -> Optional[Fraction]:
@@ -78,14 +76,6 @@ def rate_from_text(text: str) -> Optional[Fraction]:
     if abs(value - ntsc / 1.001) < 0.006 and abs(value - round(value)) > 0.006:
         return Fraction(ntsc * 1000, 1001)
     return Fraction(value).limit_denominator(100)
-
-
-def clean_log_line(line: str) -> str:
-    # "[mpeg4 @ 0x55d0] [error] ac-tex damaged at 0 9" -> "mpeg4: ac-tex damaged at 0 9"
-    m = re.match(r"^(?:\[(?P<ctx>\w+) @ 0x[0-9a-f]+\] )?\[\w+\] (?P<msg>.*)$", line)
-    if not m:
-        return line.strip()
-    return f"{m['ctx']}: {m['msg'].strip()}" if m["ctx"] else m["msg"].strip()
 
 
 def read_encoded_frames(path, image_format="jpg", quality=2, frame_stride=1, size=None, short_side=None) -> EncodedFrames:

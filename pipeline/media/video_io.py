@@ -1,7 +1,6 @@
 """Raw RGB frames in and out of ffmpeg through pipes: memory stays flat however long a video is."""
 import os
 import queue
-import re
 import subprocess
 import threading
 import tempfile
@@ -11,9 +10,9 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 
-from pipeline.atomic import temp_path_for
-from pipeline.ffmpeg_cmd import ffmpeg_command
-from pipeline.probe import VideoInfo, probe_video
+from vrestore.pipeline.atomic import temp_path_for
+from vrestore.pipeline.media.ffmpeg_cmd import decode_problem, ffmpeg_command, log_problems, partial_decode
+from vrestore.pipeline.media.probe import VideoInfo, probe_video
 
 @dataclass(frozen=True)
 class Codec:
@@ -53,20 +52,12 @@ class VideoReadError(Exception):
     pass
 
 
-def ffmpeg_complaint(log: str, code: int) -> str:
-    """The line of ffmpeg's error log worth showing: the last real one, without the decoder's
-    address ("[mpeg4 @ 0x55d0] ac-tex damaged" -> "mpeg4: ac-tex damaged")."""
-    lines = [ln.strip() for ln in log.splitlines() if ln.strip() and not ln.strip().startswith("Last message repeated")]
-    if not lines:
-        return f"exit code {code}"
-    return re.sub(r"^\[(\w+) @ 0x[0-9a-f]+\] ", r"\1: ", lines[-1])
-
-
 def read_frames(path, batch: int = 16, info: VideoInfo = None, vf: str = None, warnings: list = None):
     """Yield (n, H, W, 3) uint8 arrays of consecutive frames, upright (ffmpeg applies a rotation
     tag). Never drops a frame silently: if ffmpeg complains, VideoReadError is raised, except
     that with a `warnings` list, a video that gave frames keeps them and the complaint is
-    appended there (make-shards' "partial" rule). `vf`: a filter chain that keeps the size."""
+    appended there (ffmpeg_cmd.partial_decode, the rule make-shards uses too). `vf`: a filter
+    chain that keeps the size."""
     info = info or probe_video(path)
     frame_bytes = info.width * info.height * 3
     args = ffmpeg_command(
@@ -93,11 +84,11 @@ def read_frames(path, batch: int = 16, info: VideoInfo = None, vf: str = None, w
             code = proc.wait()
             log.seek(0)
             errors = log.read().decode(errors="replace").strip()
-        if code != 0 or errors:
-            problem = f"ffmpeg: {ffmpeg_complaint(errors, code)}"
-            if warnings is None or not decoded:
-                raise VideoReadError(f"{path}: {problem}")
-            warnings.append(problem)
+        problem = decode_problem(log_problems(errors, level_tagged=False), code)
+        if problem:
+            if partial_decode(problem, decoded, keep_partial=warnings is not None):
+                raise VideoReadError(f"{path}: ffmpeg: {problem}")
+            warnings.append(f"ffmpeg: {problem}")
 
 
 def prefetched(batches, depth: int = 2):
@@ -182,7 +173,7 @@ class VideoWriter:
         self._log.seek(0)
         errors = self._log.read().decode(errors="replace").strip()
         self._log.close()
-        return "" if code == 0 else ffmpeg_complaint(errors, code)
+        return "" if code == 0 else decode_problem(log_problems(errors, level_tagged=False), code)
 
     def _fail(self, problem: str):
         self._tmp.unlink(missing_ok=True)

@@ -2,14 +2,14 @@
 
 A dict of plain types and tensors, {"kind", "format", "config", "state_dict"}, so it loads with
 `torch.load(path, weights_only=True)` and rebuilds its own network with no other flags.
-Written under a temporary name and renamed.
+Beside the networks it describes; like them it imports nothing else of this package, so the
+caller writes it under a temporary name (the trainer through pipeline/atomic.py).
 """
 from pathlib import Path
 
 import torch
 
-from models import DiscriminatorConfig, GeneratorConfig, PatchDiscriminator, UNetGenerator
-from pipeline.atomic import atomic_path
+from vrestore.models.networks import DiscriminatorConfig, GeneratorConfig, PatchDiscriminator, UNetGenerator
 
 FORMAT = 1
 KINDS = {"generator": (GeneratorConfig, UNetGenerator), "discriminator": (DiscriminatorConfig, PatchDiscriminator)}
@@ -32,8 +32,8 @@ def weights_payload(net) -> dict:
 
 
 def save_weights(path, net) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(weights_payload(net), tmp)
+    """Write `net` as a weights file at `path` (a path or a binary file object)."""
+    torch.save(weights_payload(net), path)
 
 
 def read_weights(path, kind: str) -> dict:

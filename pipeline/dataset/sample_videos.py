@@ -14,8 +14,8 @@ from pathlib import Path
 
 import ffmpeg
 
-from pipeline.atomic import atomic_path
-from pipeline.ffmpeg_cmd import ffmpeg_command
+from vrestore.pipeline.atomic import atomic_path
+from vrestore.pipeline.media.ffmpeg_cmd import ffmpeg_command
 
 # Class name -> photograph in skimage.data (all colour, all at least 450 px wide).
 CLASSES = {

@@ -1,6 +1,6 @@
 """`vrestore degrade`: apply the degradation spec to videos, to make test inputs.
 
-Same code path as training's reference ops (pipeline.degradations), seeded per video, encoded
+Same code path as training's reference ops (vrestore.pipeline.degrade.degradations), seeded per video, encoded
 losslessly so compression adds no error of its own.
 """
 import hashlib
@@ -13,11 +13,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.degradations import DegradationSpec, degrade
-from pipeline.atomic import remove_dead_temp_files
-from pipeline.discover import check_output_folder, list_source_videos, output_names, refuse_replacing_inputs
-from pipeline.probe import UnreadableVideo, probe_video
-from pipeline.video_io import CODECS, VideoReadError, VideoWriter, read_frames
+from vrestore.pipeline.atomic import remove_dead_temp_files
+from vrestore.pipeline.cluster import ray_engine
+from vrestore.pipeline.cluster.ray_engine import check_engine
+from vrestore.pipeline.degrade.degradations import DegradationSpec, degrade
+from vrestore.pipeline.media.discover import check_output_folder, list_source_videos, output_names, refuse_replacing_inputs
+from vrestore.pipeline.media.probe import UnreadableVideo, probe_video
+from vrestore.pipeline.media.video_io import CODECS, VideoReadError, VideoWriter, read_frames
 
 
 @dataclass
@@ -31,10 +33,14 @@ class DegradeConfig:
     save_masks: bool = False  # also write <name>_mask.avi: 255 inside the boxes
     batch_size: int = 16
     overwrite: bool = False
+    engine: str = "local"  # local: this process; ray: Ray workers, one per CPU slot
+    ray_address: Optional[str] = None  # with engine ray: a cluster to join; None starts a local instance
+    ray_workers: Optional[int] = None  # with engine ray: workers (default: one per CPU)
     progress: bool = True
 
     def __post_init__(self):
         self.src, self.dst = Path(self.src), Path(self.dst)
+        check_engine(self.engine, self.ray_address, self.ray_workers)
         if self.codec not in CODECS:
             raise ValueError(f"unknown codec {self.codec!r}; choose from {', '.join(CODECS)}")
         if self.batch_size < 1:
@@ -84,7 +90,31 @@ def degrade_video(src: Path, dst: Path, spec: DegradationSpec, seed: int, codec=
     return out.frames
 
 
+@dataclass
+class DegradeJob:
+    rel: str
+    src: Path
+    dst: Path
+    spec: DegradationSpec
+    seed: int
+    codec: str
+    save_masks: bool
+    batch_size: int
+
+
+def degrade_job(_state, job: DegradeJob, on_frames=None) -> tuple:
+    """("done", frames, warning or None) or ("failed", reason): a video that fails fails alone."""
+    warnings = []
+    try:
+        n = degrade_video(job.src, job.dst, job.spec, job.seed, job.codec, job.save_masks, job.batch_size, on_frames, warnings)
+    except (UnreadableVideo, VideoReadError, RuntimeError, OSError) as e:
+        return "failed", str(e)
+    return "done", n, warnings[-1] if warnings else None
+
+
 def degrade_videos(cfg: DegradeConfig) -> DegradeResult:
+    """Degrade every selected video here (`engine` "local") or as Ray tasks (`engine` "ray");
+    the same outputs either way (each video's seed comes from its path)."""
     single_out = cfg.dst if cfg.src.is_file() and cfg.dst.suffix else None
     exclude = () if single_out else check_output_folder(cfg.src, cfg.dst, "DST")
     entries, missing = list_source_videos(cfg.src, cfg.split_file, exclude)
@@ -95,29 +125,47 @@ def degrade_videos(cfg: DegradeConfig) -> DegradeResult:
     refuse_replacing_inputs([root / rel for rel in rels], outputs + ([mask_path(p) for p in outputs] if cfg.save_masks else []))
     remove_dead_temp_files(single_out.parent if single_out else cfg.dst)
     result = DegradeResult(failed=[(rel, "listed in the split file but not found") for rel in missing])
-    bar = tqdm(total=len(rels), unit="video", disable=not cfg.progress, dynamic_ncols=True)
-    say = bar.write if cfg.progress else (lambda line: None)  # --quiet: the summary alone
-    frames = [0]
-
-    def count(n):
-        frames[0] += n
-        bar.set_postfix(frames=frames[0], refresh=False)
+    jobs = []
     for rel in rels:
-        out = names[rel]
-        if out.exists() and not cfg.overwrite:
+        if names[rel].exists() and not cfg.overwrite:
             result.skipped.append(rel)
         else:
-            try:
-                warnings = []
-                n = degrade_video(root / rel, out, cfg.spec, video_seed(cfg.seed, rel), cfg.codec, cfg.save_masks, cfg.batch_size,
-                                  count, warnings)
-                result.done.append((rel, n))
-                if warnings:
-                    result.partial.append((rel, warnings[-1]))
-                    say(f"partial: {rel}: {warnings[-1]} (degraded the {n} frames that decoded)")
-            except (UnreadableVideo, VideoReadError, RuntimeError, OSError) as e:
-                result.failed.append((rel, str(e)))
-                say(f"failed: {rel}: {e}")
-        bar.update(1)
-    bar.close()
+            jobs.append(DegradeJob(rel, root / rel, names[rel], cfg.spec, video_seed(cfg.seed, rel), cfg.codec, cfg.save_masks, cfg.batch_size))
+    outcomes = {}
+    if cfg.engine == "local":
+        bar = tqdm(total=len(jobs), unit="video", disable=not cfg.progress, dynamic_ncols=True)
+        frames = [0]
+
+        def count(n):
+            frames[0] += n
+            bar.set_postfix(frames=frames[0], refresh=False)
+        for i, job in enumerate(jobs):
+            outcomes[i] = degrade_job(None, job, count)
+            bar.update(1)
+        bar.close()
+    elif jobs:
+        started = ray_engine.connect(cfg.ray_address, num_cpus=ray_engine.local_cpu_count())
+        try:
+            slots = ray_engine.worker_slots("cpu", cfg.ray_workers)  # torch ops on the CPU, as the local engine runs them
+            sent = [ray_engine.absolute_paths(job) for job in jobs]
+            frames_of = lambda outcome: outcome[1] if outcome[0] == "done" else 0
+            for i, outcome in ray_engine.map_videos(sent, _no_state, degrade_job, slots, frames_of, "degrade", cfg.progress):
+                outcomes[i] = outcome
+        finally:
+            ray_engine.shutdown(started)
+    say = tqdm.write if cfg.progress else (lambda line: None)  # --quiet: the summary alone
+    for i, job in enumerate(jobs):  # in input order, whichever engine ran them
+        outcome = outcomes[i]
+        if outcome[0] == "failed":
+            result.failed.append((job.rel, outcome[1]))
+            say(f"failed: {job.rel}: {outcome[1]}")
+            continue
+        result.done.append((job.rel, outcome[1]))
+        if outcome[2]:
+            result.partial.append((job.rel, outcome[2]))
+            say(f"partial: {job.rel}: {outcome[2]} (degraded the {outcome[1]} frames that decoded)")
     return result
+
+
+def _no_state():
+    return None

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.atomic import atomic_path
+from vrestore.pipeline.atomic import atomic_path
 
 GAP = 4
 

@@ -18,14 +18,16 @@ from typing import Callable, Optional, Tuple
 
 from tqdm import tqdm
 
-from pipeline.atomic import remove_stale_temp_files, write_json_atomic
-from pipeline.discover import SourceError, VideoEntry, list_source_videos
-from pipeline.frame_reader import ffmpeg_version, read_encoded_frames, require_ffmpeg
-from pipeline.image_stream import image_size
-from pipeline.manifest import build_manifest, node_manifest_name
-from pipeline.probe import UnreadableVideo, probe_video
-from pipeline.shard_writer import ShardInfo, ShardWriter
+from vrestore.pipeline.atomic import remove_stale_temp_files, write_json_atomic
+from vrestore.pipeline.media.discover import SourceError, VideoEntry, list_source_videos
+from vrestore.pipeline.media.ffmpeg_cmd import decode_problem, partial_decode
+from vrestore.pipeline.media.frame_reader import ffmpeg_version, read_encoded_frames, require_ffmpeg
+from vrestore.pipeline.media.image_stream import image_size
+from vrestore.pipeline.dataset.manifest import build_manifest, node_manifest_name
+from vrestore.pipeline.media.probe import UnreadableVideo, probe_video
+from vrestore.pipeline.dataset.shard_writer import ShardInfo, ShardWriter
 
+IMAGE_FORMATS = ("jpg", "png")
 # Settings that change what is written; a resume must find them unchanged.
 OUTPUT_PARAMS = (
     "split_file", "limit", "use_first_100", "image_format", "quality", "frame_stride", "size",
@@ -66,7 +68,7 @@ class ShardConfig:
         if self.use_first_100:
             self.limit = min(self.limit or 100, 100)
         checks = [
-            (self.image_format in ("jpg", "png"), "format must be jpg or png"),
+            (self.image_format in IMAGE_FORMATS, f"--format must be one of {', '.join(IMAGE_FORMATS)}"),
             (2 <= self.quality <= 31, "quality is ffmpeg's JPEG -q:v, from 2 (best) to 31"),
             (self.frame_stride >= 1, "frame stride must be >= 1"),
             (self.clip_len >= 1 and self.clip_len % 2 == 1, "--clip-len must be odd and >= 1 (1, 3, 5): the restored frame is the centre"),
@@ -76,7 +78,8 @@ class ShardConfig:
             (self.mix_window >= 1, "mix window must be >= 1"),
             (self.workers >= 1, "workers must be >= 1"),
             (self.limit is None or self.limit >= 1, "limit must be >= 1"),
-            (0 <= self.node_rank < self.num_nodes, "node rank must be in [0, num_nodes)"),
+            (self.num_nodes >= 1, f"--num-nodes {self.num_nodes}: must be >= 1"),
+            (0 <= self.node_rank < max(self.num_nodes, 1), f"--node-rank {self.node_rank}: must be in 0..{self.num_nodes - 1} (--num-nodes {self.num_nodes})"),
             ("." not in self.prefix and "/" not in self.prefix, "prefix may not contain '.' or '/'"),
         ]
         for ok, message in checks:
@@ -146,13 +149,9 @@ def shard_video(entry: VideoEntry, cfg: ShardConfig) -> VideoResult:
         decoded = read_encoded_frames(entry.path, cfg.image_format, cfg.quality, cfg.frame_stride, cfg.size, cfg.short_side)
     except OSError as e:
         return skip(f"cannot read: {e}")
-    problem = decoded.problems[-1] if decoded.problems else ""
-    if decoded.returncode and not problem:
-        problem = f"ffmpeg exited with code {decoded.returncode}"
-    if decoded.truncated_bytes and not problem:
-        problem = "image stream ended mid-frame"
-    if not decoded.images:
-        return skip(problem or "no frames decoded")
+    problem = decode_problem(decoded.problems, decoded.returncode, truncated=bool(decoded.truncated_bytes))
+    if failure := partial_decode(problem, len(decoded.images), keep_partial=True):
+        return skip(failure)
     fps = decoded.fps
     if fps is None:  # the log did not say; ask ffprobe (slower, but exact)
         try:

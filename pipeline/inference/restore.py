@@ -5,6 +5,7 @@ The generator runs in eval mode (dropout off, running batch-norm statistics): in
 each frame would get its own noise and statistics and the video would flicker.
 """
 import csv
+import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, nullcontext
@@ -16,17 +17,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from models import pad_to_multiple
-from pipeline.atomic import atomic_path, remove_dead_temp_files, write_json_atomic
-from pipeline.devices import resolve_device
-from pipeline.discover import VIDEO_EXTENSIONS, check_output_folder, list_source_videos, output_names, refuse_replacing_inputs
-from pipeline.frame_windows import sliding_windows
-from pipeline.metrics import VideoScores, to_255
-from pipeline.pictures import hwc_uint8, side_by_side, write_png
-from pipeline.precision import AMP_MODES, amp_dtype
-from pipeline.probe import UnreadableVideo, probe_video
-from pipeline.video_io import CODECS, VideoReadError, VideoWriter, prefetched, read_frames
-from pipeline.weights import load_network
+from vrestore.models import pad_to_multiple
+from vrestore.models.weights import load_network
+from vrestore.pipeline.atomic import atomic_path, remove_dead_temp_files, write_json_atomic
+from vrestore.pipeline.cluster import ray_engine
+from vrestore.pipeline.cluster.ray_engine import check_engine
+from vrestore.pipeline.devices import resolve_device
+from vrestore.pipeline.evaluation.metrics import VideoScores, to_255
+from vrestore.pipeline.evaluation.pictures import hwc_uint8, side_by_side, write_png
+from vrestore.pipeline.inference.frame_windows import sliding_windows
+from vrestore.pipeline.media.discover import VIDEO_EXTENSIONS, check_output_folder, list_source_videos, output_names, refuse_replacing_inputs
+from vrestore.pipeline.media.probe import UnreadableVideo, probe_video
+from vrestore.pipeline.media.video_io import CODECS, VideoReadError, VideoWriter, prefetched, read_frames
+from vrestore.pipeline.precision import AMP_MODES, amp_dtype
 
 
 @dataclass
@@ -44,10 +47,14 @@ class RestoreConfig:
     report: Optional[Path] = None  # write JSON here and CSV beside it
     side_by_side: bool = False  # also output_dir/side_by_side/<name>.<ext> and .png
     overwrite: bool = False
+    engine: str = "local"  # local: this process; ray: Ray workers, one per GPU or CPU slot
+    ray_address: Optional[str] = None  # with engine ray: a cluster to join; None starts a local instance
+    ray_workers: Optional[int] = None  # with engine ray: actors (default: one per GPU, else one per CPU)
     progress: bool = True
 
     def __post_init__(self):
         self.input, self.weights, self.output_dir = Path(self.input), Path(self.weights), Path(self.output_dir)
+        check_engine(self.engine, self.ray_address, self.ray_workers)
         self.originals = Path(self.originals) if self.originals else None
         self.report = Path(self.report) if self.report else None
         if self.codec not in CODECS:
@@ -185,7 +192,7 @@ class FrameQueue:
 
 class FrameScores:
     """The input's and the output's scores against the original, on the frames in memory
-    (before encoding): pipeline.metrics.VideoScores for each."""
+    (before encoding): vrestore.pipeline.evaluation.metrics.VideoScores for each."""
 
     def __init__(self):
         self.input, self.restored = VideoScores(), VideoScores()
@@ -329,8 +336,20 @@ def is_mask(path: Path) -> bool:
     return path.stem.endswith("_mask") and any(path.with_name(path.stem[: -len("_mask")] + e).exists() for e in VIDEO_EXTENSIONS)
 
 
-def restore_videos(cfg: RestoreConfig) -> RestoreResult:
-    restorer = Restorer(cfg.weights, cfg.device, cfg.amp, cfg.channels_last, cfg.tile)  # weights first: fail fast
+@dataclass
+class RestoreJob:
+    """One video's work, planned before any starts (so a bad plan fails before any output)."""
+    rel: str
+    src: Path
+    dst: Path
+    original: Optional[Path]
+    comparison: Optional[Path]
+    codec: str
+    batch_size: int
+
+
+def plan_restore(cfg: RestoreConfig) -> tuple:
+    """(jobs, skipped, no_original): every check on inputs and outputs, before any work."""
     exclude = check_output_folder(cfg.input, cfg.output_dir, "--output-dir")
     entries, _ = list_source_videos(cfg.input, exclude=exclude)
     root = cfg.input.parent if cfg.input.is_file() else cfg.input
@@ -339,33 +358,83 @@ def restore_videos(cfg: RestoreConfig) -> RestoreResult:
     names = output_names([e.rel for e in entries], ext)
     refuse_replacing_inputs([root / e.rel for e in entries], [cfg.output_dir / n for n in names.values()])
     remove_dead_temp_files(cfg.output_dir)
-    result = RestoreResult()
-    videos = tqdm(entries, unit="video", disable=not cfg.progress, dynamic_ncols=True)
-    say = videos.write if cfg.progress else (lambda line: None)  # --quiet: the summary alone
-    for e in videos:
+    jobs, skipped, no_original = [], [], []
+    for e in entries:
         dst = cfg.output_dir / names[e.rel]
         if dst.exists() and not cfg.overwrite:
-            result.skipped.append(e.rel)
+            skipped.append(e.rel)
             continue
         original = find_original(cfg.originals, e.rel) if cfg.originals else None
         if cfg.originals and original is None:
-            result.no_original.append(e.rel)
+            no_original.append(e.rel)
         comparison = cfg.output_dir / "side_by_side" / names[e.rel] if cfg.side_by_side else None
-        frames = tqdm(unit="frame", leave=False, disable=not cfg.progress, dynamic_ncols=True, desc=Path(e.rel).name)
+        jobs.append(RestoreJob(e.rel, root / e.rel, dst, original, comparison, cfg.codec, cfg.batch_size))
+    return jobs, skipped, no_original
+
+
+def restore_job(restorer: Restorer, job: RestoreJob, on_frames=None) -> tuple:
+    """("done", VideoReport) or ("failed", reason): a video that fails fails alone."""
+    try:
+        report = restore_video(job.src, job.dst, restorer, job.codec, job.batch_size, job.original, job.comparison, on_frames)
+    except (UnreadableVideo, VideoReadError, RuntimeError, OSError) as err:
+        return "failed", str(err)
+    report.video = job.rel
+    return "done", report
+
+
+def collect(result: RestoreResult, job: RestoreJob, outcome: tuple, say) -> None:
+    kind, value = outcome
+    if kind == "failed":
+        result.failed.append((job.rel, value))
+        say(f"failed: {job.rel}: {value}")
+        return
+    value.output = str(job.dst)  # as planned (a Ray worker saw the absolute path)
+    result.videos.append(value)
+    for note in (value.warning and f"partial: {job.rel}: {value.warning} (restored the frames that decoded)",
+                 value.audio and f"{job.rel}: {value.audio}"):
+        if note:
+            say(note)
+    if value.warning:
+        result.partial.append((job.rel, value.warning))
+
+
+def restore_videos(cfg: RestoreConfig) -> RestoreResult:
+    """Restore every planned video with the local generator (`engine` "local") or on Ray workers,
+    one per GPU or CPU slot (`engine` "ray"); one report for the whole folder either way, its
+    rows in input order."""
+    if cfg.engine == "local":
+        restorer = Restorer(cfg.weights, cfg.device, cfg.amp, cfg.channels_last, cfg.tile)  # weights first: fail fast
+    else:
+        load_network(cfg.weights, "generator")  # fail fast on the driver, not in every worker
+    jobs, skipped, no_original = plan_restore(cfg)
+    result = RestoreResult(skipped=skipped, no_original=no_original)
+    outcomes = {}
+    if cfg.engine == "local":
+        videos = tqdm(jobs, unit="video", disable=not cfg.progress, dynamic_ncols=True)
+        say = videos.write if cfg.progress else (lambda line: None)  # --quiet: the summary alone
+        for i, job in enumerate(videos):
+            frames = tqdm(unit="frame", leave=False, disable=not cfg.progress, dynamic_ncols=True, desc=Path(job.rel).name)
+            try:
+                outcomes[i] = restore_job(restorer, job, frames.update)
+            finally:
+                frames.close()
+            collect(result, job, outcomes[i], say)
+    elif jobs:
+        started = ray_engine.connect(cfg.ray_address, num_cpus=ray_engine.local_cpu_count())
         try:
-            report = restore_video(root / e.rel, dst, restorer, cfg.codec, cfg.batch_size, original, comparison, frames.update)
-            report.video = e.rel
-            result.videos.append(report)
-            for note in (report.warning and f"partial: {e.rel}: {report.warning} (restored the frames that decoded)", report.audio and f"{e.rel}: {report.audio}"):
-                if note:
-                    say(note)
-            if report.warning:
-                result.partial.append((e.rel, report.warning))
-        except (UnreadableVideo, VideoReadError, RuntimeError, OSError) as err:
-            result.failed.append((e.rel, str(err)))
-            say(f"failed: {e.rel}: {err}")
+            slots = ray_engine.worker_slots(cfg.device, cfg.ray_workers)
+            device = "cuda" if slots.gpus else "cpu"
+            make = functools.partial(Restorer, cfg.weights.resolve(), device, cfg.amp, cfg.channels_last, cfg.tile)
+            frames_of = lambda outcome: outcome[1].frames if outcome[0] == "done" else 0
+            sent = [ray_engine.absolute_paths(job) for job in jobs]  # a worker's working folder is not ours
+            for i, outcome in ray_engine.map_videos(sent, make, restore_job, slots, frames_of, "restore", cfg.progress):
+                outcomes[i] = outcome
+                if outcome[0] == "failed" and cfg.progress:
+                    tqdm.write(f"failed: {jobs[i].rel}: {outcome[1]}")
         finally:
-            frames.close()
+            ray_engine.shutdown(started)
+        for i, job in enumerate(jobs):  # in input order, as the local engine reports
+            collect(result, job, outcomes[i], lambda line: None)
     if cfg.report:
         write_report(cfg.report, result)
     return result

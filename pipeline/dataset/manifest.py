@@ -2,7 +2,7 @@
 import json
 from pathlib import Path
 
-from pipeline.atomic import write_json_atomic
+from vrestore.pipeline.atomic import write_json_atomic
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1

@@ -1,0 +1,149 @@
+"""`--engine ray`: a command's videos as Ray tasks, on this machine or a cluster.
+
+Without an address a local instance starts on this machine's cores, without the dashboard, and
+with Ray's token authentication (on by default for local instances since Ray 2.59); with one,
+the driver joins that cluster (README, Cluster: a private network and a token). Work that holds
+state (a generator on a GPU) runs on long-lived actors, one per GPU, or one per CPU slot where
+there are no GPUs; each video is one task, so a video that fails fails alone, and an actor that
+dies is restarted and its task retried. One progress bar covers the whole job on the driver.
+"""
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+from tqdm import tqdm
+
+RETRIES = 3  # a task whose worker died (or raised) runs again, up to this many times
+ENGINES = ("local", "ray")
+
+
+def check_engine(engine: str, address: Optional[str], workers: Optional[int]) -> None:
+    if engine not in ENGINES:
+        raise ValueError(f"--engine {engine!r}: must be one of {', '.join(ENGINES)}")
+    if engine != "ray" and (address or workers):
+        raise ValueError("--ray-address and --ray-workers need --engine ray")
+    if workers is not None and workers < 1:
+        raise ValueError(f"--ray-workers {workers}: must be >= 1")
+
+
+def absolute_paths(job):
+    """A dataclass job with every Path field made absolute (workers run in other folders)."""
+    return dataclasses.replace(job, **{f.name: getattr(job, f.name).absolute() for f in dataclasses.fields(job)
+                                       if isinstance(getattr(job, f.name), Path)})
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("--engine ray needs Ray: pip install 'video-restoration-gan[cluster]' (or pip install ray)") from None
+    return ray
+
+
+def connect(address: Optional[str] = None, num_cpus: Optional[int] = None) -> bool:
+    """Join the cluster at `address` ("auto": the one this node belongs to), or start a local
+    instance with `num_cpus` cores. An instance already started in this process is reused (tests
+    share one). Returns whether this call started it, so the caller shuts down only its own."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+    return True
+
+
+def shutdown(started: bool) -> None:
+    if started:
+        import_ray().shutdown()
+
+
+@dataclass
+class Slots:
+    workers: int  # actors
+    gpus: bool  # one GPU each (device "cuda" inside)
+    cpus: int  # cores each (torch threads)
+
+
+def worker_slots(device: str, workers: Optional[int]) -> Slots:
+    """One actor per GPU in the cluster (unless --device cpu); else one per CPU core, each with
+    one torch thread (frames/s per core is what a CPU cluster is sized by)."""
+    ray = import_ray()
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0)) if device != "cpu" else 0
+    if device.startswith("cuda") and not gpus:
+        raise ValueError(f"--device {device} with --engine ray: the Ray cluster has no GPUs")
+    if gpus:
+        return Slots(workers or gpus, True, 1)
+    return Slots(workers or max(1, int(resources.get("CPU", 1))), False, 1)
+
+
+class VideoWorker:
+    """A long-lived Ray actor: builds its state once (e.g. a generator on its GPU), then runs
+    `work(state, job)` for one video per call."""
+
+    def __init__(self, make_state: Callable, threads: int):
+        import torch
+
+        torch.set_num_threads(threads)
+        self.state = make_state()
+
+    def run(self, work: Callable, job):
+        return work(self.state, job)
+
+
+def map_videos(jobs: list, make_state: Callable, work: Callable, slots: Slots, frames_of: Callable, desc: str,
+               progress: bool = True) -> Iterator:
+    """Yield (index, result) for each job, in completion order, with a bar over all videos
+    (videos done of all, frames/s from `frames_of(result)`)."""
+    ray = import_ray()
+    from ray.util import ActorPool
+
+    actor = ray.remote(VideoWorker).options(num_gpus=1 if slots.gpus else 0, num_cpus=slots.cpus,
+                                            max_restarts=RETRIES, max_task_retries=RETRIES)
+    actors = [actor.remote(make_state, slots.cpus) for _ in range(max(1, min(slots.workers, len(jobs))))]
+    pool = ActorPool(actors)
+    bar = tqdm(total=len(jobs), unit="video", desc=desc, disable=not progress, dynamic_ncols=True)
+    frames, t0 = 0, time.perf_counter()
+    try:
+        for index, result in pool.map_unordered(lambda a, ij: a.run.remote(_indexed(work), ij), list(enumerate(jobs))):
+            frames += frames_of(result)
+            bar.update(1)
+            bar.set_postfix(frames=frames, frames_s=f"{frames / (time.perf_counter() - t0):.0f}", workers=len(actors), refresh=False)
+            yield index, result
+    finally:
+        bar.close()
+        for a in actors:
+            ray.kill(a)
+
+
+class _indexed:
+    """work(state, job) -> (index, result) for jobs handed over as (index, job)."""
+
+    def __init__(self, work):
+        self.work = work
+
+    def __call__(self, state, indexed_job):
+        index, job = indexed_job
+        return index, self.work(state, job)
+
+
+def run_tasks(fn: Callable, args_list: list, on_done: Callable) -> None:
+    """Run `fn(*args)` as one Ray task per entry of `args_list` (one CPU each), retried if its
+    worker dies or it raises; `on_done(i, result)` on the driver as each finishes."""
+    ray = import_ray()
+    task = ray.remote(fn).options(num_cpus=1, max_retries=RETRIES, retry_exceptions=True)
+    pending = {task.remote(*args): i for i, args in enumerate(args_list)}
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        for ref in done:
+            on_done(pending.pop(ref), ray.get(ref))
+
+
+def local_cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

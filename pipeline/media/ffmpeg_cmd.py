@@ -1,0 +1,52 @@
+"""ffmpeg as a subprocess: the argument list in (never a shell string), and one line of its log
+out; plus the one rule for a decode that ffmpeg complained about."""
+import re
+from typing import Optional
+
+# "[mpeg4 @ 0x55d0] [error] ac-tex damaged at 0 9": a context, a level tag (with -loglevel
+# level+...), the message; the first two are optional.
+LOG_LINE = re.compile(r"^(?:\[(?P<ctx>\w+) @ 0x[0-9a-f]+\] )?(?:\[(?P<level>\w+)\] )?(?P<msg>.*)$")
+PROBLEM_LEVELS = ("error", "fatal", "panic")
+
+
+def ffmpeg_command(output_stream, *global_opts: str, loglevel: str = "error", ffmpeg_bin: str = "ffmpeg") -> list:
+    # ffmpeg-python appends global args after the output file, where ffmpeg ignores
+    # per-file options as "trailing"; put them right after the binary instead.
+    args = output_stream.compile(cmd=ffmpeg_bin)
+    return [args[0], "-nostdin", "-hide_banner", "-loglevel", loglevel, *global_opts, *args[1:]]
+
+
+def clean_log_line(line: str) -> str:
+    """"[mpeg4 @ 0x55d0] [error] ac-tex damaged at 0 9" -> "mpeg4: ac-tex damaged at 0 9"."""
+    m = LOG_LINE.match(line.strip())
+    return f"{m['ctx']}: {m['msg'].strip()}" if m["ctx"] else m["msg"].strip()
+
+
+def log_problems(log: str, level_tagged: bool) -> list:
+    """The log's lines worth reporting, cleaned: with level tags, those at error level or worse;
+    without (-loglevel error), every real line."""
+    lines = [ln for ln in log.splitlines() if ln.strip() and not ln.strip().startswith("Last message repeated")]
+    if level_tagged:
+        lines = [ln for ln in lines if (LOG_LINE.match(ln.strip())["level"] or "") in PROBLEM_LEVELS]
+    return [clean_log_line(ln) for ln in lines]
+
+
+def decode_problem(problems: list, returncode: int, truncated: bool = False) -> str:
+    """What to say of a decode: '' when clean, else its last complaint (or the exit code, or a
+    cut-off last frame)."""
+    if problems:
+        return problems[-1]
+    if returncode:
+        return f"exit code {returncode}"
+    return "stream ended mid-frame" if truncated else ""
+
+
+def partial_decode(problem: str, decoded: int, keep_partial: bool) -> Optional[str]:
+    """The one rule for a decode ffmpeg complained about, used by every command: a video that
+    gave no frames fails (returns the reason); one that gave some keeps them, when the caller
+    keeps partial videos, and its complaint becomes a warning (returns None). '' problem: clean."""
+    if not problem:
+        return None if decoded else "no frames decoded"
+    if not decoded or not keep_partial:
+        return problem
+    return None
