@@ -1,7 +1,8 @@
 """Restoring from neighbouring frames: generators that see T = 1, 3 and 5 frames, each trained
-for the same minutes on this machine with the demo's settings, scored on the whole test split
-as `vrestore restore` runs them (sliding windows, mirrored ends), next to the degraded input:
-PSNR, SSIM, PSNR inside and outside the boxes, and temporal PSNR.
+for the same minutes on this machine with the demo's settings, scored as `vrestore restore`
+runs them (sliding windows, mirrored ends), next to the degraded input: PSNR, SSIM, PSNR inside
+and outside the boxes, and temporal PSNR. T is chosen on the validation split and reported on
+the test split (sources neither trained nor validated on).
 
     python bench/frames.py                      # 4 minutes per T
     python bench/frames.py --minutes 10 --frames 1 3
@@ -15,9 +16,8 @@ from pathlib import Path
 
 import torch
 
-from quality import degraded_set, evaluate, print_table  # bench/quality.py, beside this script
-from recipe import ensure_data, train_run
-from vrestore.pipeline.degrade.degradations import DegradationSpec
+from quality import evaluate, print_table  # bench/quality.py, beside this script
+from recipe import ensure_data, eval_sets, train_run
 from vrestore.pipeline.inference.restore import Restorer
 
 
@@ -30,18 +30,22 @@ def main():
     p.add_argument("--extra", default="", help="more `vrestore train` options for every run, space-separated")
     args = p.parse_args()
     videos = ensure_data(args.root)[0]
-    test = degraded_set(videos, videos / "ucfTrainTestlist" / "testlist01.txt", args.work / "test", DegradationSpec(), seed=1)
-    rows = {"degraded input": evaluate(("identity", None), test)}
+    sets = eval_sets(videos, args.work)
+    rows = {"degraded input": {split: evaluate(("identity", None), v) for split, v in sets.items()}}
     for t in args.frames:
         shards = ensure_data(args.root, t)[1]
         run = args.work / f"t{t}"
         t0 = time.monotonic()
         train_run(shards, run, args.minutes, *args.extra.split())
         steps = torch.load(run / "checkpoint.pt", weights_only=True)["step"]
-        rows[f"generator, T = {t} ({steps} steps)"] = evaluate(("generator", Restorer(run / "generator.pth", "cpu")), test)
+        restorer = Restorer(run / "generator.pth", "cpu")
+        rows[f"generator, T = {t} ({steps} steps)"] = {split: evaluate(("generator", restorer), v) for split, v in sets.items()}
         print(f"T = {t}: {steps} steps, trained and scored in {time.monotonic() - t0:.0f} s", flush=True)
-    print(f"\n{len(test)} test videos, {rows['degraded input']['frames']} frames; {args.minutes:g} training minutes per T on this machine")
-    print_table(rows)
+    best = max((k for k in rows if k != "degraded input"), key=lambda k: rows[k]["val"]["psnr"])
+    for split in ("val", "test"):
+        print(f"\n{split}: {len(sets[split])} videos, {rows['degraded input'][split]['frames']} frames; {args.minutes:g} training minutes "
+              f"per T on this machine" + (f"; chosen on validation PSNR: {best}" if split == "val" else " (reported)"))
+        print_table({k: r[split] for k, r in rows.items()})
     (args.work / "frames.json").write_text(json.dumps({"minutes": args.minutes, "rows": rows}, indent=1) + "\n")
 
 

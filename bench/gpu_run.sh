@@ -6,7 +6,11 @@
 # Output goes to stdout and, when $OUT is set, to $OUT/*.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
+# The package's folders install under one import name (vrestore), so the tree alone is not
+# importable: build it into a local folder first (no dependencies: the machine brings torch,
+# DALI's wheel travels beside the tree).
+python3 -m pip install -q --no-deps --no-build-isolation --target .gpu_site . >/dev/null
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/.gpu_site${PYTHONPATH:+:$PYTHONPATH}"
 log() { if [ -n "${OUT:-}" ]; then tee -a "$OUT/$1.log"; else cat; fi; }
 case "${1:-}" in
   step)

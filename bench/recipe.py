@@ -1,6 +1,7 @@
 """The training recipe, compared at equal training minutes on one machine: constant vs decaying
-learning rate, and for each run the raw last-step weights vs their EMA, scored on whole test
-frames as `vrestore restore` sees them (bench/quality.py's degraded test split, seed 1).
+learning rate, and for each run the raw last-step weights vs their EMA, scored on whole frames
+as `vrestore restore` sees them (bench/quality.py's degraded copies, seed 1): chosen on the
+validation split, reported on the test split (sources neither trained nor validated on).
 
     python bench/recipe.py                         # demo settings, 4 minutes per run
     python bench/recipe.py --minutes 10 --decay-fractions 0,0.3,0.5
@@ -31,21 +32,27 @@ DEMO = ["--crop", "64", "--ngf", "16", "--ndf", "16", "--batch-size", "16", "--l
 
 
 def ensure_data(root: Path, clip_len: int = 1) -> tuple:
-    """The sample videos and their train/test shards (clips of `clip_len` frames), made if missing."""
+    """The sample videos and their train/val shards (clips of `clip_len` frames), made if missing."""
     videos, shards = root / "videos", root / ("shards" if clip_len == 1 else f"shards_t{clip_len}")
     if not videos.exists():
         make_sample_videos(SampleConfig(videos))
-    for split in ("train", "test"):
+    for split in ("train", "val"):
         if not (shards / split / "manifest.json").exists():
             subprocess.run([str(Path(sys.executable).with_name("make-shards")), str(videos), str(shards / split), "--quiet",
                             "--split-file", str(videos / "ucfTrainTestlist" / f"{split}list01.txt"), "--clip-len", str(clip_len)], check=True)
     return videos, shards
 
 
+def eval_sets(videos: Path, work: Path) -> dict:
+    """{"val": ..., "test": ...}: each split's videos degraded once (seed 1) with box masks."""
+    lists = videos / "ucfTrainTestlist"
+    return {split: degraded_set(videos, lists / f"{split}list01.txt", work / split, DegradationSpec(), seed=1) for split in ("val", "test")}
+
+
 def train_run(shards: Path, run: Path, minutes: float, *options: str) -> None:
     """`vrestore train` with the demo's settings for `minutes`."""
     subprocess.run([str(Path(sys.executable).with_name("vrestore")), "train", "--shards", str(shards / "train"),
-                    "--val-shards", str(shards / "test"), "--out", str(run), "--overwrite", *DEMO,
+                    "--val-shards", str(shards / "val"), "--out", str(run), "--overwrite", *DEMO,
                     "--max-minutes", str(minutes), *options], check=True)
 
 
@@ -67,7 +74,7 @@ def main():
     p.add_argument("--extra", default="", help="more `vrestore train` options for every run, space-separated")
     args = p.parse_args()
     videos, shards = ensure_data(args.root)
-    test = degraded_set(videos, videos / "ucfTrainTestlist" / "testlist01.txt", args.work / "test", DegradationSpec(), seed=1)
+    sets = eval_sets(videos, args.work)
 
     rows = {}
     for fraction in [float(f) for f in args.decay_fractions.split(",")]:
@@ -77,17 +84,21 @@ def main():
         vals = [json.loads(s)["val"] for s in (run / "metrics.jsonl").read_text().splitlines()]
         steps = torch.load(run / "checkpoint.pt", weights_only=True)["step"]
         for name, weights, key in (("raw", raw_weights(run), "psnr_raw"), ("EMA", run / "generator.pth", "psnr")):
-            r = evaluate(("generator", Restorer(weights, "cpu")), test)
+            restorer = Restorer(weights, "cpu")
+            r = {split: evaluate(("generator", restorer), videos_) for split, videos_ in sets.items()}
             r |= {"swing_last_third": swing([v[key] for v in vals]), "steps": steps, "validations": len(vals)}
             rows[f"lr {'constant' if fraction == 0 else f'decay over last {fraction:g}'}, {name} weights"] = r
         print(f"decay fraction {fraction:g}: {steps} steps in {time.monotonic() - t0:.0f} s", flush=True)
 
-    print(f"\n{len(test)} test videos, whole frames; {args.minutes:g} training minutes per run on this machine")
+    best = max(rows, key=lambda k: rows[k]["val"]["psnr"])
+    print(f"\n{len(sets['val'])} validation and {len(sets['test'])} test videos, whole frames; {args.minutes:g} training minutes "
+          f"per run on this machine; chosen on validation PSNR: {best}")
     width = max(len(k) for k in rows)
-    print(f"{'recipe':<{width}}  {'PSNR':>6}  {'SSIM':>6}  {'boxes':>6}  {'outside':>7}  {'val swing':>9}")
+    print(f"{'recipe':<{width}}  {'val PSNR':>8}  |  {'test PSNR':>9}  {'SSIM':>6}  {'boxes':>6}  {'outside':>7}  {'val swing':>9}")
     for name, r in rows.items():
-        print(f"{name:<{width}}  {r['psnr']:6.2f}  {r['ssim']:6.4f}  {r['psnr_inside_boxes']:6.2f}  {r['psnr_outside_boxes']:7.2f}  "
-              f"{r['swing_last_third']:7.2f} dB")
+        t = r["test"]
+        print(f"{name:<{width}}  {r['val']['psnr']:8.2f}  |  {t['psnr']:9.2f}  {t['ssim']:6.4f}  {t['psnr_inside_boxes']:6.2f}  "
+              f"{t['psnr_outside_boxes']:7.2f}  {r['swing_last_third']:7.2f} dB")
     (args.work / "recipe.json").write_text(json.dumps({"minutes": args.minutes, "rows": rows}, indent=1) + "\n")
 
 

@@ -8,6 +8,7 @@ from vrestore.models.networks import (
     UNetGenerator,
     build_discriminator,
     build_generator,
+    generator_for,
     centre_frame,
     init_weights,
     pad_to_multiple,
@@ -15,5 +16,5 @@ from vrestore.models.networks import (
 
 __all__ = [
     "DiscriminatorConfig", "GANLoss", "GeneratorConfig", "PatchDiscriminator", "UNetGenerator",
-    "build_discriminator", "build_generator", "centre_frame", "init_weights", "pad_to_multiple",
+    "build_discriminator", "build_generator", "generator_for", "centre_frame", "init_weights", "pad_to_multiple",
 ]

@@ -11,6 +11,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 NORMS = ("batch", "instance")
+ARCHS = ("unet", "nafnet")
+TEMPORAL = ("early", "shift")
 
 
 def norm_layer(kind: str, channels: int) -> nn.Module:
@@ -25,21 +27,43 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
 class GeneratorConfig:
     in_channels: int = 3
     out_channels: int = 3
-    ngf: int = 64  # width of the outermost layer; inner layers go up to 8x this
-    depth: int = 7  # stride-2 downsamplings: 7 turns a 128 crop into 1x1, 8 a 256 crop
-    norm: str = "batch"
-    dropout: bool = True  # 0.5 in the innermost decoder blocks, the pix2pix noise source
-    frames: int = 1  # odd: the centre frame and its neighbours, stacked on channels (early fusion)
+    ngf: int = 64  # width of the outermost layer (U-Net: inner layers go up to 8x; NAFNet: doubles per level)
+    depth: int = 7  # U-Net: stride-2 downsamplings: 7 turns a 128 crop into 1x1, 8 a 256 crop
+    norm: str = "batch"  # U-Net only (NAFNet blocks use layer norm)
+    dropout: bool = True  # U-Net: 0.5 in the innermost decoder blocks, the pix2pix noise source
+    frames: int = 1  # odd: the centre frame and its neighbours
+    arch: str = "unet"  # unet: the pix2pix reference; nafnet: models/nafnet.py. Absent in old files: unet
+    enc_blocks: tuple = (1, 1, 1, 2)  # NAFNet: blocks per encoder level (the level count sets the multiple)
+    middle_blocks: int = 2  # NAFNet
+    dec_blocks: tuple = (1, 1, 1, 1)  # NAFNet: blocks per decoder level, innermost first
+    temporal: str = "early"  # NAFNet: early (frames stacked at the input) or shift (mixed inside, models/nafnet.py)
 
     def __post_init__(self):
-        if self.depth < 5:
+        # JSON and weights files hold lists; the config keeps tuples (hashable, comparable)
+        object.__setattr__(self, "enc_blocks", tuple(self.enc_blocks))
+        object.__setattr__(self, "dec_blocks", tuple(self.dec_blocks))
+        if self.arch not in ARCHS:
+            raise ValueError(f"--arch {self.arch!r}: must be one of {', '.join(ARCHS)}")
+        if self.temporal not in TEMPORAL:
+            raise ValueError(f"--temporal {self.temporal!r}: must be one of {', '.join(TEMPORAL)}")
+        if self.arch == "unet" and self.depth < 5:
             raise ValueError("depth must be >= 5 (the U-Net's outer four levels are fixed)")
+        if self.arch == "nafnet" and (len(self.enc_blocks) != len(self.dec_blocks) or not self.enc_blocks
+                                      or min(self.enc_blocks + self.dec_blocks) < 0 or self.middle_blocks < 0):
+            raise ValueError(f"--enc-blocks {','.join(map(str, self.enc_blocks))} and --dec-blocks {','.join(map(str, self.dec_blocks))}: "
+                             "one count per level, the same number of levels, none negative")
         if self.frames < 1 or self.frames % 2 == 0:
             raise ValueError(f"frames must be odd and >= 1 (1, 3, 5), not {self.frames}")
         norm_layer(self.norm, 1)
 
     @staticmethod
     def for_crop(crop: int, **kw) -> "GeneratorConfig":
+        """U-Net: depth log2(crop) (a 1x1 bottleneck), so a power of two; NAFNet: any multiple of its 2^levels."""
+        if kw.get("arch", "unet") == "nafnet":
+            cfg = GeneratorConfig(**kw)
+            if crop % cfg.multiple:
+                raise ValueError(f"--crop {crop}: must be a multiple of {cfg.multiple} for this NAFNet ({len(cfg.enc_blocks)} levels)")
+            return cfg
         depth = int(math.log2(crop))
         if 2**depth != crop:
             raise ValueError(f"crop must be a power of two (128, 256), not {crop}")
@@ -48,7 +72,7 @@ class GeneratorConfig:
     @property
     def multiple(self) -> int:
         """Frame sides must be multiples of this (restore pads to it)."""
-        return 2**self.depth
+        return 2 ** (len(self.enc_blocks) if self.arch == "nafnet" else self.depth)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -156,8 +180,20 @@ def init_weights(net: nn.Module, gain: float = 0.02) -> nn.Module:
     return net
 
 
-def build_generator(cfg: GeneratorConfig) -> UNetGenerator:
-    return init_weights(UNetGenerator(cfg))
+def generator_for(cfg: GeneratorConfig) -> nn.Module:
+    """The network a config describes (weights as torch initialises them)."""
+    if cfg.arch == "nafnet":
+        from vrestore.models.nafnet import NAFNetGenerator
+
+        return NAFNetGenerator(cfg)
+    return UNetGenerator(cfg)
+
+
+def build_generator(cfg: GeneratorConfig) -> nn.Module:
+    """A new generator: pix2pix's N(0, 0.02) initialisation for the U-Net; NAFNet keeps torch's
+    defaults, as its reference code does (beta = gamma = 0 start every block as the identity)."""
+    net = generator_for(cfg)
+    return net if cfg.arch == "nafnet" else init_weights(net)
 
 
 def build_discriminator(cfg: DiscriminatorConfig) -> PatchDiscriminator:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
-from vrestore.models.networks import DiscriminatorConfig, GeneratorConfig, PatchDiscriminator, UNetGenerator
+from vrestore.models.networks import DiscriminatorConfig, GeneratorConfig, PatchDiscriminator, generator_for
 
 FORMAT = 1
-KINDS = {"generator": (GeneratorConfig, UNetGenerator), "discriminator": (DiscriminatorConfig, PatchDiscriminator)}
+KINDS = {"generator": (GeneratorConfig, generator_for), "discriminator": (DiscriminatorConfig, PatchDiscriminator)}
 
 
 class WeightsError(Exception):
@@ -26,7 +26,7 @@ def first_line(e: Exception, limit: int = 160) -> str:
 
 
 def weights_payload(net) -> dict:
-    kind = "generator" if isinstance(net, UNetGenerator) else "discriminator"
+    kind = "discriminator" if isinstance(net, PatchDiscriminator) else "generator"
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}  # loads anywhere, GPU or not
     return {"kind": kind, "format": FORMAT, "config": net.cfg.to_dict(), "state_dict": state}
 
@@ -52,6 +52,9 @@ def read_weights(path, kind: str) -> dict:
         raise WeightsError(f"{path}: not a {kind} weights file (no config/state_dict; a training checkpoint.pt? use generator.pth)")
     if payload.get("kind") != kind:
         raise WeightsError(f"{path}: holds a {payload.get('kind')}, not a {kind}")
+    if payload.get("format") != FORMAT:
+        raise WeightsError(f"{path}: weights format {payload.get('format')!r}, this version reads format {FORMAT}; "
+                           "use the version of vrestore that wrote it")
     return payload
 
 

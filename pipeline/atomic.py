@@ -1,5 +1,6 @@
 """Write files under a temporary name and rename them, so a crash never leaves a half-written
 file under its real name."""
+import hashlib
 import json
 import os
 from contextlib import contextmanager
@@ -8,9 +9,33 @@ from pathlib import Path
 TMP_MARK = ".tmp-"
 
 
+NAME_MAX = 255  # bytes in one file name on ext4, xfs, btrfs, APFS
+
+
 def temp_path_for(path: Path) -> Path:
-    # The pid keeps two processes (e.g. two nodes on a shared disk) from sharing a temp file.
-    return path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
+    """PATH.tmp-PID beside PATH. The pid keeps two processes (e.g. two nodes on a shared disk)
+    from sharing a temp file. A name too long for the suffix is shortened, with a hash of the
+    whole name so two long names never share a temp file."""
+    suffix = f"{TMP_MARK}{os.getpid()}"
+    name = path.name
+    if len((name + suffix).encode()) > NAME_MAX:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:12]
+        keep = NAME_MAX - len(suffix.encode()) - len(digest) - 1
+        name = name.encode()[:keep].decode(errors="ignore") + "~" + digest
+    return path.with_name(name + suffix)
+
+
+def check_writable(folder: Path, option: str) -> None:
+    """Create `folder` if missing and write a probe file in it, so an unwritable place is one line
+    naming the option before any work, not a traceback after it."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = temp_path_for(folder / ".vrestore-write-check")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"{option}: cannot write in {folder} ({e.strerror or e})") from None
 
 
 @contextmanager

@@ -10,9 +10,10 @@ from vrestore.pipeline.dataset.sample_videos import SampleConfig, make_sample_vi
 
 @pytest.fixture(scope="session")
 def sample_tree(tmp_path_factory) -> Path:
-    """A small UCF-101-shaped tree: 2 classes x 2 groups x 2 clips of 2-4 s at 320x240."""
+    """A small UCF-101-shaped tree: 2 sources (Astronaut: train, Cat: val) x 2 groups x 2 clips
+    of 2-4 s at 320x240."""
     root = tmp_path_factory.mktemp("ucf")
-    make_sample_videos(SampleConfig(root, classes=2, groups=2, clips=2, seed=0))
+    make_sample_videos(SampleConfig(root, sources=("Astronaut", "Cat"), groups=2, clips=2, seed=0))
     return root
 
 

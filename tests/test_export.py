@@ -12,11 +12,28 @@ from vrestore.models import GeneratorConfig, build_generator
 from vrestore.models.weights import load_network, save_weights
 
 
-@pytest.fixture(scope="module")
-def three_frame_weights(tmp_path_factory):
-    torch.manual_seed(0)
+ARCHS = {
+    "unet": dict(ngf=4, depth=5),
+    "nafnet-early": dict(arch="nafnet", ngf=4, enc_blocks=(1, 1), middle_blocks=1, dec_blocks=(1, 1)),
+    "nafnet-shift": dict(arch="nafnet", ngf=4, enc_blocks=(1, 1), middle_blocks=1, dec_blocks=(1, 1), temporal="shift"),
+}
+
+
+def tiny_generator(arch: str, frames: int = 3, seed: int = 0):
+    """A small generator of each architecture; NAFNet's block scales (0 at init, which makes every
+    block the identity) are drawn at random so every block does something."""
+    torch.manual_seed(seed)
+    G = build_generator(GeneratorConfig(frames=frames, **ARCHS[arch]))
+    for name, p in G.named_parameters():
+        if name.endswith(("beta", "gamma")):
+            torch.nn.init.normal_(p, 0, 0.5)
+    return G
+
+
+@pytest.fixture(scope="module", params=list(ARCHS))
+def three_frame_weights(tmp_path_factory, request):
     path = tmp_path_factory.mktemp("w") / "g3.pth"
-    save_weights(path, build_generator(GeneratorConfig(ngf=4, depth=5, frames=3)))
+    save_weights(path, tiny_generator(request.param))
     return path
 
 

@@ -187,3 +187,44 @@ def test_restore_reports_in_box_and_temporal_scores_with_masks(sample_tree, tmp_
         assert r.mask and r.mask.endswith("_mask.avi")
         assert r.psnr_boxes_input < r.psnr_outside_input  # gray boxes are far from the picture
         assert r.temporal_psnr_input is not None and r.temporal_psnr_restored is not None
+
+
+def test_restores_all_row_is_bench_qualitys_figure(sample_tree, tmp_path):
+    """One definition of every score: restore's "all" row (per-video sums pooled) equals what
+    bench/quality.py computes over the same videos in one pass, and its PSNR is the mean over
+    all frames (not of per-video means), its box and temporal PSNR pooled over all videos."""
+    import importlib.util
+    from pathlib import Path
+
+    from vrestore.pipeline.degrade.degrade_videos import DegradeConfig, degrade_videos, mask_path
+    from vrestore.pipeline.inference.restore import Restorer, overall
+    from vrestore.pipeline.media.video_io import read_frames
+
+    spec = importlib.util.spec_from_file_location("bench_quality", Path(__file__).parents[1] / "bench" / "quality.py")
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+
+    clean = sample_tree / "Astronaut"
+    degrade_videos(DegradeConfig(clean, tmp_path / "deg", save_masks=True, progress=False))
+    torch.manual_seed(0)
+    save_weights(tmp_path / "g.pth", build_generator(GeneratorConfig(ngf=4, depth=5, frames=3)))
+    result = restore_videos(RestoreConfig(tmp_path / "deg", weights=tmp_path / "g.pth", output_dir=tmp_path / "out",
+                                          originals=clean, progress=False, codec="ffv1"))
+    row = overall(result.videos)
+    videos = [(clean / r.video, tmp_path / "deg" / r.video, mask_path(tmp_path / "deg" / r.video)) for r in result.videos]
+    bench = quality.evaluate(("generator", Restorer(tmp_path / "g.pth", "cpu")), videos)
+    assert row["frames"] == bench["frames"] == sum(r.frames for r in result.videos)
+    for ours, theirs in (("psnr_restored", "psnr"), ("ssim_restored", "ssim"), ("psnr_boxes_restored", "psnr_inside_boxes"),
+                         ("psnr_outside_restored", "psnr_outside_boxes"), ("temporal_psnr_restored", "temporal_psnr")):
+        assert row[ours] == pytest.approx(bench[theirs], abs=1e-6), ours  # SSIM runs in float32, over other batch sizes
+    # whole-frame PSNR: the mean over all frames, from the outputs on disk, computed here with numpy
+    per_frame = []
+    for r in result.videos:
+        out = np.concatenate(list(read_frames(r.output))).astype(np.float64)
+        ref = np.concatenate(list(read_frames(clean / r.video))).astype(np.float64)
+        mse = ((out - ref) ** 2).reshape(len(out), -1).mean(1)
+        per_frame += list(10 * np.log10(255**2 / mse))
+    assert row["psnr_restored"] == pytest.approx(np.mean(per_frame), abs=1e-6)
+    # the box PSNR pools pixels: not the frame-weighted mean of per-video figures (that differs)
+    weighted = sum(r.psnr_boxes_restored * r.frames for r in result.videos) / row["frames"]
+    assert abs(weighted - row["psnr_boxes_restored"]) > 1e-6

@@ -104,7 +104,7 @@ def test_restore_on_ray_gives_the_local_frames_and_report(degraded_folder, weigh
 
 def test_degrade_on_ray_writes_the_local_outputs(sample_tree, tmp_path, ray_local):
     for engine in ("local", "ray"):
-        r = degrade_videos(DegradeConfig(sample_tree, tmp_path / engine, split_file=sample_tree / "ucfTrainTestlist/testlist01.txt",
+        r = degrade_videos(DegradeConfig(sample_tree, tmp_path / engine, split_file=sample_tree / "ucfTrainTestlist/vallist01.txt",
                                          save_masks=True, engine=engine, progress=False))
         assert len(r.done) == 4 and not r.failed
     for video in sorted((tmp_path / "local").rglob("*.avi")):

@@ -1,7 +1,12 @@
+import csv
 import json
 import subprocess
 
-from vrestore.pipeline.dataset.sample_videos import SampleConfig, make_sample_videos
+import numpy as np
+import pytest
+
+from vrestore.pipeline.dataset.sample_videos import SOURCES, SampleConfig, make_sample_videos
+from vrestore.pipeline.media.video_io import read_frames
 
 
 def stream_info(path):
@@ -14,38 +19,79 @@ def stream_info(path):
     return json.loads(out)
 
 
+@pytest.fixture(scope="module")
+def full_tree(tmp_path_factory):
+    """What `vrestore sample-videos` makes by default: every source, every split."""
+    root = tmp_path_factory.mktemp("full")
+    make_sample_videos(SampleConfig(root))
+    return root
+
+
 def test_tree_has_ucf101_shape(sample_tree):
     videos = sorted(p.relative_to(sample_tree).as_posix() for p in sample_tree.rglob("*.avi"))
-    assert videos == [
-        f"{c}/v_{c}_g{g:02d}_c{k:02d}.avi" for c in ("Astronaut", "Cat") for g in (1, 2) for k in (1, 2)
-    ]
+    assert videos == [f"{c}/v_{c}_g{g:02d}_c{k:02d}.avi" for c in ("Astronaut", "Cat") for g in (1, 2) for k in (1, 2)]
     for v in videos:
         info = stream_info(sample_tree / v)
         s = info["streams"][0]
-        assert (s["codec_name"], s["codec_tag_string"], s["width"], s["height"], s["r_frame_rate"]) == (
-            "mpeg4", "XVID", 320, 240, "25/1")
+        assert (s["codec_name"], s["codec_tag_string"], s["width"], s["height"], s["r_frame_rate"]) == ("mpeg4", "XVID", 320, 240, "25/1")
         assert info["format"]["format_name"] == "avi"
         assert 2.0 <= float(info["format"]["duration"]) <= 4.1
 
 
-def test_split_files_follow_ucf101_format(sample_tree):
-    split = sample_tree / "ucfTrainTestlist"
-    train = split.joinpath("trainlist01.txt").read_text().splitlines()
-    test = split.joinpath("testlist01.txt").read_text().splitlines()
-    # trainlist: "Class/v_Class_gGG_cCC.avi label"; testlist: path only; test = group 1
-    assert train[0] == "Astronaut/v_Astronaut_g02_c01.avi 1"
-    assert all(line.split()[1] == "2" for line in train if line.startswith("Cat/"))
-    assert test == [f"{c}/v_{c}_g01_c{k:02d}.avi" for c in ("Astronaut", "Cat") for k in (1, 2)]
-    assert not {line.split()[0] for line in train} & set(test)  # paths, without train's labels
-    assert split.joinpath("classInd.txt").read_text() == "1 Astronaut\n2 Cat\n"
+def read_sources(root):
+    return list(csv.DictReader((root / "ucfTrainTestlist" / "sources.csv").open()))
+
+
+def test_split_files_follow_ucf101_format_and_record_sources(full_tree):
+    split = full_tree / "ucfTrainTestlist"
+    lines = {s: split.joinpath(f"{s}list01.txt").read_text().splitlines() for s in ("train", "val", "test")}
+    classes = dict(line.split()[::-1] for line in split.joinpath("classInd.txt").read_text().splitlines())
+    # trainlist: "Class/v_Class_gGG_cCC.avi label"; val/test lists: path only
+    assert all(line.split()[1] == classes[line.split("/")[0]] for line in lines["train"])
+    assert all(len(line.split()) == 1 for s in ("val", "test") for line in lines[s])
+    paths = {s: {line.split()[0] for line in lines[s]} for s in lines}
+    rows = read_sources(full_tree)
+    assert {r["path"] for r in rows} == set().union(*paths.values()) == {p.relative_to(full_tree).as_posix() for p in full_tree.rglob("*.avi")}
+    for r in rows:
+        assert r["path"] in paths[r["split"]] and r["split"] == SOURCES[r["path"].split("/")[0]].split
+    kinds = {r["kind"] for r in rows if r["split"] == "test"}
+    assert kinds == {"photo", "video"}  # real camera footage among the test sources
+
+
+def test_no_test_clip_shares_a_source_with_training_or_validation(full_tree):
+    """From the recorded sources, and from the pictures themselves: every test clip's nearest
+    clip (colour histogram of its frames) is another test clip, never a training or validation
+    one, as it would be if a test clip panned over a training photograph."""
+    rows = read_sources(full_tree)
+    by_split = {s: {r["source"] for r in rows if r["split"] == s} for s in ("train", "val", "test")}
+    assert len(by_split["test"]) >= 3
+    assert not by_split["test"] & (by_split["train"] | by_split["val"]) and not by_split["val"] & by_split["train"]
+
+    def histogram(path):
+        frames = np.concatenate(list(read_frames(full_tree / path)))[::5]
+        q = (frames // 32).reshape(-1, 3).astype(int)
+        h = np.bincount(q[:, 0] * 64 + q[:, 1] * 8 + q[:, 2], minlength=512).astype(float)
+        return h / h.sum()
+
+    hist = {r["path"]: histogram(r["path"]) for r in rows}
+    split = {r["path"]: r["split"] for r in rows}
+    for clip in (p for p, s in split.items() if s == "test"):
+        dist = {q: np.abs(hist[clip] - h).sum() for q, h in hist.items() if q != clip}
+        nearest = min(dist, key=dist.get)
+        assert split[nearest] == "test", (clip, nearest, dist[nearest])
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
-    small = dict(classes=1, groups=2, clips=1)
+    small = dict(sources=("Astronaut", "Carphone"), groups=2, clips=1)
     make_sample_videos(SampleConfig(tmp_path / "a", seed=3, **small))
     make_sample_videos(SampleConfig(tmp_path / "b", seed=3, **small))
     make_sample_videos(SampleConfig(tmp_path / "c", seed=4, **small))
-    name = "Astronaut/v_Astronaut_g02_c01.avi"
-    a, b, c = (tmp_path / d / name for d in "abc")
-    assert a.read_bytes() == b.read_bytes()
-    assert a.read_bytes() != c.read_bytes()
+    for name in ("Astronaut/v_Astronaut_g02_c01.avi", "Carphone/v_Carphone_g02_c01.avi", "ucfTrainTestlist/sources.csv"):
+        a, b = (tmp_path / d / name for d in "ab")
+        assert a.read_bytes() == b.read_bytes(), name
+    assert (tmp_path / "a" / "Astronaut/v_Astronaut_g02_c01.avi").read_bytes() != (tmp_path / "c" / "Astronaut/v_Astronaut_g02_c01.avi").read_bytes()
+
+
+def test_unknown_source_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="--sources: unknown Nope"):
+        SampleConfig(tmp_path, sources=("Nope",))

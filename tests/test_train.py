@@ -143,7 +143,8 @@ def tiny_shards(sample_tree, tmp_path_factory):
     return out
 
 
-def test_resume_is_exact(tiny_shards, tmp_path):
+@pytest.mark.parametrize("arch", ["unet", "nafnet"])
+def test_resume_is_exact(tiny_shards, tmp_path, arch):
     """Stopped at an epoch's end, then mid-epoch, and resumed each time, a run ends with the very
     weights of an uninterrupted one: weights, optimisers, scaler, RNGs and the input stream's
     position all came back."""
@@ -153,16 +154,17 @@ def test_resume_is_exact(tiny_shards, tmp_path):
     assert spe >= 3
     end = 2 * spe + 2
     # 3 epochs: the lr decays from 1.5 epochs on, so the resumed parts cross into the decay
-    whole = train(TrainConfig(tiny_shards, out=tmp_path / "whole", max_steps=end, epochs=3, **TINY))
+    tiny = TINY | {"arch": arch}
+    whole = train(TrainConfig(tiny_shards, out=tmp_path / "whole", max_steps=end, epochs=3, **tiny))
     for i, stop in enumerate([spe, spe + 1, end]):
-        part = train(TrainConfig(tiny_shards, out=tmp_path / "split", max_steps=stop, epochs=3, resume=i > 0, **TINY))
+        part = train(TrainConfig(tiny_shards, out=tmp_path / "split", max_steps=stop, epochs=3, resume=i > 0, **tiny))
         assert part.step == stop
     assert whole.step == end and whole.epoch == part.epoch == 2
     a = torch.load(tmp_path / "whole" / "generator.pth", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "split" / "generator.pth", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     # a run with another seed differs, so the comparison above can fail
-    train(TrainConfig(tiny_shards, out=tmp_path / "other", max_steps=end, epochs=3, seed=1, **TINY))
+    train(TrainConfig(tiny_shards, out=tmp_path / "other", max_steps=end, epochs=3, seed=1, **tiny))
     c = torch.load(tmp_path / "other" / "generator.pth", weights_only=True)["state_dict"]
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
@@ -295,9 +297,9 @@ def test_sync_bn_weights_load_into_the_plain_network_and_gpu_options_are_refused
     assert r.returncode == 2 and r.stderr.strip().splitlines() == ["error: --cuda-graphs needs one GPU (no torchrun ranks) and no --compile"]
 
 
-def tiny_pix2pix(seed=0, make_opt=make_adam):
+def tiny_pix2pix(seed=0, make_opt=make_adam, arch="unet"):
     torch.manual_seed(seed)
-    G = build_generator(GeneratorConfig(ngf=4, depth=5))
+    G = build_generator(GeneratorConfig(ngf=4, depth=5, arch=arch))
     D = build_discriminator(DiscriminatorConfig(ndf=4))
     opt_G, opt_D = make_opt(G.parameters(), 2e-4, 0.5), make_opt(D.parameters(), 2e-4, 0.5)
     return Pix2Pix(G, D, D, opt_G, opt_D, torch.amp.GradScaler("cpu", enabled=False), GANLoss(), 100.0, torch.device("cpu"))
@@ -375,9 +377,10 @@ def reference_step(model: Pix2Pix, batch: dict) -> bool:
     return ok_D and ok_G
 
 
-def test_sync_free_step_matches_the_reference_step():
+@pytest.mark.parametrize("arch", ["unet", "nafnet"])
+def test_sync_free_step_matches_the_reference_step(arch):
     foreach = lambda params, lr, beta1: torch.optim.Adam(params, lr=lr, betas=(beta1, 0.999), foreach=True)
-    new, ref = tiny_pix2pix(seed=3), tiny_pix2pix(seed=3, make_opt=foreach)
+    new, ref = tiny_pix2pix(seed=3, arch=arch), tiny_pix2pix(seed=3, make_opt=foreach, arch=arch)
     g = torch.Generator().manual_seed(0)
     for i in range(5):
         batch = {"clean": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, "degraded": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1}
@@ -390,7 +393,7 @@ def test_sync_free_step_matches_the_reference_step():
         assert skipped == (not ok) == (i == 2)
     for a, b in zip(new.G.state_dict().values(), ref.G.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), (a - b).abs().max()
-    assert not all(torch.equal(a, b) for a, b in zip(new.G.state_dict().values(), tiny_pix2pix(seed=3).G.state_dict().values()))
+    assert not all(torch.equal(a, b) for a, b in zip(new.G.state_dict().values(), tiny_pix2pix(seed=3, arch=arch).G.state_dict().values()))
 
 
 def test_weights_file_errors(tmp_path):
@@ -438,7 +441,7 @@ def test_train_from_a_video_folder_shards_once_and_reuses_the_shards(tmp_path):
     assert r.returncode == 0, r.stderr
     assert f"made {out / 'shards' / 'train'}: 16 samples from 2 videos" in r.stderr  # 2 x (10 - 3 + 1) clips
     assert f"made {out / 'shards' / 'val'}: 8 samples from 1 videos" in r.stderr
-    assert "validation: 1 held-out videos" in r.stderr and "warning: no --val-shards" not in r.stderr
+    assert "validation: 1 videos (held out: 0.1 of the groups" in r.stderr and "warning: no --val-shards" not in r.stderr
     trained = {v["path"] for v in json.loads((out / "shards" / "train" / "manifest.json").read_text())["videos"]}
     held = {v["path"] for v in json.loads((out / "shards" / "val" / "manifest.json").read_text())["videos"]}
     assert not trained & held and trained | held == {"a.avi", "b.avi", "c.avi"}
@@ -463,3 +466,17 @@ def test_hold_out_keeps_ucf_groups_whole():
     assert hold_out(list(reversed(entries)), 0.2, seed=0)[1] == sorted(val_e, key=lambda e: -entries.index(e))  # order-free
     assert groups(hold_out(entries, 0.2, seed=1)[1]) != groups(val_e)
     assert hold_out(entries[:3], 0.5)[1] == []  # one group: nothing to hold out
+
+
+def test_train_from_videos_with_a_validation_list(sample_tree, tmp_path):
+    """sample-videos' vallist01.txt as --val-split-file: those videos validate, the rest train."""
+    out = tmp_path / "run"
+    lists = sample_tree / "ucfTrainTestlist"
+    r = subprocess.run([sys.executable, "-m", "vrestore", "train", "--videos", str(sample_tree), "--split-file", str(lists / "trainlist01.txt"),
+                        "--val-split-file", str(lists / "vallist01.txt"), *tiny_cli(sample_tree, out)[2:], "--max-steps", "1"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"from {lists / 'vallist01.txt'}" in r.stderr
+    trained = {v["path"].split("/")[0] for v in json.loads((out / "shards" / "train" / "manifest.json").read_text())["videos"]}
+    held = {v["path"].split("/")[0] for v in json.loads((out / "shards" / "val" / "manifest.json").read_text())["videos"]}
+    assert trained == {"Astronaut"} and held == {"Cat"}

@@ -25,6 +25,7 @@ class TrainConfig:
     split_file: Optional[Path] = None  # with videos: a UCF-101 list selecting them
     use_first_100: bool = False  # with videos: the first 100 only (the original scripts' quick mode)
     val_shards: Optional[Path] = None  # default: --videos holds out videos; --shards validates on its own first samples (warned)
+    val_split_file: Optional[Path] = None  # with videos: a list of validation videos (vallist01.txt) instead of a hold-out
     val_fraction: float = 0.1  # with --videos and no --val-shards: groups (UCF-101) or videos held out for validation
     out: Path = Path("saved_models")
     epochs: int = 50
@@ -37,6 +38,11 @@ class TrainConfig:
     beta1: float = 0.5
     decay_fraction: float = 0.3  # the last part of training decays the lr linearly to 0 (pix2pix: n_epochs_decay); bench/recipe.py
     ema_decay: float = 0.999  # EMA of the generator's weights (validation, samples, generator.pth); 0: off
+    arch: str = "unet"  # generator: unet (pix2pix) or nafnet (models/nafnet.py); bench/arch.py compares them
+    temporal: str = "early"  # nafnet: frames stacked at the input (early) or mixed inside (shift)
+    enc_blocks: tuple = (1, 1, 1, 2)  # nafnet: blocks per encoder level
+    middle_blocks: int = 2  # nafnet
+    dec_blocks: tuple = (1, 1, 1, 1)  # nafnet: blocks per decoder level
     ngf: int = 64  # generator width
     ndf: int = 64  # critic width
     norm: str = "batch"  # batch | instance
@@ -72,10 +78,12 @@ class TrainConfig:
         self.videos = Path(self.videos) if self.videos else None
         self.split_file = Path(self.split_file) if self.split_file else None
         self.val_shards = Path(self.val_shards) if self.val_shards else None
+        self.val_split_file = Path(self.val_split_file) if self.val_split_file else None
         checks = [
             (self.amp in AMP_MODES, f"amp must be one of {AMP_MODES}"),
             (self.gan_mode in GAN_MODES, f"gan mode must be one of {GAN_MODES}"),
-            (self.epochs >= 1 and self.batch_size >= 1, "epochs and batch size must be >= 1"),
+            (self.epochs >= 1, f"--epochs {self.epochs}: must be >= 1"),
+            (self.batch_size >= 1, f"--batch-size {self.batch_size}: must be >= 1"),
             (0 <= self.decay_fraction <= 1, "--decay-fraction must be in [0, 1]"),
             (0 <= self.val_fraction < 1, f"--val-fraction {self.val_fraction}: must be in [0, 1)"),
             (0 <= self.ema_decay < 1, "--ema-decay must be in [0, 1) (0 turns the EMA off)"),
@@ -86,15 +94,22 @@ class TrainConfig:
             (self.val_frames >= 1 and self.log_every >= 1 and self.num_threads >= 1 and self.prefetch >= 1,
              "--val-frames, --log-every, --num-threads and --prefetch must be >= 1"),
             (self.val_interval >= 0, "--val-interval must be >= 0"),
-            (self.max_steps is None or self.max_steps >= 1, "max steps must be >= 1"),
-            (self.max_minutes is None or self.max_minutes > 0, "max minutes must be > 0"),
+            (self.max_steps is None or self.max_steps >= 1, f"--max-steps {self.max_steps}: must be >= 1"),
+            (self.max_minutes is None or self.max_minutes > 0, f"--max-minutes {self.max_minutes}: must be > 0"),
             (not (self.resume and self.overwrite), "--resume and --overwrite contradict each other"),
-            (self.val_every is None or self.val_every >= 1, "val every must be >= 1"),
+            (self.val_split_file is None or self.videos is not None, "--val-split-file goes with --videos (with --shards, give --val-shards)"),
+            (self.val_split_file is None or self.val_shards is None, "give --val-split-file or --val-shards, not both"),
+            (self.val_every is None or self.val_every >= 1, f"--val-every {self.val_every}: must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
         check_crop(self.crop)
+
+    def __setattr__(self, name, value):
+        if name in ("enc_blocks", "dec_blocks") and value is not None:
+            value = tuple(value)
+        super().__setattr__(name, value)
 
     def to_dict(self) -> dict:
         """Plain types only, for config.json and checkpoint.pt (weights_only loads it)."""

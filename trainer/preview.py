@@ -7,13 +7,15 @@ import torch
 from vrestore.pipeline.degrade.degradations import DegradationSpec
 from vrestore.pipeline.evaluation.metrics import to_255
 from vrestore.pipeline.evaluation.pictures import hwc_uint8, image_grid, write_png
+from vrestore.pipeline.atomic import check_writable
 from vrestore.pipeline.dataset.shard_set import load_shard_set
 from vrestore.trainer.dali_input import train_batches
 
 
 def make_preview(shards: Path, out: Path, spec: DegradationSpec, n: int = 8, crop: int = 128, device="cpu", seed: int = 0) -> Path:
     if n < 1:
-        raise ValueError("--num must be >= 1")
+        raise ValueError(f"--num {n}: must be >= 1")
+    check_writable(Path(out).parent, "--out")
     batch = next(iter(train_batches(load_shard_set(shards), spec, n, crop, torch.device(device), seed=seed)))
     # clean centre | each degraded frame of the clip (one column for per-frame shards)
     degraded = [hwc_uint8(to_255(frame)) for frame in batch["degraded"].split(3, dim=1)]

@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from vrestore.models import DiscriminatorConfig, GANLoss, GeneratorConfig, build_discriminator, build_generator
-from vrestore.pipeline.atomic import write_json_atomic
+from vrestore.pipeline.atomic import check_writable, write_json_atomic
 from vrestore.pipeline.precision import amp_dtype
 from vrestore.trainer import distributed
 from vrestore.models.weights import first_line
@@ -95,7 +95,8 @@ def swing(values: list) -> float:
 
 
 def network_configs(cfg: TrainConfig, frames: int):
-    g = GeneratorConfig.for_crop(cfg.crop, ngf=cfg.ngf, norm=cfg.norm, dropout=cfg.dropout, frames=frames)
+    g = GeneratorConfig.for_crop(cfg.crop, ngf=cfg.ngf, norm=cfg.norm, dropout=cfg.dropout, frames=frames, arch=cfg.arch,
+                                 temporal=cfg.temporal, enc_blocks=cfg.enc_blocks, middle_blocks=cfg.middle_blocks, dec_blocks=cfg.dec_blocks)
     return g, DiscriminatorConfig(ndf=cfg.ndf, norm=cfg.norm)
 
 
@@ -120,7 +121,8 @@ def prepare_out(cfg: TrainConfig, d, frames: int) -> Optional[dict]:
         return None
     state = load_checkpoint(cfg.out)
     g, dc = network_configs(cfg, frames)
-    differ = [f"{k}: {state['G_config'][k]} in the checkpoint, {v} now" for k, v in g.to_dict().items() if state["G_config"].get(k) != v]
+    saved = GeneratorConfig(**state["G_config"]).to_dict()  # older checkpoints lack newer keys: their defaults
+    differ = [f"{k}: {saved[k]} in the checkpoint, {v} now" for k, v in g.to_dict().items() if saved[k] != v]
     differ += [f"critic {k}: {state['D_config'][k]} in the checkpoint, {v} now" for k, v in dc.to_dict().items() if state["D_config"].get(k) != v]
     if differ:
         raise ValueError("--resume with a different architecture (" + "; ".join(differ) + ")")
@@ -157,7 +159,12 @@ def shards_from_videos(cfg: TrainConfig, d) -> tuple:
     root = cfg.out / "shards"
     common = dict(split_file=cfg.split_file, use_first_100=cfg.use_first_100)
     entries, _ = select_videos(ShardConfig(cfg.videos, root, **common))
-    train_entries, val_entries = hold_out(entries, 0 if cfg.val_shards else cfg.val_fraction, cfg.seed)
+    if cfg.val_split_file:  # a validation list of its own (sample-videos' vallist01.txt): no hold-out
+        val_entries, _ = select_videos(ShardConfig(cfg.videos, root, split_file=cfg.val_split_file))
+        held = {e.rel for e in val_entries}
+        train_entries = [e for e in entries if e.rel not in held]
+    else:
+        train_entries, val_entries = hold_out(entries, 0 if cfg.val_shards else cfg.val_fraction, cfg.seed)
     lists = {"train": train_entries, "val": val_entries}
     made = {}
     for name, chosen in lists.items():
@@ -176,8 +183,9 @@ def shards_from_videos(cfg: TrainConfig, d) -> tuple:
               f"from {len(m['videos'])} videos ({len(m['skipped'])} skipped)", file=sys.stderr)
         made[name] = out
     if val_entries:
-        print(f"validation: {len(val_entries)} held-out videos ({cfg.val_fraction:g} of the groups, listed in "
-              f"{root / 'val_videos.txt'}), none of them trained on", file=sys.stderr)
+        why = f"from {cfg.val_split_file}" if cfg.val_split_file else f"held out: {cfg.val_fraction:g} of the groups"
+        print(f"validation: {len(val_entries)} videos ({why}; listed in {root / 'val_videos.txt'}), none of them trained on",
+              file=sys.stderr)
     return made["train"], made.get("val")
 
 
@@ -313,7 +321,7 @@ def run(cfg: TrainConfig, d) -> TrainResult:
 
     log, vset, best, history = None, None, (state or {}).get("best") or {"psnr": -math.inf, "step": None}, []
     if d.is_main:
-        cfg.out.mkdir(parents=True, exist_ok=True)
+        check_writable(cfg.out, "--out")
         write_json_atomic(cfg.out / "config.json", cfg.to_dict())
         log = RunLog(cfg.out, fresh=not cfg.resume)
         vset = validation_set(val_shards, cfg.spec, cfg.val_frames, d.device)

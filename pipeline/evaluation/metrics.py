@@ -70,10 +70,24 @@ def temporal_squared_error(out: torch.Tensor, ref: torch.Tensor, prev_out=None, 
     return torch.stack([err.sum(), torch.tensor(float(err.numel()), dtype=torch.float64)]).cpu()
 
 
+# The one definition of every score, used by restore's table and report, validation and
+# bench/quality.py, and written into restore's report beside the figures.
+DEFINITIONS = {
+    "psnr": "PSNR of each frame (peak 255, all pixels and channels), averaged over all frames of all videos",
+    "ssim": "SSIM of each frame (Gaussian 11x11, sigma 1.5, Wang et al.), averaged over all frames of all videos",
+    "psnr_boxes": "one PSNR of the squared error pooled over every pixel inside the boxes, all frames of all videos",
+    "psnr_outside": "one PSNR of the squared error pooled over every pixel outside the boxes, all frames of all videos",
+    "temporal_psnr": "one PSNR of the squared error of consecutive-frame differences (out_t - out_t-1 against "
+                     "ref_t - ref_t-1), pooled over all frame pairs of all videos",
+}
+
+
 class VideoScores:
     """One method's output against the originals over many frames of many videos: mean per-frame
     PSNR and SSIM; PSNR pooled inside and outside the boxes (when masks are given); temporal
-    PSNR (pooled over consecutive-frame differences, peak 255). Call `end_video` between videos."""
+    PSNR (pooled over consecutive-frame differences, peak 255). Call `end_video` between videos.
+    `sums()` and `merged()` carry the running totals, so per-video scores (restore's rows) pool
+    into exactly the figures one VideoScores over all videos gives (its "all" row)."""
 
     def __init__(self, with_ssim: bool = True):
         self.with_ssim = with_ssim
@@ -95,6 +109,23 @@ class VideoScores:
 
     def end_video(self) -> None:
         self.prev = None
+
+    def sums(self) -> dict:
+        """The running totals as plain numbers (JSON, a report row)."""
+        return {"frames": self.frames, "psnr": self.psnr, "ssim": self.ssim if self.with_ssim else None,
+                "boxes": self.boxes.tolist(), "temporal": self.temporal.tolist()}
+
+    @classmethod
+    def merged(cls, parts: list) -> "VideoScores":
+        """One VideoScores over the videos whose `sums()` these are."""
+        total = cls(with_ssim=all(p["ssim"] is not None for p in parts))
+        for p in parts:
+            total.frames += p["frames"]
+            total.psnr += p["psnr"]
+            total.ssim += p["ssim"] or 0.0
+            total.boxes += torch.tensor(p["boxes"], dtype=torch.float64)
+            total.temporal += torch.tensor(p["temporal"], dtype=torch.float64)
+        return total
 
     def result(self) -> dict:
         n = max(self.frames, 1)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch.export import Dim
 
-from vrestore.pipeline.atomic import atomic_path
+from vrestore.pipeline.atomic import atomic_path, check_writable
 from vrestore.models.weights import load_network
 
 FORMATS = ("onnx", "torchscript")
@@ -35,7 +35,7 @@ def export_generator(cfg: ExportConfig) -> dict:
     G = load_network(cfg.weights, "generator").eval()
     m, channels = G.cfg.multiple, 3 * G.cfg.frames
     example = torch.zeros(2, channels, 2 * m, 2 * m)
-    cfg.out.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(cfg.out.parent, "OUT")
     with atomic_path(cfg.out) as tmp, torch.no_grad():
         if cfg.format == "torchscript":
             # tracing records no sizes for convolutions and concatenations: any batch and any
@@ -43,6 +43,9 @@ def export_generator(cfg: ExportConfig) -> dict:
             torch.jit.trace(G, example).save(str(tmp))
         else:
             height, width = Dim("height", min=1, max=1024), Dim("width", min=1, max=1024)
-            torch.onnx.export(G, (example,), str(tmp), input_names=["frames"], output_names=["restored"], dynamo=True, verbose=False,
-                              dynamic_shapes={"x": {0: Dim("batch", min=1, max=4096), 2: m * height, 3: m * width}})
+            program = torch.onnx.export(G, (example,), None, input_names=["frames"], output_names=["restored"], dynamo=True,
+                                        verbose=False, dynamic_shapes=({0: Dim("batch", min=1, max=4096), 2: m * height, 3: m * width},))
+            # one self-contained file: weights inside it (our generators are far below ONNX's 2 GB
+            # limit), so the file can be copied alone and no data file is left beside it
+            program.save(str(tmp), external_data=False)
     return {"input": f"(N, {channels}, H, W) float32 in [-1, 1], H and W multiples of {m}", "frames": G.cfg.frames, "multiple": m}

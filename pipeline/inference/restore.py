@@ -19,11 +19,11 @@ from tqdm import tqdm
 
 from vrestore.models import pad_to_multiple
 from vrestore.models.weights import load_network
-from vrestore.pipeline.atomic import atomic_path, remove_dead_temp_files, write_json_atomic
+from vrestore.pipeline.atomic import atomic_path, check_writable, remove_dead_temp_files, write_json_atomic
 from vrestore.pipeline.cluster import ray_engine
 from vrestore.pipeline.cluster.ray_engine import check_engine
 from vrestore.pipeline.devices import resolve_device
-from vrestore.pipeline.evaluation.metrics import VideoScores, to_255
+from vrestore.pipeline.evaluation.metrics import DEFINITIONS, VideoScores, to_255
 from vrestore.pipeline.evaluation.pictures import hwc_uint8, side_by_side, write_png
 from vrestore.pipeline.inference.frame_windows import sliding_windows
 from vrestore.pipeline.media.discover import VIDEO_EXTENSIONS, check_output_folder, list_source_videos, output_names, refuse_replacing_inputs
@@ -127,7 +127,9 @@ class Restorer:
             yield centre, self(windows)
 
 
-SCORES = ("psnr", "ssim", "psnr_boxes", "psnr_outside", "temporal_psnr")
+# VideoScores.result() names -> the report's column stems
+RESULT_NAMES = {"psnr": "psnr", "ssim": "ssim", "psnr_inside_boxes": "psnr_boxes", "psnr_outside_boxes": "psnr_outside",
+                "temporal_psnr": "temporal_psnr"}
 
 
 @dataclass
@@ -152,6 +154,7 @@ class VideoReport:
     psnr_outside_restored: Optional[float] = None
     temporal_psnr_input: Optional[float] = None
     temporal_psnr_restored: Optional[float] = None
+    sums: Optional[dict] = None  # {"input", "restored"}: VideoScores.sums(), pooled into the "all" row
     mismatch: Optional[str] = None  # why no figures, when an original was there but did not pair
     warning: Optional[str] = None  # ffmpeg complained but frames decoded: restored what decoded (partial)
     audio: Optional[str] = None  # how the audio was carried, when not copied as it was
@@ -203,12 +206,13 @@ class FrameScores:
         self.input.add(to(degraded), o, m)
         self.restored.add(to(restored), o, m)
 
+    def sums(self) -> dict:
+        return {"input": self.input.sums(), "restored": self.restored.sums()}
+
     def means(self) -> dict:
-        names = {"psnr": "psnr", "ssim": "ssim", "psnr_inside_boxes": "psnr_boxes", "psnr_outside_boxes": "psnr_outside",
-                 "temporal_psnr": "temporal_psnr"}
         out = {}
         for which, scores in (("input", self.input), ("restored", self.restored)):
-            out |= {f"{names[k]}_{which}": v for k, v in scores.result().items() if k in names}
+            out |= {f"{RESULT_NAMES[k]}_{which}": v for k, v in scores.result().items() if k in RESULT_NAMES}
         return out
 
 
@@ -295,7 +299,8 @@ def restore_video(src: Path, dst: Path, restorer: Restorer, codec="mjpeg", batch
         for reader in (originals, masks):
             if reader is not None:
                 stack.callback(reader.close)  # stops its ffmpeg if we stop reading early
-        out = stack.enter_context(VideoWriter(dst, info.width, info.height, info.fps, codec, audio_from=src, audio_codec=info.audio_codec))
+        out = stack.enter_context(VideoWriter(dst, info.width, info.height, info.fps, codec, audio_from=src, audio_codec=info.audio_codec,
+                                              start_time=info.start_time, sample_aspect=info.sample_aspect))
         sink = Sink(stack, out, info, codec, originals, masks, comparison)
         pool = stack.enter_context(ThreadPoolExecutor(1))
         pending = None
@@ -315,20 +320,37 @@ def restore_video(src: Path, dst: Path, restorer: Restorer, codec="mjpeg", batch
     if sink.scores is not None:
         for k, v in sink.scores.means().items():
             setattr(report, k, v)
+        report.sums = sink.scores.sums()
     return report
 
 
+def original_names(rel: str) -> list:
+    """The relative names (without extension) an input's original may have: its own, dots
+    included (`scene.v2.avi` -> `scene.v2`, never `scene`), then the name `vrestore degrade` gave
+    to one of several same-stem inputs (`a_mp4.avi` -> `a.mp4`, see discover.output_names)."""
+    stem = rel[: -len(Path(rel).suffix)] if Path(rel).suffix else rel
+    names = [(stem, VIDEO_EXTENSIONS)]
+    base, _, ext = stem.rpartition("_")
+    if base and f".{ext}" in VIDEO_EXTENSIONS:
+        names.append((base, (f".{ext}",)))
+    return names
+
+
 def find_original(originals: Path, rel: str) -> Optional[Path]:
-    """A file is the original of a single input; in a folder, the same relative path (any video
-    extension) wins, then a unique file name stem anywhere below."""
+    """A file is the original of a single input; in a folder, the same relative name (any video
+    extension) wins, then a unique file name anywhere below with that name."""
     if originals.is_file():
         return originals
-    stem_path = originals / Path(rel).with_suffix("")
-    for ext in VIDEO_EXTENSIONS:
-        if (p := stem_path.with_suffix(ext)).is_file():
-            return p
-    matches = [p for ext in VIDEO_EXTENSIONS for p in originals.rglob(f"{Path(rel).stem}{ext}")]
-    return matches[0] if len(matches) == 1 else None
+    for stem, exts in original_names(rel):
+        for ext in exts:
+            if (p := originals / f"{stem}{ext}").is_file():
+                return p
+    for stem, exts in original_names(rel):
+        name = Path(stem).name
+        matches = [p for p in originals.rglob("*") if p.is_file() and p.name in {f"{name}{e}" for e in exts}]
+        if len(matches) == 1:
+            return matches[0]
+    return None
 
 
 def is_mask(path: Path) -> bool:
@@ -349,14 +371,23 @@ class RestoreJob:
 
 
 def plan_restore(cfg: RestoreConfig) -> tuple:
-    """(jobs, skipped, no_original): every check on inputs and outputs, before any work."""
+    """(jobs, skipped, no_original, unreadable): every check on inputs and outputs, before any work."""
     exclude = check_output_folder(cfg.input, cfg.output_dir, "--output-dir")
-    entries, _ = list_source_videos(cfg.input, exclude=exclude)
+    if cfg.originals is not None and cfg.originals.is_file() and cfg.input.is_dir():
+        raise ValueError(f"--originals {cfg.originals} is one file but INPUT {cfg.input} is a folder: give the originals' folder")
+    entries, unreadable = list_source_videos(cfg.input, exclude=exclude)
     root = cfg.input.parent if cfg.input.is_file() else cfg.input
     entries = [e for e in entries if not is_mask(root / e.rel)]
     ext = "." + CODECS[cfg.codec].container
     names = output_names([e.rel for e in entries], ext)
-    refuse_replacing_inputs([root / e.rel for e in entries], [cfg.output_dir / n for n in names.values()])
+    inputs = [root / e.rel for e in entries] + ([cfg.originals] if cfg.originals and cfg.originals.is_file() else [])
+    report_files = [cfg.report, cfg.report.with_suffix(".csv")] if cfg.report else []
+    refuse_replacing_inputs(inputs, [cfg.output_dir / n for n in names.values()] + report_files)
+    if cfg.report:
+        check_writable(cfg.report.parent, "--report")  # now, not after every video was restored
+        csv_path = cfg.report.with_suffix(".csv")
+        if csv_path.exists() and not cfg.report.exists() and not cfg.overwrite:
+            raise ValueError(f"--report: {csv_path} exists and is no earlier report's CSV; choose another --report or pass --overwrite")
     remove_dead_temp_files(cfg.output_dir)
     jobs, skipped, no_original = [], [], []
     for e in entries:
@@ -369,7 +400,7 @@ def plan_restore(cfg: RestoreConfig) -> tuple:
             no_original.append(e.rel)
         comparison = cfg.output_dir / "side_by_side" / names[e.rel] if cfg.side_by_side else None
         jobs.append(RestoreJob(e.rel, root / e.rel, dst, original, comparison, cfg.codec, cfg.batch_size))
-    return jobs, skipped, no_original
+    return jobs, skipped, no_original, unreadable
 
 
 def restore_job(restorer: Restorer, job: RestoreJob, on_frames=None) -> tuple:
@@ -406,8 +437,8 @@ def restore_videos(cfg: RestoreConfig) -> RestoreResult:
         restorer = Restorer(cfg.weights, cfg.device, cfg.amp, cfg.channels_last, cfg.tile)  # weights first: fail fast
     else:
         load_network(cfg.weights, "generator")  # fail fast on the driver, not in every worker
-    jobs, skipped, no_original = plan_restore(cfg)
-    result = RestoreResult(skipped=skipped, no_original=no_original)
+    jobs, skipped, no_original, unreadable = plan_restore(cfg)
+    result = RestoreResult(skipped=skipped, no_original=no_original, failed=list(unreadable))
     outcomes = {}
     if cfg.engine == "local":
         videos = tqdm(jobs, unit="video", disable=not cfg.progress, dynamic_ncols=True)
@@ -441,19 +472,17 @@ def restore_videos(cfg: RestoreConfig) -> RestoreResult:
 
 
 def overall(reports: list) -> Optional[dict]:
-    """Frame-weighted means over all scored videos (per-frame PSNR/SSIM: exactly the mean over
-    all frames; the pooled in/out-of-box and temporal PSNRs: the frame-weighted mean of each
-    video's)."""
-    scored = [r for r in reports if r.psnr_restored is not None]
-    n = sum(r.frames for r in scored)
-    if not n:
+    """The "all" row: every scored video's frames as one set (metrics.DEFINITIONS): per-frame
+    PSNR and SSIM averaged over all frames, box and temporal squared errors pooled over all
+    videos; bench/quality.py computes the same figures with the same VideoScores."""
+    scored = [r for r in reports if r.sums is not None]
+    if not scored:
         return None
     m = {}
-    for key in (f"{s}_{w}" for s in SCORES for w in ("input", "restored")):
-        have = [r for r in scored if getattr(r, key) is not None]
-        weight = sum(r.frames for r in have)
-        m[key] = sum(getattr(r, key) * r.frames for r in have) / weight if weight else None
-    return m | {"psnr_gain": m["psnr_restored"] - m["psnr_input"], "frames": n, "videos": len(scored)}
+    for which in ("input", "restored"):
+        result = VideoScores.merged([r.sums[which] for r in scored]).result()
+        m |= {f"{RESULT_NAMES[k]}_{which}": result[k] for k in RESULT_NAMES}
+    return m | {"psnr_gain": m["psnr_restored"] - m["psnr_input"], "frames": sum(r.frames for r in scored), "videos": len(scored)}
 
 
 def format_table(result: RestoreResult) -> str:
@@ -473,6 +502,9 @@ def format_table(result: RestoreResult) -> str:
     if rows:
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
         lines = ["  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)) for r in [head, *rows]]
+    if rows:
+        lines.append("PSNR, SSIM: per frame, averaged over frames; boxes, outside, temporal: one PSNR of the squared error "
+                     "pooled over all their pixels (the all row pools every video's)")
     lines += [f"not scored: {r.video}: {r.mismatch}" for r in result.videos if r.mismatch]
     lines += [f"not scored: {v}: no original found" for v in result.no_original]
     return "\n".join(lines)
@@ -481,8 +513,8 @@ def format_table(result: RestoreResult) -> str:
 def write_report(path: Path, result: RestoreResult) -> None:
     """JSON with every video and the overall means, and a CSV of the per-video rows beside it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [asdict(r) | {"psnr_gain": r.psnr_gain} for r in result.videos]
-    doc = {"videos": rows, "overall": overall(result.videos), "failed": [{"video": v, "reason": why} for v, why in result.failed],
+    rows = [{k: v for k, v in asdict(r).items() if k != "sums"} | {"psnr_gain": r.psnr_gain} for r in result.videos]
+    doc = {"definitions": DEFINITIONS, "videos": rows, "overall": overall(result.videos), "failed": [{"video": v, "reason": why} for v, why in result.failed],
            "partial": [{"video": v, "warning": why} for v, why in result.partial],
            "no_original": result.no_original, "skipped_existing": result.skipped}
     write_json_atomic(path, doc)

@@ -97,7 +97,9 @@ def read_split_file(split_file: Path) -> list:
     if not split_file.is_file():
         raise SourceError(f"split file not found: {split_file}")
     rels = []
-    for line in split_file.read_text().splitlines():
+    # utf-8-sig: a byte-order mark (Windows editors write one) is not part of the first path;
+    # splitlines takes CRLF and LF alike
+    for line in split_file.read_text(encoding="utf-8-sig").splitlines():
         parts = line.strip().split()
         if parts:
             rels.append(parts[0].replace("\\", "/"))
@@ -120,12 +122,26 @@ def select_by_split(root: Path, rels: list):
     for rel in rels:
         exact = root / rel
         path = exact if exact.is_file() else by_lower.get(rel.lower())
-        (found.append(make_entry(root, path)) if path else missing.append(rel))
+        if path:
+            found.append(make_entry(root, path))
+        else:
+            missing.append((rel, "a symbolic link to a file that does not exist" if exact.is_symlink()
+                            else "listed in the split file but not found"))
     return sorted(set(found), key=lambda e: e.rel), missing
 
 
+def dangling_links(root: Path, exclude: tuple = ()) -> list:
+    """(relative path, reason) of video-named symbolic links below `root` whose target is gone:
+    reported as skipped or failed, never silently left out."""
+    skip = [Path(x).resolve() for x in exclude]
+    return [(p.relative_to(root).as_posix(), "a symbolic link to a file that does not exist")
+            for p in sorted(root.rglob("*")) if p.is_symlink() and not p.exists() and p.suffix.lower() in VIDEO_EXTENSIONS
+            and not any(p.parent.resolve().is_relative_to(s) for s in skip)]
+
+
 def list_source_videos(src: Path, split_file: Optional[Path] = None, exclude: tuple = ()):
-    """All videos to consider, sorted, with unique ids, plus split-file paths that exist nowhere.
+    """All videos to consider, sorted, with unique ids, plus (path, reason) for what was asked
+    for or lies there but cannot be read: split-file paths that exist nowhere, dangling links.
     `exclude`: folders not to search (outputs written inside the input)."""
     if not src.exists():
         raise SourceError(f"source not found: {src}")
@@ -134,7 +150,7 @@ def list_source_videos(src: Path, split_file: Optional[Path] = None, exclude: tu
     if split_file is not None:
         entries, missing = select_by_split(src, read_split_file(split_file))
     else:
-        entries, missing = find_videos(src, exclude), []
+        entries, missing = find_videos(src, exclude), dangling_links(src, exclude)
     entries = with_unique_ids(entries)
     if not entries:
         what = f"none of the videos in {split_file}" if split_file else f"no video files ({', '.join(VIDEO_EXTENSIONS)})"

@@ -21,6 +21,8 @@ class VideoInfo:
     codec: str
     rotation: int = 0  # degrees the player turns the stored picture (phone videos); decoders apply it
     audio_codec: Optional[str] = None  # the first audio stream's codec, if any
+    start_time: float = 0.0  # the video stream's first timestamp, seconds (MPEG-TS and edited files start later)
+    sample_aspect: Optional[str] = None  # "W:H" of a pixel when not square (anamorphic video), else None
 
 
 def _last_line(text: str) -> str:
@@ -64,7 +66,19 @@ def probe_video(path) -> VideoInfo:
         codec=s.get("codec_name", "?"),
         rotation=rotation,
         audio_codec=next((a.get("codec_name") for a in meta.get("streams", []) if a.get("codec_type") == "audio"), None),
+        start_time=float(s.get("start_time") or 0.0),
+        sample_aspect=sample_aspect(s, rotation),
     )
+
+
+def sample_aspect(stream: dict, rotation: int) -> Optional[str]:
+    """The pixel's shape as "W:H" when it is not square (the display aspect differs from the
+    stored size's); turned with the picture for 90/270-degree rotations."""
+    sar = stream.get("sample_aspect_ratio") or "1:1"
+    num, _, den = sar.partition(":")
+    if not (num.isdigit() and den.isdigit()) or int(num) == 0 or int(den) == 0 or num == den:
+        return None
+    return f"{den}:{num}" if rotation in (90, 270) else f"{num}:{den}"
 
 
 def stream_rotation(stream: dict) -> int:

@@ -32,9 +32,11 @@ CODECS = {
 
 
 # Audio codecs each container holds as they are; anything else is re-encoded to the fallback
-# (Opus or Vorbis into .avi would make ffmpeg fail).
+# (Opus or Vorbis into .avi would make ffmpeg fail). AAC is not copied into .avi: its encoder's
+# priming samples sit before time 0, hidden by the MP4 edit list that AVI cannot carry, so a
+# copy plays late and shifts the video's timestamps; decoded to PCM it starts where the video does.
 AUDIO_COPYABLE = {
-    "avi": {"mp3", "mp2", "ac3", "aac", "pcm_s16le", "pcm_u8"},
+    "avi": {"mp3", "mp2", "ac3", "pcm_s16le", "pcm_u8"},
     "mp4": {"aac", "mp3", "ac3", "eac3", "alac", "opus"},
 }
 AUDIO_FALLBACK = {"avi": "pcm_s16le", "mp4": "aac"}
@@ -45,7 +47,7 @@ def audio_plan(container: str, audio_codec) -> tuple:
     if audio_codec is None or audio_codec in AUDIO_COPYABLE[container]:
         return "copy", None
     fallback = AUDIO_FALLBACK[container]
-    return fallback, f"audio re-encoded from {audio_codec} to {fallback} (.{container} cannot hold {audio_codec})"
+    return fallback, f"audio re-encoded from {audio_codec} to {fallback} (not copied into .{container})"
 
 
 class VideoReadError(Exception):
@@ -136,9 +138,13 @@ def prefetched(batches, depth: int = 2):
 class VideoWriter:
     """Encode raw frames fed to `write`; the file appears under its name only when complete."""
 
-    def __init__(self, path, width: int, height: int, fps, codec: str = "ffv1", gray: bool = False, audio_from=None, audio_codec=None):
+    def __init__(self, path, width: int, height: int, fps, codec: str = "ffv1", gray: bool = False, audio_from=None, audio_codec=None,
+                 start_time: float = 0.0, sample_aspect: str = None):
         """audio_from: copy that file's audio streams, if it has any; `audio_codec` (the source's,
-        from probe_video) decides whether the output container can take it as it is."""
+        from probe_video) decides whether the output container can take it as it is.
+        `start_time`: the source video's first timestamp; its audio is shifted by as much, so the
+        frames written (which start at 0, evenly spaced) stay in step with it. `sample_aspect`
+        ("W:H", from probe_video): non-square pixels, kept so players show the source's shape."""
         if codec not in CODECS:
             raise ValueError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
         self.path, self.channels = Path(path), 1 if gray else 3
@@ -147,9 +153,13 @@ class VideoWriter:
         self._tmp = temp_path_for(self.path)
         stream = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="gray" if gray else "rgb24", s=f"{width}x{height}", framerate=str(fps))
         acodec, self.audio_note = audio_plan(c.container, audio_codec) if audio_from else (None, None)
-        streams = [stream] + ([ffmpeg.input(str(audio_from))["a?"]] if audio_from else [])
+        offset = {"itsoffset": f"{-start_time:.6f}"} if audio_from and start_time else {}
+        streams = [stream] + ([ffmpeg.input(str(audio_from), **offset)["a?"]] if audio_from else [])
+        # avoid_negative_ts disabled: the video's timestamps stay 0, 1/fps, 2/fps ... whatever the
+        # audio's first timestamp (the muxer would otherwise shift every stream to make it 0)
         out = ffmpeg.output(*streams, str(self._tmp), format=c.container, vcodec=c.vcodec, pix_fmt="gray" if gray else c.pix_fmt,
-                            **dict(c.options), **({"acodec": acodec} if audio_from else {}))
+                            avoid_negative_ts="disabled", **dict(c.options), **({"acodec": acodec} if audio_from else {}),
+                            **({"vf": f"setsar={sample_aspect.replace(':', '/')}"} if sample_aspect else {}))
         args = ffmpeg_command(out, "-y")
         self._log = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)

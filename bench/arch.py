@@ -1,0 +1,100 @@
+"""Generators compared at equal training time: the pix2pix U-Net and NAFNet-style U-Nets
+(frames stacked at the input, or mixed inside by a temporal shift), T = 5, the demo's recipe
+(64 px crops, lr 1e-3, EMA, batch 16) and data, the same seeds and minutes each on this machine.
+
+    python bench/arch.py                       # 4 minutes per generator
+    python bench/arch.py --minutes 8 --only unet nafnet-shift
+
+Per generator: parameters, GFLOPs per 320x240 frame (torch's FLOP counter, as restore pads it),
+training img/s, restore frames/s at 320x240 on this machine (model alone, and end to end:
+decode, model, encode of a real 320x240 test clip), and the pooled scores (bench/quality.py's
+evaluate: PSNR per frame, box/outside/temporal pooled) on the validation split (where the
+default is chosen) and the test split (reported; sources neither trained nor validated on).
+"""
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from quality import evaluate  # bench/quality.py, beside this script
+from recipe import ensure_data, eval_sets, train_run
+from vrestore.models.weights import load_network
+from vrestore.pipeline.inference.restore import Restorer, restore_video
+
+ARCHS = {
+    "unet": ["--arch", "unet"],
+    "nafnet-early": ["--arch", "nafnet", "--temporal", "early"],
+    "nafnet-shift": ["--arch", "nafnet", "--temporal", "shift"],
+}
+
+
+def model_cost(weights: Path) -> dict:
+    G = load_network(weights).eval()
+    m, t = G.cfg.multiple, G.cfg.frames
+    h, w = -(-240 // m) * m, -(-320 // m) * m
+    x = torch.rand(1, 3 * t, h, w) * 2 - 1
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        G(x)
+    return {"params_M": sum(p.numel() for p in G.parameters()) / 1e6, "gflops_per_frame": counter.get_total_flops() / 1e9}
+
+
+def restore_speed(weights: Path, clip: Path, tmp: Path) -> dict:
+    """Frames/s at 320x240: the model alone on batches of 8 windows, and restore_video end to end."""
+    restorer = Restorer(weights, "cpu")
+    windows = np.random.default_rng(0).integers(0, 256, (8, restorer.frames, 240, 320, 3), dtype=np.uint8)
+    restorer(windows)  # warm-up
+    t0, n = time.perf_counter(), 0
+    while time.perf_counter() - t0 < 5:
+        restorer(windows)
+        n += len(windows)
+    alone = n / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    report = restore_video(clip, tmp / "out.avi", restorer)
+    return {"model_fps": alone, "restore_fps": report.frames / (time.perf_counter() - t0)}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", type=Path, default=Path("demo_output"))
+    p.add_argument("--work", type=Path, default=Path("demo_output/arch"))
+    p.add_argument("--minutes", type=float, default=4.0)
+    p.add_argument("--only", nargs="+", choices=list(ARCHS), default=list(ARCHS))
+    p.add_argument("--frames", type=int, default=5)
+    args = p.parse_args()
+    videos, shards = ensure_data(args.root, args.frames)
+    sets = eval_sets(videos, args.work)
+    clip = next(c for c, _, _ in sets["test"] if "Bikes" in str(c))  # real footage, 320x240
+    rows = {"degraded input": {split: evaluate(("identity", None), v) for split, v in sets.items()}}
+    for name in args.only:
+        run = args.work / name
+        t0 = time.monotonic()
+        train_run(shards, run, args.minutes, *ARCHS[name], "--ngf", "16")
+        log = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
+        steps = torch.load(run / "checkpoint.pt", weights_only=True)["step"]
+        restorer = Restorer(run / "generator.pth", "cpu")
+        row = {split: evaluate(("generator", restorer), v) for split, v in sets.items()}
+        row |= model_cost(run / "generator.pth") | restore_speed(run / "generator.pth", clip, run)
+        row |= {"steps": steps, "train_img_s": steps * 16 / (args.minutes * 60), "validations": len(log)}
+        rows[name] = row
+        print(f"{name}: {steps} steps, trained and scored in {time.monotonic() - t0:.0f} s", flush=True)
+    best = max(args.only, key=lambda k: rows[k]["val"]["psnr"])
+    print(f"\nT = {args.frames}, {args.minutes:g} training minutes each on this machine; chosen on validation PSNR: {best}")
+    head = f"{'generator':<14} {'params':>7} {'GFLOP/fr':>8} {'train img/s':>11} {'model fps':>9} {'restore fps':>11}"
+    for split in ("val", "test"):
+        print(f"\n{split}: {len(sets[split])} videos, {rows['degraded input'][split]['frames']} frames")
+        print(f"{head}  {'PSNR':>6} {'boxes':>6} {'outside':>7} {'temporal':>8} {'SSIM':>6}")
+        for name, r in rows.items():
+            s = r[split]
+            cost = (f"{r['params_M']:6.2f}M {r['gflops_per_frame']:8.2f} {r['train_img_s']:11.1f} {r['model_fps']:9.1f} {r['restore_fps']:11.1f}"
+                    if "steps" in r else f"{'':>7} {'':>8} {'':>11} {'':>9} {'':>11}")
+            print(f"{name:<14} {cost}  {s['psnr']:6.2f} {s['psnr_inside_boxes']:6.2f} {s['psnr_outside_boxes']:7.2f} "
+                  f"{s['temporal_psnr']:8.2f} {s['ssim']:6.4f}")
+    (args.work / "arch.json").write_text(json.dumps({"minutes": args.minutes, "frames": args.frames, "rows": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

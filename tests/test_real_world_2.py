@@ -1,0 +1,218 @@
+"""Real-world files, round 2 (issue 23): timing and shape kept, outputs never over inputs by any
+path, names matched back, long names, dangling links, one-line errors. Inputs made here with
+ffmpeg; each test asserts what a user sees: exit code, one line, inputs unchanged, timestamps."""
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from test_real_world import clip, ffmpeg, run, tree_hashes
+from vrestore.models import GeneratorConfig, build_generator
+from vrestore.models.weights import save_weights
+
+
+def probe(path, *entries, stream="v:0"):
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", stream, "-show_entries", ",".join(entries), "-of", "json", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def video_pts(path):
+    packets = probe(path, "packet=pts_time")["packets"]
+    return sorted(float(p["pts_time"]) for p in packets)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w2") / "g.pth"
+    save_weights(path, build_generator(GeneratorConfig(ngf=4, depth=5)))
+    return path
+
+
+def test_phone_mp4_with_aac_keeps_even_timestamps_and_audio_in_step(tmp_path, weights):
+    """H.264 + AAC (the encoder's priming packet at -0.023 s) restored to .avi: 100 frames at
+    0, 0.04, 0.08 ..., the duration of the source, the audio starting with the video."""
+    src = tmp_path / "in" / "phone.mp4"
+    src.parent.mkdir()
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
+           "-t", "4", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", src)
+    for codec in ("mjpeg", "ffv1"):
+        r = run("vrestore", "restore", src.parent, "--weights", weights, "--output-dir", tmp_path / codec, "--codec", codec, "--quiet")
+        assert r.returncode == 0, r.stderr
+        out = tmp_path / codec / "phone.avi"
+        pts = video_pts(out)
+        assert len(pts) == 100 and pts[:3] == [0.0, 0.04, 0.08] and pts[-1] == pytest.approx(3.96)
+        audio = probe(out, "stream=start_time,codec_name", stream="a:0")["streams"][0]
+        assert float(audio["start_time"]) == 0.0 and audio["codec_name"] == "pcm_s16le"
+
+
+def test_anamorphic_video_keeps_its_display_aspect(tmp_path, weights):
+    src = tmp_path / "in" / "dv.mp4"
+    src.parent.mkdir()
+    clip(src, size="64x48", codec="libx264", extra=("-vf", "setsar=16/11", "-pix_fmt", "yuv420p"))
+    for cmd, out in (("restore", tmp_path / "r" / "dv.avi"), ("degrade", tmp_path / "d" / "dv.avi")):
+        extra = ("--weights", weights, "--output-dir", out.parent) if cmd == "restore" else (out.parent,)
+        r = run("vrestore", cmd, src.parent, *extra, "--quiet")
+        assert r.returncode == 0, r.stderr
+        s = probe(out, "stream=width,height,sample_aspect_ratio,display_aspect_ratio")["streams"][0]
+        assert (s["width"], s["height"], s["sample_aspect_ratio"], s["display_aspect_ratio"]) == (64, 48, "16:11", "64:33"), cmd
+
+
+def test_report_and_its_csv_never_replace_an_input_or_a_stranger(tmp_path, weights):
+    src = tmp_path / "in"
+    src.mkdir()
+    clip(src / "a.avi")
+    (tmp_path / "notes.csv").write_text("someone's notes\n")
+    before = tree_hashes(src)
+    r = run("vrestore", "restore", src, "--weights", weights, "--output-dir", tmp_path / "out", "--report", src / "a.avi", "--quiet")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"error: {src / 'a.avi'} is one of the inputs: writing it would replace an original; choose another output"]
+    r = run("vrestore", "restore", src, "--weights", weights, "--output-dir", tmp_path / "out", "--report", tmp_path / "notes.json", "--quiet")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "notes.csv exists" in r.stderr
+    assert (tmp_path / "notes.csv").read_text() == "someone's notes\n" and tree_hashes(src) == before
+    # a report written before may be written again (its JSON is there), and --overwrite allows the rest
+    r = run("vrestore", "restore", src, "--weights", weights, "--output-dir", tmp_path / "out", "--report", tmp_path / "notes.json",
+            "--overwrite", "--quiet")
+    assert r.returncode == 0 and (tmp_path / "notes.csv").read_text().startswith("video,")
+    r = run("vrestore", "restore", src, "--weights", weights, "--output-dir", tmp_path / "out", "--report", tmp_path / "notes.json", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert tree_hashes(src) == before
+
+
+def test_report_in_an_unwritable_place_fails_before_any_video(tmp_path, weights):
+    src = tmp_path / "in"
+    src.mkdir()
+    clip(src / "a.avi")
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the report's folder should be")
+    r = run("vrestore", "restore", src, "--weights", weights, "--output-dir", tmp_path / "out", "--report", blocked / "r.json", "--quiet")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--report: cannot write in" in r.stderr
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.avi"))  # nothing restored first
+
+
+def test_originals_are_matched_by_their_whole_name(tmp_path, weights):
+    """scene.v2 is scored against scene.v2, not scene; degrade's same-stem names (a_avi, a_mp4)
+    find a.avi and a.mp4; one original file for a folder of inputs is refused."""
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    clip(clean / "scene.avi", extra=("-vf", "hue=h=90"))
+    clip(clean / "scene.v2.avi")
+    clip(clean / "a.avi", extra=("-vf", "negate"))
+    clip(clean / "a.mp4", codec="libx264", extra=("-pix_fmt", "yuv420p"))
+    r = run("vrestore", "degrade", clean, tmp_path / "deg", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "deg").iterdir()) == ["a_avi.avi", "a_mp4.avi", "scene.avi", "scene.v2.avi"]
+    r = run("vrestore", "restore", tmp_path / "deg", "--weights", weights, "--output-dir", tmp_path / "out", "--originals", clean,
+            "--report", tmp_path / "r.json", "--quiet")
+    assert r.returncode == 0, r.stderr
+    rows = {v["video"]: v for v in json.loads((tmp_path / "r.json").read_text())["videos"]}
+    assert {k: Path(v["original"]).name for k, v in rows.items()} == {
+        "a_avi.avi": "a.avi", "a_mp4.avi": "a.mp4", "scene.avi": "scene.avi", "scene.v2.avi": "scene.v2.avi"}
+    assert "no original found" not in r.stdout
+    r = run("vrestore", "restore", tmp_path / "deg", "--weights", weights, "--output-dir", tmp_path / "out2", "--originals", clean / "a.avi")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"error: --originals {clean / 'a.avi'} is one file but INPUT {tmp_path / 'deg'} is a folder: give the originals' folder"]
+
+
+def test_names_as_long_as_the_file_system_allows(tmp_path, weights):
+    src = tmp_path / "in"
+    src.mkdir()
+    name = "v" * 251 + ".avi"  # 255 bytes: a temporary suffix would not fit
+    clip(src / name)
+    r = run("vrestore", "degrade", src, tmp_path / "deg", "--quiet")
+    assert r.returncode == 0 and (tmp_path / "deg" / name).is_file(), r.stdout + r.stderr
+    r = run("vrestore", "restore", tmp_path / "deg", "--weights", weights, "--output-dir", tmp_path / "out", "--quiet")
+    assert r.returncode == 0 and (tmp_path / "out" / name).is_file(), r.stdout + r.stderr
+    assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name]
+
+
+def test_dangling_links_are_reported_not_ignored(tmp_path, weights):
+    src = tmp_path / "in"
+    src.mkdir()
+    clip(src / "ok.avi")
+    (src / "gone.avi").symlink_to(tmp_path / "nowhere.avi")
+    r = run("make-shards", src, tmp_path / "shards", "--quiet", "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    skipped = json.loads((tmp_path / "shards" / "manifest.json").read_text())["skipped"]
+    assert skipped == [{"path": "gone.avi", "reason": "a symbolic link to a file that does not exist"}]
+    for cmd, extra in (("degrade", (tmp_path / "deg",)), ("restore", ("--weights", weights, "--output-dir", tmp_path / "out"))):
+        r = run("vrestore", cmd, src, *extra, "--quiet")
+        assert r.returncode == 1 and "failed: gone.avi: a symbolic link to a file that does not exist" in r.stdout, (cmd, r.stdout)
+
+
+def test_weights_of_an_unknown_format_are_refused(tmp_path, weights):
+    payload = torch.load(weights, weights_only=True)
+    payload["format"] = 99
+    torch.save(payload, tmp_path / "future.pth")
+    r = run("vrestore", "export", tmp_path / "future.pth", tmp_path / "g.pt", "--format", "torchscript")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'future.pth'}: weights format 99, this version reads format 1; use the version of vrestore that wrote it"]
+
+
+def test_degrade_into_a_file_is_a_usage_error(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    clip(src / "a.avi")
+    (tmp_path / "taken").write_text("x")
+    r = run("vrestore", "degrade", src, tmp_path / "taken")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"error: DST {tmp_path / 'taken'} is a file; give a folder for the degraded videos"]
+
+
+def test_onnx_export_is_one_file(tmp_path, weights):
+    pytest.importorskip("onnx")
+    for _ in range(2):  # a re-export leaves nothing behind either
+        r = run("vrestore", "export", weights, tmp_path / "g.onnx")
+        assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.onnx"]
+    import onnx
+
+    model = onnx.load(str(tmp_path / "g.onnx"))
+    assert all(t.data_location != onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+
+
+def test_make_shards_into_a_read_only_folder_is_one_line(tmp_path):
+    if os.geteuid() == 0:
+        # root ignores permission bits: a file where the folder should be blocks it instead
+        out = tmp_path / "blocked"
+        out.write_text("x")
+    else:
+        out = tmp_path / "ro"
+        out.mkdir()
+        out.chmod(0o500)
+    src = tmp_path / "in"
+    src.mkdir()
+    clip(src / "a.avi")
+    r = run("make-shards", src, out / "shards", "--quiet")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "cannot write in" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("args,option", [
+    (["train", "--shards", "{shards}", "--max-minutes", "0"], "--max-minutes 0"),
+    (["train", "--shards", "{shards}", "--epochs", "0"], "--epochs 0"),
+    (["train", "--shards", "{shards}", "--max-steps", "0"], "--max-steps 0"),
+    (["train", "--shards", "{shards}", "--val-every", "0"], "--val-every 0"),
+    (["degrade", "{shards}", "{tmp}/d", "--box-value", "300"], "--box-value 300"),
+    (["make-shards", "{shards}", "{tmp}/s", "--num-nodes", "0"], "--num-nodes 0"),
+])
+def test_numeric_errors_name_their_option(sample_shards, tmp_path, args, option):
+    args = [a.format(shards=sample_shards, tmp=tmp_path) for a in args]
+    r = run("vrestore", *args)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and option in r.stderr, r.stderr
+
+
+def test_split_files_as_editors_write_them(tmp_path):
+    """A byte-order mark and CRLF line ends, as Windows editors save UCF-101's lists."""
+    src = tmp_path / "in"
+    (src / "A").mkdir(parents=True)
+    clip(src / "A" / "one.avi")
+    clip(src / "A" / "two.avi")
+    split = tmp_path / "list.txt"
+    split.write_bytes("\ufeffA/one.avi 1\r\nA/two.avi 1\r\n".encode("utf-8"))
+    r = run("make-shards", src, tmp_path / "shards", "--split-file", split, "--quiet", "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "shards" / "manifest.json").read_text())
+    assert [v["path"] for v in m["videos"]] == ["A/one.avi", "A/two.avi"] and m["skipped"] == []
