@@ -127,8 +127,3 @@ class NAFNetGenerator(nn.Module):
             x = decoder(up(x) + skip)
         return self.ending(x) + centre
 
-
-def init_nafnet(net: nn.Module) -> nn.Module:
-    """torch's default initialisation, as NAFNet's code keeps (beta and gamma at 0 make every block
-    start as the identity)."""
-    return net

@@ -173,15 +173,21 @@ def test_temporal_score_punishes_flicker_that_per_frame_scores_miss():
     assert torch.equal(split + temporal_squared_error(flicker[:3], ref[:3]), temporal_squared_error(flicker, ref))
 
 
-def test_restore_reports_in_box_and_temporal_scores_with_masks(sample_tree, tmp_path):
+def degrade_and_restore(clean, tmp_path):
+    """`clean`'s videos degraded with masks, then restored by a tiny 3-frame generator (tmp_path/g.pth)
+    against them."""
     from vrestore.pipeline.degrade.degrade_videos import DegradeConfig, degrade_videos
 
-    clean = sample_tree / "Cat"
     degrade_videos(DegradeConfig(clean, tmp_path / "deg", save_masks=True, progress=False))
     torch.manual_seed(0)
     save_weights(tmp_path / "g.pth", build_generator(GeneratorConfig(ngf=4, depth=5, frames=3)))
-    result = restore_videos(RestoreConfig(tmp_path / "deg", weights=tmp_path / "g.pth", output_dir=tmp_path / "out",
-                                          originals=clean, progress=False, codec="ffv1"))
+    return restore_videos(RestoreConfig(tmp_path / "deg", weights=tmp_path / "g.pth", output_dir=tmp_path / "out",
+                                        originals=clean, progress=False, codec="ffv1"))
+
+
+def test_restore_reports_in_box_and_temporal_scores_with_masks(sample_tree, tmp_path):
+    clean = sample_tree / "Cat"
+    result = degrade_and_restore(clean, tmp_path)
     assert len(result.videos) == len(list(clean.glob("*.avi")))  # the masks are not restored
     for r in result.videos:
         assert r.mask and r.mask.endswith("_mask.avi")
@@ -196,7 +202,7 @@ def test_restores_all_row_is_bench_qualitys_figure(sample_tree, tmp_path):
     import importlib.util
     from pathlib import Path
 
-    from vrestore.pipeline.degrade.degrade_videos import DegradeConfig, degrade_videos, mask_path
+    from vrestore.pipeline.degrade.degrade_videos import mask_path
     from vrestore.pipeline.inference.restore import Restorer, overall
     from vrestore.pipeline.media.video_io import read_frames
 
@@ -205,11 +211,7 @@ def test_restores_all_row_is_bench_qualitys_figure(sample_tree, tmp_path):
     spec.loader.exec_module(quality)
 
     clean = sample_tree / "Astronaut"
-    degrade_videos(DegradeConfig(clean, tmp_path / "deg", save_masks=True, progress=False))
-    torch.manual_seed(0)
-    save_weights(tmp_path / "g.pth", build_generator(GeneratorConfig(ngf=4, depth=5, frames=3)))
-    result = restore_videos(RestoreConfig(tmp_path / "deg", weights=tmp_path / "g.pth", output_dir=tmp_path / "out",
-                                          originals=clean, progress=False, codec="ffv1"))
+    result = degrade_and_restore(clean, tmp_path)
     row = overall(result.videos)
     videos = [(clean / r.video, tmp_path / "deg" / r.video, mask_path(tmp_path / "deg" / r.video)) for r in result.videos]
     bench = quality.evaluate(("generator", Restorer(tmp_path / "g.pth", "cpu")), videos)

@@ -88,11 +88,6 @@ def agree(d: Dist, seconds: float, flag: bool) -> tuple:
     return t[0].item(), bool(t[1].item())
 
 
-def any_rank(d: Dist, flag: bool) -> bool:
-    """True on every rank if it is true on any."""
-    return agree(d, 0.0, flag)[1]
-
-
 def gather_to_main(d: Dist, obj) -> list:
     """Every rank's `obj` in rank order on rank 0 (None elsewhere); objects go through the CPU
     control group, so nothing here needs a GPU tensor."""

