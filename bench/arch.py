@@ -25,10 +25,15 @@ from recipe import ensure_data, eval_sets, train_run
 from vrestore.models.weights import load_network
 from vrestore.pipeline.inference.restore import Restorer, restore_video
 
+# All at width 16 unless named. "lite": no NAFNet block at full resolution (encoder 0-1-1-2,
+# decoder 1-1-1-0): full-resolution blocks cost most of the time at 320x240.
+LITE = ["--enc-blocks", "0,1,1,2", "--dec-blocks", "1,1,1,0"]
 ARCHS = {
-    "unet": ["--arch", "unet"],
-    "nafnet-early": ["--arch", "nafnet", "--temporal", "early"],
-    "nafnet-shift": ["--arch", "nafnet", "--temporal", "shift"],
+    "unet": ["--arch", "unet", "--ngf", "16"],
+    "nafnet-early": ["--arch", "nafnet", "--temporal", "early", "--ngf", "16"],
+    "nafnet-shift": ["--arch", "nafnet", "--temporal", "shift", "--ngf", "16"],
+    "nafnet-lite": ["--arch", "nafnet", "--temporal", "early", "--ngf", "16", *LITE],
+    "nafnet-lite-w24": ["--arch", "nafnet", "--temporal", "early", "--ngf", "24", *LITE],
 }
 
 
@@ -64,15 +69,21 @@ def main():
     p.add_argument("--minutes", type=float, default=4.0)
     p.add_argument("--only", nargs="+", choices=list(ARCHS), default=list(ARCHS))
     p.add_argument("--frames", type=int, default=5)
+    p.add_argument("--keep", action="store_true", help="keep the rows of WORK/arch.json for generators not in --only "
+                   "(same minutes and T; e.g. to rerun one whose run shared the CPU with other work)")
     args = p.parse_args()
     videos, shards = ensure_data(args.root, args.frames)
     sets = eval_sets(videos, args.work)
     clip = next(c for c, _, _ in sets["test"] if "Bikes" in str(c))  # real footage, 320x240
     rows = {"degraded input": {split: evaluate(("identity", None), v) for split, v in sets.items()}}
+    if args.keep and (args.work / "arch.json").is_file():
+        old = json.loads((args.work / "arch.json").read_text())
+        if (old["minutes"], old["frames"]) == (args.minutes, args.frames):
+            rows |= {k: v for k, v in old["rows"].items() if k not in args.only and k != "degraded input"}
     for name in args.only:
         run = args.work / name
         t0 = time.monotonic()
-        train_run(shards, run, args.minutes, *ARCHS[name], "--ngf", "16")
+        train_run(shards, run, args.minutes, *ARCHS[name])
         log = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
         steps = torch.load(run / "checkpoint.pt", weights_only=True)["step"]
         restorer = Restorer(run / "generator.pth", "cpu")
@@ -81,7 +92,9 @@ def main():
         row |= {"steps": steps, "train_img_s": steps * 16 / (args.minutes * 60), "validations": len(log)}
         rows[name] = row
         print(f"{name}: {steps} steps, trained and scored in {time.monotonic() - t0:.0f} s", flush=True)
-    best = max(args.only, key=lambda k: rows[k]["val"]["psnr"])
+    trained = [k for k in ARCHS if k in rows]
+    rows = {"degraded input": rows["degraded input"], **{k: rows[k] for k in trained}}  # table in ARCHS order
+    best = max(trained, key=lambda k: rows[k]["val"]["psnr"])
     print(f"\nT = {args.frames}, {args.minutes:g} training minutes each on this machine; chosen on validation PSNR: {best}")
     head = f"{'generator':<14} {'params':>7} {'GFLOP/fr':>8} {'train img/s':>11} {'model fps':>9} {'restore fps':>11}"
     for split in ("val", "test"):

@@ -37,6 +37,7 @@ class GeneratorConfig:
     middle_blocks: int = 2  # NAFNet
     dec_blocks: tuple = (1, 1, 1, 1)  # NAFNet: blocks per decoder level, innermost first
     temporal: str = "early"  # NAFNet: early (frames stacked at the input) or shift (mixed inside, models/nafnet.py)
+    preset: str = "seed"  # the damage it was trained to undo (train --preset); absent in old files: seed
 
     def __post_init__(self):
         # JSON and weights files hold lists; the config keeps tuples (hashable, comparable)

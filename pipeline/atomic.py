@@ -39,13 +39,27 @@ def check_writable(folder: Path, option: str) -> None:
 
 
 @contextmanager
+def naming(path):
+    """Give an OSError raised inside the block `path` as its file name when it has none (a write
+    into an open stream fails with "No space left on device" and no name): the one-line error
+    then says which file could not be written."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None and e.errno is not None:
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
+
+
+@contextmanager
 def atomic_path(path):
     """Yield a temporary path to write; rename it onto `path` only if the block succeeds."""
     path = Path(path)
     tmp = temp_path_for(path)
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with naming(path):
+            yield tmp
+            os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()

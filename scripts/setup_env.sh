@@ -5,11 +5,16 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 EXTRAS="${1:-}"  # "test" adds the test dependencies
 
-if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
-  echo "==> installing ffmpeg (Debian package)"
+# Debian packages: ffmpeg always; chromium for the tests (restore --gallery is checked in a
+# real headless browser)
+PACKAGES=""
+if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then PACKAGES=" ffmpeg"; fi
+if [ "$EXTRAS" = "test" ] && ! command -v chromium >/dev/null; then PACKAGES="$PACKAGES chromium"; fi
+if [ -n "$PACKAGES" ]; then
+  echo "==> installing the Debian packages:$PACKAGES"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null
 fi
 
 PYTHON="${PYTHON:-python3}"

@@ -97,7 +97,7 @@ def test_the_trainer_loops_per_step_work_never_syncs(graphed, shape_on):
         return out
 
     def iteration(step):
-        batch = assemble_batch(dali_like_batch(), 3, DegradationSpec(), boxes, device, noise_in_dali=True)
+        batch = assemble_batch(dali_like_batch(), 3, DegradationSpec(), boxes, device, torch_noise=False)
         model.set_lr(2e-4 * (1 - step / 100))
         losses, skipped = optimize(batch)
         ema.update(step)

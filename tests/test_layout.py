@@ -12,7 +12,7 @@ FLOORS = ["vrestore.cli", "vrestore.trainer", "vrestore.pipeline", "vrestore.mod
 PIPELINE_ALLOWED = {
     "media": set(),
     "cluster": set(),
-    "dataset": {"media", "cluster"},
+    "dataset": {"media", "cluster", "degrade"},  # degrade: make-shards --preset real
     "degrade": {"media", "cluster"},
     "evaluation": set(),
     "inference": {"media", "evaluation", "degrade", "cluster"},

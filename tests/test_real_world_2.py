@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_real_world import clip, ffmpeg, run, tree_hashes
+from test_real_world import BIN, clip, ffmpeg, run, tree_hashes
 from vrestore.models import GeneratorConfig, build_generator
 from vrestore.models.weights import save_weights
 
@@ -216,3 +216,55 @@ def test_split_files_as_editors_write_them(tmp_path):
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "shards" / "manifest.json").read_text())
     assert [v["path"] for v in m["videos"]] == ["A/one.avi", "A/two.avi"] and m["skipped"] == []
+
+
+def on_small_disk(tmp_path, size_kib, program, *argv):
+    """Run `PROGRAM ARGV` (an installed command) with `tmp_path/disk` a real tmpfs of SIZE_KIB (a mount namespace of its
+    own, so no privileges are needed where user namespaces are allowed); returns the result and
+    the names left on that disk afterwards (read inside the namespace, which ends with the run)."""
+    disk = tmp_path / "disk"
+    disk.mkdir(exist_ok=True)
+    probe_cmd = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs '{disk}'"]
+    if subprocess.run(probe_cmd, capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small file system here (no user namespaces)")
+    script = (f'mount -t tmpfs -o size={size_kib}k tmpfs "$0" && "$@"; rc=$?; '
+              f'echo "LEFT:$(cd "$0" && find . -mindepth 1 | sort | tr "\\n" " ")" >&2; exit $rc')
+    r = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, str(disk),
+                        str(BIN / program), *map(str, argv)], capture_output=True, text=True, timeout=600)
+    lines = r.stderr.strip().splitlines()
+    left = lines.pop().removeprefix("LEFT:").split()
+    return r.returncode, lines, left, disk
+
+
+def test_make_shards_on_a_full_disk_is_one_line_and_leaves_nothing_partial(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        clip(src / f"v{i}.avi", seconds=2, size="160x120")
+    before = tree_hashes(src)
+    rc, lines, left, disk = on_small_disk(tmp_path, 200, "make-shards", src, tmp_path / "disk" / "shards", "--quiet",
+                                          "--workers", "1", "--format", "png")
+    assert rc == 1 and len(lines) == 1 and "No space left on device" in lines[0] and str(disk) in lines[0], lines
+    assert not [n for n in left if ".tmp-" in n], left
+    assert tree_hashes(src) == before
+
+
+def test_train_save_on_a_full_disk_is_one_line(sample_shards, tmp_path):
+    # ngf 64 weights (~200 MB) cannot fit a 2 MB disk; the first save fails after one step
+    rc, lines, left, disk = on_small_disk(tmp_path, 2048, "vrestore", "train", "--shards", sample_shards, "--out", tmp_path / "disk" / "run",
+                                          "--max-steps", "1", "--batch-size", "1", "--crop", "64", "--quiet", "--device", "cpu")
+    # the start line, then one error line naming the file
+    errors = [ln for ln in lines if ln.startswith("error: ")]
+    assert rc == 1 and lines[-1] == errors[-1] and len(errors) == 1 and "Traceback" not in "\n".join(lines), lines
+    assert "No space left on device" in errors[0] and str(disk) in errors[0], lines
+    assert not [n for n in left if ".tmp-" in n], left
+
+
+def test_export_on_a_full_disk_is_one_line(tmp_path, weights):
+    big = tmp_path / "big.pth"
+    torch.manual_seed(0)
+    save_weights(big, build_generator(GeneratorConfig(ngf=32, depth=5)))
+    for fmt in ("onnx", "torchscript"):
+        rc, lines, left, disk = on_small_disk(tmp_path, 256, "vrestore", "export", big, tmp_path / "disk" / f"g.{fmt}", "--format", fmt)
+        assert rc == 1 and len(lines) == 1 and "No space left on device" in lines[0] and str(disk) in lines[0], (fmt, lines)
+        assert left == [], (fmt, left)

@@ -150,6 +150,30 @@ def test_tiles_cover_the_frame(weights):
         Restorer(weights, "cpu", tile=48)
 
 
+def test_max_memory_bounds_the_generator_tensors_and_keeps_the_result(weights):
+    """--max-memory: the peak of every tensor torch holds during a batch (followed storage by
+    storage) stays under the budget, by smaller passes, then by tiles when one frame does not
+    fit; the frames come out as the unbounded run makes them."""
+    from vrestore.pipeline.inference.memory_cap import _PeakTensorBytes
+
+    windows = np.random.default_rng(0).integers(0, 256, (8, 200, 300, 3), dtype=np.uint8)
+    free = Restorer(weights, "cpu", max_memory=64)
+    with _PeakTensorBytes() as seen:
+        expected = free(windows)
+    assert free.plan(200, 300)[0] >= 8 and free.plan(200, 300)[1] is None
+    one_window = seen.peak / 8
+    for budget, plan in ((3 * one_window, (2, None)), (one_window / 3, (1, 160))):
+        r = Restorer(weights, "cpu", max_memory=budget / 2**30)
+        with _PeakTensorBytes() as seen:
+            out = r(windows)
+        assert seen.peak <= budget * 1.05, (seen.peak / budget, r.plan(200, 300))
+        passes, tile = r.plan(200, 300)
+        assert (passes <= plan[0]) and (tile is None) == (plan[1] is None), r.plan(200, 300)
+        assert out.shape == expected.shape and np.abs(out.astype(int) - expected).mean() < (0.01 if tile is None else 2)
+    with pytest.raises(ValueError, match="--max-memory 0"):
+        Restorer(weights, "cpu", max_memory=0)
+
+
 def test_memory_stays_flat_with_video_length(weights, tmp_path):
     """Peak RSS of a restore process for a 4 s and a 20 s video: all frames in memory would add
     ~70 MB for the longer one (100 vs 500 frames of 320x240 raw RGB, before any float copies)."""

@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Optional
 
 from vrestore.pipeline.degrade.degradations import DegradationSpec
+from vrestore.pipeline.degrade.real_world import PRESETS, RealSpec
 from vrestore.pipeline.precision import AMP_MODES
 
 GAN_MODES = ("vanilla", "lsgan")
@@ -68,6 +69,10 @@ class TrainConfig:
     num_threads: int = 2  # DALI worker threads per rank
     prefetch: int = 2  # DALI batches prepared ahead of the step
     spec: DegradationSpec = field(default_factory=DegradationSpec)
+    # seed: DALI and torch degrade clean shards with `spec`; real: the shards hold each frame's
+    # damaged copy (make-shards --preset real; with --videos made so with `real`). None: the shards'
+    preset: Optional[str] = None
+    real: RealSpec = field(default_factory=RealSpec)
     progress: bool = True
 
     def __post_init__(self):
@@ -100,6 +105,7 @@ class TrainConfig:
             (self.val_split_file is None or self.videos is not None, "--val-split-file goes with --videos (with --shards, give --val-shards)"),
             (self.val_split_file is None or self.val_shards is None, "give --val-split-file or --val-shards, not both"),
             (self.val_every is None or self.val_every >= 1, f"--val-every {self.val_every}: must be >= 1"),
+            (self.preset is None or self.preset in PRESETS, f"--preset {self.preset}: choose from {', '.join(PRESETS)}"),
         ]
         for ok, message in checks:
             if not ok:

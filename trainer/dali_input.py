@@ -29,10 +29,10 @@ READER = "reader"
 # ---- graph pieces, shared by the train and validation pipelines ----
 
 def read_and_decode(shards: ShardSet, device: str, shard_id: int, num_shards: int, shuffle: bool, seed: int, initial_fill: int, with_meta: bool):
-    """A sample's decoded RGB frames (a list of T), plus its json as a zero-padded byte row when
-    asked (ragged bytes cannot cross into torch; padded to the batch's longest they can)."""
+    """A sample's decoded RGB frames (a list of T; with the real preset, 2T: the clean frames,
+    then their damaged copies), plus its json as a zero-padded byte row when asked (ragged bytes cannot cross into torch; padded to the batch's longest they can)."""
     outputs = fn.readers.webdataset(
-        paths=shards.tars, index_paths=shards.indexes, ext=shards.image_exts + (["json"] if with_meta else []),
+        paths=shards.tars, index_paths=shards.indexes, ext=shards.image_exts + shards.damaged_exts + (["json"] if with_meta else []),
         missing_component_behavior="error", shard_id=shard_id, num_shards=num_shards,
         # pad_last_batch: every rank gets the same number of batches and never reads
         # into the next rank's part at the end of an epoch.
@@ -42,7 +42,8 @@ def read_and_decode(shards: ShardSet, device: str, shard_id: int, num_shards: in
         name=READER,
     )
     outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]  # one ext: a node, not a list
-    encoded, meta = outputs[: shards.clip_len], outputs[shards.clip_len :]
+    images_end = shards.clip_len + len(shards.damaged_exts)
+    encoded, meta = outputs[:images_end], outputs[images_end:]
     images = [fn.decoders.image(e, device="mixed" if device == "gpu" else "cpu", output_type=types.RGB) for e in encoded]
     return images, [fn.pad(m, fill_value=0) for m in meta]
 
@@ -80,11 +81,21 @@ def frame_shape(images):
     return images.shape(dtype=types.INT32)
 
 
+def clean_and_damaged(frames: list, damaged: list, crop, pos_x, pos_y, mirror):
+    """The real preset: the damage is in the shards (make-shards --preset real rendered it,
+    encoder included); one crop and one flip for the clean centre and every damaged frame."""
+    return crop_flip(frames[len(frames) // 2], crop, pos_x, pos_y, mirror), [crop_flip(d, crop, pos_x, pos_y, mirror) for d in damaged]
+
+
 @pipeline_def
 def train_pipeline(shards, spec, crop, device, shard_id, num_shards, shuffle_seed, initial_fill, noise_in_dali, with_meta=False):
     frames, meta = read_and_decode(shards, device, shard_id, num_shards, True, shuffle_seed, initial_fill, with_meta)
     pos_x, pos_y = fn.random.uniform(range=[0.0, 1.0]), fn.random.uniform(range=[0.0, 1.0])
-    clean, degraded = clean_and_degraded(frames, spec, crop, pos_x, pos_y, fn.random.coin_flip(), noise_in_dali)
+    t = shards.clip_len
+    if shards.preset == "real":
+        clean, degraded = clean_and_damaged(frames[:t], frames[t:], crop, pos_x, pos_y, fn.random.coin_flip())
+    else:
+        clean, degraded = clean_and_degraded(frames, spec, crop, pos_x, pos_y, fn.random.coin_flip(), noise_in_dali)
     return (clean, *degraded, frame_shape(frames[0]), *meta)
 
 
@@ -96,8 +107,9 @@ def frames_pipeline(shards):
 
 
 def first_samples(shards: ShardSet, n: int) -> list:
-    """The first `n` samples of the shards, each a (T, H, W, 3) uint8 array: a fixed set, the
-    same every run (make-shards mixes many videos into each shard, so not one clip's)."""
+    """The first `n` samples of the shards, each a (T, H, W, 3) uint8 array ((2T, H, W, 3) for
+    the real preset: clean frames, then damaged): a fixed set, the same every run (make-shards
+    mixes many videos into each shard, so not one clip's)."""
     pipe = frames_pipeline(shards, batch_size=1, num_threads=1, device_id=None, seed=0)
     pipe.build()
     return [np.stack([frame.as_array()[0] for frame in pipe.run()]) for _ in range(min(n, shards.num_samples))]
@@ -115,7 +127,7 @@ class DegradedBatches:
     """
 
     def __init__(self, pipe, spec: DegradationSpec, device: torch.device, noise_in_dali: bool, box_seed: int,
-                 with_meta: bool = False, box_rng_state=None, frames: int = 1):
+                 with_meta: bool = False, box_rng_state=None, frames: int = 1, torch_noise: bool = True, boxes: bool = True):
         pipe.build()
         self.with_meta, self.frames = with_meta, frames
         self.iterator = DALIGenericIterator(
@@ -123,6 +135,7 @@ class DegradedBatches:
             last_batch_policy=LastBatchPolicy.FILL,
         )
         self.spec, self.device, self.noise_in_dali = spec, device, noise_in_dali
+        self.torch_noise, self.boxes = torch_noise and not noise_in_dali, boxes
         self.generator = torch.Generator(device=device).manual_seed(box_seed)
         if box_rng_state is not None:
             self.generator.set_state(box_rng_state)
@@ -137,16 +150,17 @@ class DegradedBatches:
 
     def __iter__(self):
         for (out,) in self.iterator:
-            batch = assemble_batch(out, self.frames, self.spec, self.generator, self.device, self.noise_in_dali)
+            batch = assemble_batch(out, self.frames, self.spec, self.generator, self.device, self.torch_noise, self.boxes)
             if self.with_meta:
                 batch["meta"] = [json.loads(bytes(row).rstrip(b"\0")) for row in out["meta"].cpu().numpy()]
             yield batch
 
 
 def assemble_batch(out: dict, frames: int, spec: DegradationSpec, generator: torch.Generator, device: torch.device,
-                   noise_in_dali: bool) -> dict:
+                   torch_noise: bool, boxes: bool = True) -> dict:
     """A training batch from one DALI batch ("clean", "degraded0".., NHWC uint8, and each
-    frame's "frame_shape"): noise (unless DALI added it) and boxes drawn in torch, [-1, 1].
+    frame's "frame_shape"): noise (`torch_noise`: DALI did not add it, and the seed preset) and
+    boxes drawn in torch, [-1, 1].
     Nothing here waits for the GPU, so the next batch is prepared while a step runs."""
     # DALI gives NHWC; its NCHW permute is channels_last in memory, so no copy is made.
     clean = out["clean"].to(device, non_blocking=True).permute(0, 3, 1, 2)
@@ -161,11 +175,14 @@ def assemble_batch(out: dict, frames: int, spec: DegradationSpec, generator: tor
     stack, masks = [], []
     for i in range(frames):
         degraded = out[f"degraded{i}"].to(device, non_blocking=True).permute(0, 3, 1, 2).float()
-        if not noise_in_dali:
+        if torch_noise:
             # DALI's CPU noise op is the CPU pipeline's bottleneck; torch's randn follows
             # the same spec (additive, rounded, clipped) at ~9x the speed.
             degraded = add_noise(degraded, spec, generator)
-        degraded, mask = add_boxes(degraded, spec, generator, frame_hw)  # new boxes per frame
+        if boxes:
+            degraded, mask = add_boxes(degraded, spec, generator, frame_hw)  # new boxes per frame
+        else:
+            mask = torch.zeros_like(degraded[:, :1], dtype=torch.bool)
         stack.append(degraded)
         masks.append(mask)
     degraded = stack[0] if frames == 1 else torch.cat(stack, dim=1).contiguous(memory_format=torch.channels_last)
@@ -188,7 +205,7 @@ def train_batches(
     check_crop(crop, shards.min_side)
     gpu = dali_device(device) == "gpu"
     pipe = train_pipeline(
-        shards, spec, crop, dali_device(device), rank, world_size, seed, min(initial_fill, shards.num_samples), gpu, with_meta,
+        shards, spec, crop, dali_device(device), rank, world_size, seed, min(initial_fill, shards.num_samples), gpu and shards.preset != "real", with_meta,
         batch_size=batch_size, num_threads=num_threads,
         # CPU-only DALI wants device_id=None (not 0, -1 or CPU_ONLY_DEVICE_ID).
         device_id=(device.index or 0) if gpu else None,
@@ -198,9 +215,11 @@ def train_batches(
         # have had (documented as free of cost).
         enable_checkpointing=True, checkpoint=state["dali"] if state else None,
     )
+    real = shards.preset == "real"
     return DegradedBatches(
-        pipe, spec, device, noise_in_dali=gpu, box_seed=seed * 1000 + rank, with_meta=with_meta,
+        pipe, spec, device, noise_in_dali=gpu and not real, box_seed=seed * 1000 + rank, with_meta=with_meta,
         box_rng_state=state["torch_rng"] if state else None, frames=shards.clip_len,
+        torch_noise=not real, boxes=not real or bool((shards.real or {}).get("boxes")),
     )
 
 

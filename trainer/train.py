@@ -94,10 +94,24 @@ def swing(values: list) -> float:
     return max((abs(b - a) for a, b in zip(tail, tail[1:])), default=0.0)
 
 
-def network_configs(cfg: TrainConfig, frames: int):
+def network_configs(cfg: TrainConfig, frames: int, preset: str = "seed"):
     g = GeneratorConfig.for_crop(cfg.crop, ngf=cfg.ngf, norm=cfg.norm, dropout=cfg.dropout, frames=frames, arch=cfg.arch,
-                                 temporal=cfg.temporal, enc_blocks=cfg.enc_blocks, middle_blocks=cfg.middle_blocks, dec_blocks=cfg.dec_blocks)
+                                 temporal=cfg.temporal, enc_blocks=cfg.enc_blocks, middle_blocks=cfg.middle_blocks, dec_blocks=cfg.dec_blocks,
+                                 preset=preset)
     return g, DiscriminatorConfig(ndf=cfg.ndf, norm=cfg.norm)
+
+
+def shards_preset(cfg: TrainConfig, shards, val_shards) -> str:
+    """The preset the shards carry (make-shards --preset), which --preset, when given, and the
+    validation shards must match: a real model validated on seed damage would be judged on
+    what it never learned."""
+    if cfg.preset is not None and cfg.preset != shards.preset:
+        raise ValueError(f"--preset {cfg.preset}, but {cfg.shards} was made with --preset {shards.preset}; "
+                         f"make shards with make-shards --preset {cfg.preset}")
+    if val_shards.preset != shards.preset:
+        raise ValueError(f"{cfg.val_shards} was made with --preset {val_shards.preset}, {cfg.shards} with --preset {shards.preset}: "
+                         "make both with the same make-shards --preset")
+    return shards.preset
 
 
 def clip_frames(cfg: TrainConfig, shards, val_shards) -> int:
@@ -112,7 +126,7 @@ def clip_frames(cfg: TrainConfig, shards, val_shards) -> int:
     return frames
 
 
-def prepare_out(cfg: TrainConfig, d, frames: int) -> Optional[dict]:
+def prepare_out(cfg: TrainConfig, d, frames: int, preset: str) -> Optional[dict]:
     """Refuse to train over an earlier run's checkpoint unless told; load it for --resume."""
     has_checkpoint = (cfg.out / CHECKPOINT).is_file()
     if has_checkpoint and not (cfg.resume or cfg.overwrite):
@@ -120,7 +134,7 @@ def prepare_out(cfg: TrainConfig, d, frames: int) -> Optional[dict]:
     if not cfg.resume:
         return None
     state = load_checkpoint(cfg.out)
-    g, dc = network_configs(cfg, frames)
+    g, dc = network_configs(cfg, frames, preset)
     saved = GeneratorConfig(**state["G_config"]).to_dict()  # older checkpoints lack newer keys: their defaults
     differ = [f"{k}: {saved[k]} in the checkpoint, {v} now" for k, v in g.to_dict().items() if saved[k] != v]
     differ += [f"critic {k}: {state['D_config'][k]} in the checkpoint, {v} now" for k, v in dc.to_dict().items() if state["D_config"].get(k) != v]
@@ -177,7 +191,8 @@ def shards_from_videos(cfg: TrainConfig, d) -> tuple:
         if not split.is_file() or split.read_text() != text:
             with atomic_path(split) as tmp:
                 tmp.write_text(text)
-        result = make_shards(ShardConfig(cfg.videos, out, split_file=split, clip_len=cfg.frames or 1, progress=cfg.progress))
+        result = make_shards(ShardConfig(cfg.videos, out, split_file=split, clip_len=cfg.frames or 1, progress=cfg.progress,
+                                         preset=cfg.preset or "seed", real=cfg.real))
         m = result.manifest
         print(("reusing " if result.already_complete else "made ") + f"{out}: {m['num_samples']} samples "
               f"from {len(m['videos'])} videos ({len(m['skipped'])} skipped)", file=sys.stderr)
@@ -213,10 +228,10 @@ def train(cfg: TrainConfig) -> TrainResult:
         distributed.teardown(d)
 
 
-def build(cfg: TrainConfig, d, state: Optional[dict], mine: Optional[dict], frames: int):
+def build(cfg: TrainConfig, d, state: Optional[dict], mine: Optional[dict], frames: int, preset: str):
     """The networks (unwrapped, for saving), the generator's EMA (rank 0, or None), the pix2pix
     step around the wrapped networks, and the (epoch, step, epoch_step) to start at."""
-    g_cfg, d_cfg = network_configs(cfg, frames)
+    g_cfg, d_cfg = network_configs(cfg, frames, preset)
     G, D = build_generator(g_cfg), build_discriminator(d_cfg)
     if state:
         G.load_state_dict(state["G"])
@@ -308,9 +323,10 @@ def run(cfg: TrainConfig, d) -> TrainResult:
     shards = load_shard_set(cfg.shards)
     val_shards = load_shard_set(cfg.val_shards) if cfg.val_shards else shards
     frames = clip_frames(cfg, shards, val_shards)
-    state = prepare_out(cfg, d, frames)
+    preset = shards_preset(cfg, shards, val_shards)
+    state = prepare_out(cfg, d, frames, preset)
     mine = stream_state(cfg, d, state)
-    G, D, ema, model, (epoch, step, epoch_step) = build(cfg, d, state, mine, frames)
+    G, D, ema, model, (epoch, step, epoch_step) = build(cfg, d, state, mine, frames, preset)
     batches = train_batches(shards, cfg.spec, cfg.batch_size, cfg.crop, d.device, d.rank, d.world_size,
                             cfg.seed, cfg.num_threads, state=mine and mine["data"], prefetch=cfg.prefetch)
     steps_per_epoch = len(batches)

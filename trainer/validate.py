@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from vrestore.models import centre_frame, pad_to_multiple
-from vrestore.pipeline.degrade.degradations import DegradationSpec, degrade
+from vrestore.pipeline.degrade.degradations import DegradationSpec, add_boxes, degrade
 from vrestore.pipeline.evaluation.metrics import box_squared_errors, pooled_psnr, psnr, ssim, to_255
 from vrestore.pipeline.evaluation.pictures import hwc_uint8
 from vrestore.pipeline.dataset.shard_set import ShardSet
@@ -34,13 +34,20 @@ class ValidationSet:
 
 def validation_set(shards: ShardSet, spec: DegradationSpec, num_samples: int, device) -> ValidationSet:
     """The first `num_samples` samples of `shards` (whole frames; T frames each for clip shards),
-    degraded once with a fixed seed."""
+    degraded once with a fixed seed (the real preset: the damaged copy the shards hold)."""
     generator = torch.Generator().manual_seed(VAL_SEED)
     vset = ValidationSet([], [], [])
     scores = torch.zeros(2, dtype=torch.float64)
+    t, real = shards.clip_len, shards.preset == "real"
     for sample in first_samples(shards, num_samples):
-        clean = torch.from_numpy(sample).permute(0, 3, 1, 2).float()  # (T, 3, H, W)
-        degraded, mask = degrade(clean, spec, generator)  # blur, noise and boxes drawn per frame
+        clean = torch.from_numpy(sample[:t]).permute(0, 3, 1, 2).float()  # (T, 3, H, W)
+        if not real:
+            degraded, mask = degrade(clean, spec, generator)  # blur, noise and boxes drawn per frame
+        elif (shards.real or {}).get("boxes"):  # the shards' damaged copy, the seed's boxes on top
+            degraded, mask = add_boxes(torch.from_numpy(sample[t:]).permute(0, 3, 1, 2).float(), spec, generator)
+        else:
+            degraded = torch.from_numpy(sample[t:]).permute(0, 3, 1, 2).float()
+            mask = torch.zeros_like(degraded[:, :1], dtype=torch.bool)
         centre = len(clean) // 2
         x, c = degraded.div(127.5).sub(1).flatten(0, 1)[None], clean[centre : centre + 1]
         xi = to_255(centre_frame(x))

@@ -20,6 +20,7 @@ from vrestore.pipeline.cluster.ray_engine import ENGINES, check_engine
 from vrestore.pipeline.cluster.slurm import slurm_array_part
 from vrestore.pipeline.dataset.sample_videos import SOURCES, SampleConfig, make_sample_videos
 from vrestore.pipeline.degrade.degradations import DegradationSpec
+from vrestore.pipeline.degrade.real_world import PRESETS, PROBABILITIES, RANGES, VIDEO_CODECS, RealSpec
 from vrestore.pipeline.inference.export import FORMATS
 from vrestore.pipeline.media.discover import SourceError
 from vrestore.pipeline.media.video_io import CODECS
@@ -110,6 +111,44 @@ def sample_videos_cmd(out, sources, groups, clips, seed, workers):
     )
 
 
+def parse_range(ctx, param, value):
+    try:
+        low, high = (float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected LOW,HIGH") from None
+    return low, high
+
+
+PRESET_HELP = ("seed: the blur, noise and boxes above; real: blur, resize, noise, JPEG, grain, fade and a real "
+               "video encoder, drawn per video (the --real-* options; README: Degradation presets).")
+
+
+def real_options(command, preset_default="seed", preset_help=PRESET_HELP):
+    """--preset and the real preset's ranges and probabilities (real_world.py), one option each."""
+    options = [click.option("--preset", type=click.Choice(PRESETS), default=preset_default, show_default=preset_default is not None,
+                            help=preset_help)]
+    for name, (low, high) in RANGES.items():
+        options.append(click.option(f"--real-{name.replace('_', '-')}", default=f"{low:g},{high:g}", show_default=True, callback=parse_range,
+                                    help=f"real: the range {name.replace('_', ' ')} is drawn from, LOW,HIGH."))
+    for name, p in PROBABILITIES.items():
+        options.append(click.option(f"--real-p-{name.replace('_', '-')}", type=float, default=p, show_default=True,
+                                    help=f"real: chance per video of {name.replace('_', ' ')}."))
+    options += [
+        click.option("--real-codecs", default=",".join(VIDEO_CODECS), show_default=True, help="real: the encoders drawn from."),
+        click.option("--real-boxes", is_flag=True, help="real: the seed's gray boxes on top (after the codec)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def pop_real(options: dict) -> RealSpec:
+    ranges = {name: options.pop(f"real_{name}") for name in RANGES}
+    probabilities = {name: options.pop(f"real_p_{name}") for name in PROBABILITIES}
+    codecs = tuple(c for c in options.pop("real_codecs").split(",") if c)
+    return RealSpec(ranges, probabilities, codecs, options.pop("real_boxes"))
+
+
 @click.command("make-shards", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("src", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path), default="shards")
@@ -135,6 +174,7 @@ def sample_videos_cmd(out, sources, groups, clips, seed, workers):
 @click.option("--node-rank", type=int, help="This node's rank; takes every num-nodes-th video. Default: 0, or the Slurm array task's index.")
 @click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True, help="local: threads in this process; ray: one Ray task per --mix-window videos, retried, on a local instance or --ray-address.")
 @click.option("--ray-address", help="With --engine ray: the cluster to join (host:port, or auto); default: start a local instance on --workers cores.")
+@real_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @one_line_errors(interrupted="interrupted; finished shards are kept, re-run the same command to resume")
 def make_shards_cmd(quiet, engine, ray_address, **options):
@@ -151,7 +191,8 @@ def make_shards_cmd(quiet, engine, ray_address, **options):
         click.echo(f"make-shards: {note}", err=True)
     options["num_nodes"] = 1 if options["num_nodes"] is None else options["num_nodes"]
     options["node_rank"] = 0 if options["node_rank"] is None else options["node_rank"]
-    cfg = ShardConfig(**options, progress=not quiet)
+    real = pop_real(options)
+    cfg = ShardConfig(**options, real=real, progress=not quiet)
     if engine == "ray":
         from vrestore.pipeline.dataset.make_shards_ray import make_shards_ray
 
@@ -201,6 +242,7 @@ def pop_spec(options: dict) -> DegradationSpec:
 @click.argument("src", type=click.Path(path_type=Path))
 @click.argument("dst", type=click.Path(path_type=Path))
 @degradation_options
+@real_options
 @click.option("--split-file", type=click.Path(path_type=Path), help="UCF-101 trainlist/testlist selecting videos under SRC.")
 @click.option("--seed", default=0, show_default=True, help="Base seed; each video's seed comes from it and the video's path.")
 @click.option("--codec", type=click.Choice(list(CODECS)), default="ffv1", show_default=True, help="Output codec; ffv1 and png are lossless.")
@@ -214,10 +256,12 @@ def pop_spec(options: dict) -> DegradationSpec:
 @one_line_errors()
 def degrade_cmd(src, dst, quiet, **options):
     """Degrade a video, or every video under a folder, exactly as training does: blur, noise,
-    boxes. Keeps fps, size and frame count; the relative layout is kept under DST."""
+    boxes (--preset seed), or real-world damage drawn per video and a real encoder's
+    compression (--preset real). Keeps fps, size and frame count; the relative layout is kept
+    under DST."""
     from vrestore.pipeline.degrade.degrade_videos import DegradeConfig, degrade_videos
 
-    cfg = DegradeConfig(src, dst, spec=pop_spec(options), progress=not quiet, **options)
+    cfg = DegradeConfig(src, dst, spec=pop_spec(options), real=pop_real(options), progress=not quiet, **options)
     result = degrade_videos(cfg)
     frames = sum(n for _, n in result.done)
     click.echo(f"degraded {len(result.done)} videos ({frames} frames) into {dst}; "
@@ -239,16 +283,23 @@ def degrade_cmd(src, dst, quiet, **options):
 @click.option("--crop", default=128, show_default=True, help="Training crop size.")
 @click.option("--device", default="auto", show_default=True, help="cuda, cuda:N, cpu, or auto (cuda when available).")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--preset", type=click.Choice(PRESETS), help="Check the shards carry this preset (make-shards --preset); "
+              "default: theirs. A real-preset grid shows the damaged copies the shards hold.")
 @one_line_errors()
-def preview_cmd(shards, out, num, crop, device, seed, **options):
+def preview_cmd(shards, out, num, crop, device, seed, preset, **options):
     """Run the training input pipeline for one batch and write a clean | degraded grid.
     Look at it before spending GPU hours."""
+    from vrestore.pipeline.dataset.shard_set import load_shard_set
     from vrestore.pipeline.devices import resolve_device
     from vrestore.trainer.preview import make_preview
 
+    held = load_shard_set(shards).preset
+    if preset is not None and preset != held:
+        fail(f"--preset {preset}, but {shards} was made with --preset {held}; make shards with make-shards --preset {preset}")
     device = resolve_device(device)
     path = make_preview(shards, out, pop_spec(options), n=num, crop=crop, device=device, seed=seed)
-    click.echo(f"wrote {path} ({num} samples: clean | degraded (every frame of a clip), {crop}x{crop} crops, device {device})")
+    click.echo(f"wrote {path} ({num} samples: clean | degraded (every frame of a clip), {crop}x{crop} crops, device {device}, "
+               f"preset {held})")
 
 
 @cli.command("train")
@@ -297,6 +348,8 @@ def preview_cmd(shards, out, num, crop, device, seed, **options):
 @click.option("--num-threads", default=2, show_default=True, help="DALI threads per rank.")
 @click.option("--prefetch", default=2, show_default=True, help="DALI batches prepared ahead of the training step.")
 @degradation_options
+@functools.partial(real_options, preset_default=None, preset_help="The shards' own preset (make-shards --preset) when not given; "
+                   "with --videos, the preset the shards are made with (default seed). " + PRESET_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @one_line_errors(interrupted="interrupted; the last checkpoint is kept (--resume continues from it)")
 def train_cmd(quiet, **options):
@@ -313,7 +366,7 @@ def train_cmd(quiet, **options):
     from vrestore.trainer.config import TrainConfig
     from vrestore.trainer.train import NonFiniteLosses, train
 
-    cfg = TrainConfig(spec=pop_spec(options), progress=not quiet, **options)
+    cfg = TrainConfig(spec=pop_spec(options), real=pop_real(options), progress=not quiet, **options)
     try:
         result = train(cfg)
     except NonFiniteLosses as e:
@@ -332,8 +385,11 @@ def train_cmd(quiet, **options):
 @click.option("--amp", type=click.Choice(AMP_MODES), default="auto", show_default=True, help="auto: bf16 (or fp16) autocast on a GPU, fp32 on the CPU.")
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True)
 @click.option("--tile", type=int, help="Restore large frames in overlapping tiles of N pixels (a multiple of the generator's 2^depth) to bound memory.")
+@click.option("--niqe-frames", default=16, show_default=True, help="NIQE (a no-reference score, lower is more natural) of input and output, and of the original when given, from this many evenly spaced frames per video; 0 turns it off.")
+@click.option("--max-memory", type=float, help="GiB the generator's tensors may take at once (per process; each --engine ray worker has its own). Frames go through in smaller passes, then in tiles, to stay under it. Default: half the memory available at start.")
 @click.option("--originals", type=click.Path(exists=True, path_type=Path), help="Clean originals (a file, or a folder matched by relative path, then by file name): report PSNR/SSIM.")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write the figures as JSON here and as CSV beside it.")
+@click.option("--gallery", is_flag=True, help="Also write OUTPUT_DIR/gallery.html: per video restored in this run, degraded | restored | original players that play and scrub together, stills and scores; one self-contained file that opens from disk.")
 @click.option("--side-by-side", is_flag=True, help="Also write OUTPUT_DIR/side_by_side/NAME video and .png: degraded | restored | original.")
 @click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True, help="local: this process; ray: Ray workers (one per GPU, else one per CPU core), one video per task, on a local instance or --ray-address.")
 @click.option("--ray-address", help="With --engine ray: the cluster to join (host:port, or auto); default: start a local instance on this machine.")
@@ -353,6 +409,8 @@ def restore_cmd(quiet, **options):
     cfg = RestoreConfig(progress=not quiet, **options)
     result = restore_videos(cfg)
     frames = sum(r.frames for r in result.videos)
+    m = result.model
+    click.echo(f"model: {m['weights']}: {m['arch']}, {m['frames']} frame(s), trained for the {m['trained_for_preset']} degradation preset")
     click.echo(f"restored {len(result.videos)} videos ({frames} frames) into {cfg.output_dir}; "
                f"{len(result.skipped)} already there (--overwrite replaces them); {len(result.failed)} failed"
                + (f"; {len(result.partial)} partly decoded (their decodable frames restored)" if result.partial else ""))
@@ -366,6 +424,8 @@ def restore_cmd(quiet, **options):
         click.echo(table)
     if cfg.report:
         click.echo(f"report: {cfg.report} and {cfg.report.with_suffix('.csv')}")
+    if result.gallery:
+        click.echo(f"gallery: {result.gallery} (open it in a browser)")
     for rel, reason in result.failed:
         click.echo(f"  failed: {rel}: {reason}")
     if result.failed:

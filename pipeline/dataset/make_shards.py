@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import random
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -19,6 +20,9 @@ from typing import Callable, Optional, Tuple
 from tqdm import tqdm
 
 from vrestore.pipeline.atomic import check_writable, remove_stale_temp_files, write_json_atomic
+from vrestore.pipeline.degrade.degradations import DegradationSpec
+from vrestore.pipeline.degrade.degrade_videos import degrade_video, video_seed
+from vrestore.pipeline.degrade.real_world import PRESETS, RealSpec, draw
 from vrestore.pipeline.media.discover import SourceError, VideoEntry, list_source_videos
 from vrestore.pipeline.media.ffmpeg_cmd import decode_problem, partial_decode
 from vrestore.pipeline.media.frame_reader import ffmpeg_version, read_encoded_frames, require_ffmpeg
@@ -60,6 +64,11 @@ class ShardConfig:
     num_nodes: int = 1
     node_rank: int = 0
     progress: bool = True
+    # real: each video also gets a damaged copy (real_world.py, drawn from the video's seed, a
+    # real encoder included), stored losslessly beside its clean frames as d.png / d0.png ..;
+    # training reads both. seed: clean frames only (DALI and torch degrade them while training).
+    preset: str = "seed"
+    real: RealSpec = field(default_factory=RealSpec)
 
     def __post_init__(self):
         self.src, self.out = Path(self.src), Path(self.out)
@@ -82,6 +91,7 @@ class ShardConfig:
             (self.num_nodes >= 1, f"--num-nodes {self.num_nodes}: must be >= 1"),
             (0 <= self.node_rank < max(self.num_nodes, 1), f"--node-rank {self.node_rank}: must be in 0..{self.num_nodes - 1} (--num-nodes {self.num_nodes})"),
             ("." not in self.prefix and "/" not in self.prefix, "prefix may not contain '.' or '/'"),
+            (self.preset in PRESETS, f"--preset {self.preset}: choose from {', '.join(PRESETS)}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -98,6 +108,8 @@ class ShardConfig:
         params["size"] = list(self.size) if self.size else None
         if self.clip_len > 1:  # absent for per-frame shards, so their manifests stay as they were
             params |= {"clip_len": self.clip_len, "clip_stride": self.clip_stride}
+        if self.preset != "seed":  # likewise absent for the seed preset
+            params |= {"preset": self.preset, "real": self.real.to_json()}
         return params
 
     @property
@@ -166,30 +178,55 @@ def shard_video(entry: VideoEntry, cfg: ShardConfig) -> VideoResult:
     }
     if len(decoded.images) < cfg.clip_len:
         return skip(f"shorter than --clip-len {cfg.clip_len} ({len(decoded.images)} frames)")
-    result.samples = clip_samples(entry.video_id, decoded.images, meta, cfg)
+    damaged = None
+    if cfg.preset == "real":
+        try:
+            damaged = damaged_frames(entry, cfg)
+        except (UnreadableVideo, RuntimeError, OSError) as e:
+            return skip(f"--preset real: could not make the damaged copy: {e}")
+        if len(damaged) != len(decoded.images):
+            return skip(f"--preset real: the damaged copy has {len(damaged)} frames, the video {len(decoded.images)}")
+    result.samples = clip_samples(entry.video_id, decoded.images, meta, cfg, damaged)
     result.record = {
         **base, "class": entry.cls, "group": entry.group, "clip": entry.clip,
         "frames": len(decoded.images), "fps": meta["fps"], "width": width, "height": height,
         "partial": bool(problem), **({"warning": problem} if problem else {}),
         **({"clips": len(result.samples)} if cfg.clip_len > 1 else {}),
+        **({"real": draw(cfg.real, video_seed(cfg.seed, entry.rel)).describe()} if damaged else {}),
     }
     return result
 
 
-def clip_samples(video_id: str, images: list, meta: dict, cfg: ShardConfig) -> list:
+def damaged_frames(entry: VideoEntry, cfg: ShardConfig) -> list:
+    """The video's real-preset copy, made by `vrestore degrade`'s own function (same seed rule)
+    into a lossless file in a temporary folder, then decoded as the clean frames are (stride,
+    size), to PNG so no second lossy step is added."""
+    with tempfile.TemporaryDirectory(prefix="vrestore-real-") as tmp:
+        copy = Path(tmp) / "damaged.avi"
+        degrade_video(entry.path, copy, DegradationSpec(), video_seed(cfg.seed, entry.rel), codec="ffv1", warnings=[], real=cfg.real)
+        decoded = read_encoded_frames(copy, "png", cfg.quality, cfg.frame_stride, cfg.size, cfg.short_side)
+    return decoded.images
+
+
+def clip_samples(video_id: str, images: list, meta: dict, cfg: ShardConfig, damaged: list = None) -> list:
     """(key, members) per sample. One frame: `ID/FFFFFF.jpg` + `.json` (frame = its index).
     A clip of T: `ID/FFFFFF.0.jpg` .. `.{T-1}.jpg` + `.json`, FFFFFF its first frame's index;
     clips start every `clip_stride` kept frames, so a video of n frames gives
-    ceil((n - T + 1) / clip_stride) clips, each wholly inside the video."""
+    ceil((n - T + 1) / clip_stride) clips, each wholly inside the video. With `damaged` frames
+    (the real preset), also `.d.png` / `.d0.png` .. for the same frames."""
     samples, t = [], cfg.clip_len
     for start in range(0, len(images) - t + 1, cfg.clip_stride):
         first = start * cfg.frame_stride
         info = {**meta, "frame": first}
         if t == 1:
             members = {cfg.image_format: images[start]}
+            if damaged:
+                members["d.png"] = damaged[start]
         else:
             info |= {"clip_len": t, "frames": [first + i * cfg.frame_stride for i in range(t)]}
             members = {f"{i}.{cfg.image_format}": images[start + i] for i in range(t)}
+            if damaged:
+                members |= {f"d{i}.png": damaged[start + i] for i in range(t)}
         samples.append((f"{video_id}/{first:06d}", {**members, "json": json.dumps(info, sort_keys=True).encode()}))
     return samples
 

@@ -13,6 +13,8 @@ class ShardSet:
     image_ext: str
     min_side: int  # smallest frame side in the set, to check the crop against
     clip_len: int = 1  # frames per sample
+    preset: str = "seed"  # real: each sample also holds its damaged frames (make-shards --preset real)
+    real: dict = None  # the real preset's settings, as the manifest records them
 
     @property
     def image_exts(self) -> list:
@@ -20,6 +22,13 @@ class ShardSet:
         if self.clip_len == 1:
             return [self.image_ext]
         return [f"{i}.{self.image_ext}" for i in range(self.clip_len)]
+
+    @property
+    def damaged_exts(self) -> list:
+        """The real preset's damaged frames, in the same order: d.png, or d0.png .. d{T-1}.png."""
+        if self.preset != "real":
+            return []
+        return ["d.png"] if self.clip_len == 1 else [f"d{i}.png" for i in range(self.clip_len)]
 
 
 def load_shard_set(folder) -> ShardSet:
@@ -42,4 +51,6 @@ def load_shard_set(folder) -> ShardSet:
         image_ext=m["params"]["image_format"],
         min_side=min(min(v["width"], v["height"]) for v in m["videos"]),
         clip_len=m["params"].get("clip_len", 1),
+        preset=m["params"].get("preset", "seed"),
+        real=m["params"].get("real"),
     )

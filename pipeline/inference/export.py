@@ -6,6 +6,9 @@ runs it). Input: (N, 3T, H, W) float32 in [-1, 1], the T frames t-k .. t+k stack
 H and W multiples of the generator's 2^depth (pad and crop back, as `vrestore restore` does);
 output (N, 3, H, W) in [-1, 1], frame t. Batch, height and width are dynamic.
 """
+import io
+import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,11 +39,19 @@ def export_generator(cfg: ExportConfig) -> dict:
     m, channels = G.cfg.multiple, 3 * G.cfg.frames
     example = torch.zeros(2, channels, 2 * m, 2 * m)
     check_writable(cfg.out.parent, "OUT")
-    with atomic_path(cfg.out) as tmp, torch.no_grad():
+    # torch's exporter logs a warning per missing torchvision op and a FutureWarning of its own:
+    # nothing a user can act on, and it buried the one line of a real error
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with atomic_path(cfg.out) as tmp, torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
         if cfg.format == "torchscript":
             # tracing records no sizes for convolutions and concatenations: any batch and any
             # H, W that are multiples of m run
-            torch.jit.trace(G, example).save(str(tmp))
+            # saved to memory, then written from Python: libtorch's own file writer aborts the
+            # process (C++ terminate) on a full disk instead of raising
+            buffer = io.BytesIO()
+            torch.jit.save(torch.jit.trace(G, example), buffer)
+            tmp.write_bytes(buffer.getvalue())
         else:
             height, width = Dim("height", min=1, max=1024), Dim("width", min=1, max=1024)
             program = torch.onnx.export(G, (example,), None, input_names=["frames"], output_names=["restored"], dynamo=True,

@@ -24,8 +24,11 @@ from vrestore.pipeline.cluster import ray_engine
 from vrestore.pipeline.cluster.ray_engine import check_engine
 from vrestore.pipeline.devices import resolve_device
 from vrestore.pipeline.evaluation.metrics import DEFINITIONS, VideoScores, to_255
+from vrestore.pipeline.evaluation.niqe import NIQEUnavailable, frame_features, luminance, niqe_of_features, sample_indices
 from vrestore.pipeline.evaluation.pictures import hwc_uint8, side_by_side, write_png
 from vrestore.pipeline.inference.frame_windows import sliding_windows
+from vrestore.pipeline.inference.gallery import GALLERY, gallery_items, write_gallery
+from vrestore.pipeline.inference.memory_cap import budget_bytes, bytes_per_pixel, tile_for, windows_per_pass
 from vrestore.pipeline.media.discover import VIDEO_EXTENSIONS, check_output_folder, list_source_videos, output_names, refuse_replacing_inputs
 from vrestore.pipeline.media.probe import UnreadableVideo, probe_video
 from vrestore.pipeline.media.video_io import CODECS, VideoReadError, VideoWriter, prefetched, read_frames
@@ -38,14 +41,17 @@ class RestoreConfig:
     weights: Path = Path("saved_models/generator.pth")
     output_dir: Path = Path("restored_videos")
     batch_size: int = 8  # frames through the generator at once
+    niqe_frames: int = 16  # NIQE of input and output (and original) on this many evenly spaced frames; 0: off
     codec: str = "mjpeg"  # .avi at JPEG quality 2, as the original project wrote; ffv1 lossless; h264 -> .mp4
     device: str = "auto"  # auto: cuda when available
     amp: str = "auto"  # auto: bf16/fp16 autocast on a GPU, fp32 on the CPU
     channels_last: bool = True
     tile: Optional[int] = None  # process frames in overlapping tiles of this side (bounds memory)
+    max_memory: Optional[float] = None  # GiB for the generator's tensors; None: half the memory available at start
     originals: Optional[Path] = None  # a video, or a folder matched by relative path, then by stem
     report: Optional[Path] = None  # write JSON here and CSV beside it
     side_by_side: bool = False  # also output_dir/side_by_side/<name>.<ext> and .png
+    gallery: bool = False  # also output_dir/gallery.html: the videos restored in this run, players in step (gallery.py)
     overwrite: bool = False
     engine: str = "local"  # local: this process; ray: Ray workers, one per GPU or CPU slot
     ray_address: Optional[str] = None  # with engine ray: a cluster to join; None starts a local instance
@@ -63,6 +69,8 @@ class RestoreConfig:
             raise ValueError(f"amp must be one of {AMP_MODES}")
         if self.batch_size < 1:
             raise ValueError("--batch-size must be >= 1")
+        if self.niqe_frames < 0:
+            raise ValueError(f"--niqe-frames {self.niqe_frames}: must be >= 0 (0 turns NIQE off)")
         if self.originals and not self.originals.exists():
             raise ValueError(f"--originals: {self.originals} not found")
 
@@ -70,7 +78,8 @@ class RestoreConfig:
 class Restorer:
     """The generator on a device: windows of frames in, (N, H, W, 3) uint8 frames out."""
 
-    def __init__(self, weights: Path, device="auto", amp="auto", channels_last=True, tile: Optional[int] = None):
+    def __init__(self, weights: Path, device="auto", amp="auto", channels_last=True, tile: Optional[int] = None,
+                 max_memory: Optional[float] = None):
         self.device = resolve_device(device)
         self.G = load_network(weights, "generator").eval().to(self.device)
         self.fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -78,8 +87,26 @@ class Restorer:
         self.multiple, self.frames = self.G.cfg.multiple, self.G.cfg.frames
         if tile is not None and (tile < self.multiple or tile % self.multiple):
             raise ValueError(f"--tile must be a multiple of {self.multiple} (this generator's 2^depth)")
+        if max_memory is not None and max_memory <= 0:
+            raise ValueError(f"--max-memory {max_memory:g}: must be > 0 (GiB)")
         self.tile = tile
         self.dtype = amp_dtype(amp, self.device)
+        # memory: one window's peak bytes per pixel, measured once; the budget is fixed at start
+        self.budget = budget_bytes(self.device, max_memory)
+        self.per_pixel = bytes_per_pixel(self._forward, 3 * self.frames, self.multiple, self.device)
+        self.plans = {}  # (H, W) -> (windows per pass, tile or None), said once per size
+
+    def plan(self, h: int, w: int) -> tuple:
+        """Windows per forward pass and the tile side (None: whole frames) for H x W frames."""
+        if (h, w) not in self.plans:
+            tile = self.tile if self.tile and (h > self.tile or w > self.tile) else None
+            ph, pw = (-(-h // self.multiple) * self.multiple, -(-w // self.multiple) * self.multiple) if tile is None else (tile, tile)
+            n = windows_per_pass(self.per_pixel, ph, pw, self.budget)
+            if n == 0 and tile is None:  # not one whole frame fits: tiles that do
+                tile = tile_for(self.per_pixel, self.budget, self.multiple)
+                n = max(1, windows_per_pass(self.per_pixel, tile, tile, self.budget))
+            self.plans[(h, w)] = (max(n, 1), tile)
+        return self.plans[(h, w)]
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else nullcontext()
@@ -90,19 +117,26 @@ class Restorer:
         with self._autocast():
             return crop_back(self.G(padded.contiguous(memory_format=self.fmt))).float()
 
-    def _tiled(self, x: torch.Tensor) -> torch.Tensor:
+    def _to_input(self, part: np.ndarray) -> torch.Tensor:
+        """(N, T, H, W, 3) uint8 -> (N, 3T, H, W) float in [-1, 1], frame-major as training stacks them."""
+        n, t, h, w, _ = part.shape
+        x = torch.from_numpy(part).to(self.device, non_blocking=True).permute(0, 2, 3, 1, 4).reshape(n, h, w, t * 3)
+        return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1)
+
+    def _tiled(self, part: np.ndarray, tile: int) -> np.ndarray:
         """Overlapping tiles; each keeps only its centre, so seams fall where both sides saw
-        `overlap` pixels of context."""
-        _, _, h, w = x.shape
-        overlap = min(32, self.tile // 4)
-        step = self.tile - 2 * overlap
-        out = x.new_empty(x.shape[0], 3, h, w)
+        `overlap` pixels of context. Each tile is converted from and back to uint8 on its own,
+        so no float copy of the whole frame is ever made (memory: the tile's, see plan)."""
+        n, _, h, w, _ = part.shape
+        overlap = min(32, tile // 4)
+        step = tile - 2 * overlap
+        out = np.empty((n, h, w, 3), np.uint8)
         for y0 in range(0, h, step):
             for x0 in range(0, w, step):
                 y1, x1 = min(y0 + step, h), min(x0 + step, w)
                 ya, xa = max(y0 - overlap, 0), max(x0 - overlap, 0)
-                y = self._forward(x[..., ya : min(y1 + overlap, h), xa : min(x1 + overlap, w)])
-                out[..., y0:y1, x0:x1] = y[..., y0 - ya : y1 - ya, x0 - xa : x1 - xa]
+                y = self._forward(self._to_input(part[:, :, ya : min(y1 + overlap, h), xa : min(x1 + overlap, w)]))
+                out[:, y0:y1, x0:x1] = hwc_uint8(to_255(y[..., y0 - ya : y1 - ya, x0 - xa : x1 - xa]))
         return out
 
     @torch.no_grad()
@@ -113,12 +147,13 @@ class Restorer:
             windows = windows[:, None]
         if not windows.flags.writeable:  # e.g. np.frombuffer over bytes: torch wants writable memory
             windows = windows.copy()
-        n, t, h, w, _ = windows.shape
-        # (N, T, H, W, 3) -> (N, H, W, T*3) -> NCHW: channels frame-major, as training stacks them
-        x = torch.from_numpy(windows).to(self.device, non_blocking=True).permute(0, 2, 3, 1, 4).reshape(n, h, w, t * 3)
-        x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1)
-        y = self._tiled(x) if self.tile and (h > self.tile or w > self.tile) else self._forward(x)
-        return hwc_uint8(to_255(y))
+        n, _, h, w, _ = windows.shape
+        per_pass, tile = self.plan(h, w)
+        out = []
+        for i in range(0, n, per_pass):  # a pass at a time: its float copy and activations bounded
+            part = windows[i : i + per_pass]
+            out.append(self._tiled(part, tile) if tile else hwc_uint8(to_255(self._forward(self._to_input(part)))))
+        return out[0] if len(out) == 1 else np.concatenate(out)
 
     def stream(self, batches):
         """Yield (input frames, restored frames) for batches of consecutive frames of one video,
@@ -154,6 +189,12 @@ class VideoReport:
     psnr_outside_restored: Optional[float] = None
     temporal_psnr_input: Optional[float] = None
     temporal_psnr_restored: Optional[float] = None
+    # NIQE (no reference, lower is more natural; evaluation/niqe.py) of up to --niqe-frames
+    # evenly spaced frames: of the input and the output always, of the original when given
+    niqe_input: Optional[float] = None
+    niqe_restored: Optional[float] = None
+    niqe_original: Optional[float] = None
+    niqe_note: Optional[str] = None  # why there is no NIQE (frames under 96x96)
     sums: Optional[dict] = None  # {"input", "restored"}: VideoScores.sums(), pooled into the "all" row
     mismatch: Optional[str] = None  # why no figures, when an original was there but did not pair
     warning: Optional[str] = None  # ffmpeg complained but frames decoded: restored what decoded (partial)
@@ -171,6 +212,8 @@ class RestoreResult:
     partial: list = field(default_factory=list)  # (video, ffmpeg's complaint): restored what decoded
     failed: list = field(default_factory=list)  # (video, reason)
     no_original: list = field(default_factory=list)
+    model: dict = field(default_factory=dict)  # what the generator is: preset it was trained for, arch, frames
+    gallery: Optional[Path] = None  # gallery.html, when asked for and written
 
 
 class FrameQueue:
@@ -224,11 +267,42 @@ def pair_check(info, original_info) -> Optional[str]:
     return None
 
 
+class NIQEPool:
+    """NIQE features of up to `max_frames` evenly spaced frames per stream (input, restored,
+    original), pooled into one score per stream at the end (evaluation/niqe.py)."""
+
+    def __init__(self, count: Optional[int], max_frames: int):
+        # without a frame count in the header: every 25th frame, up to max_frames
+        self.wanted = set(sample_indices(count, max_frames)) if count else set(range(0, 25 * max_frames, 25))
+        self.feats, self.problem = {}, None
+
+    def add(self, first: int, streams: dict) -> None:
+        for i in range(len(next(iter(streams.values())))):
+            if first + i in self.wanted and self.problem is None:
+                for name, frames in streams.items():
+                    try:
+                        self.feats.setdefault(name, []).append(frame_features(luminance(frames[i])))
+                    except NIQEUnavailable as e:
+                        self.problem = str(e)
+
+    def scores(self) -> dict:
+        if self.problem:
+            return {}
+        out = {}
+        for name, feats in self.feats.items():
+            try:
+                out[name] = niqe_of_features(np.vstack(feats))
+            except NIQEUnavailable as e:
+                self.problem = str(e)
+        return out
+
+
 class Sink:
     """Everything after the generator for one video: encode, score against the original, write
     the comparison. Runs in a worker thread so it overlaps the next batch's model pass."""
 
-    def __init__(self, stack: ExitStack, out: VideoWriter, info, codec, originals=None, masks=None, comparison: Optional[Path] = None):
+    def __init__(self, stack: ExitStack, out: VideoWriter, info, codec, originals=None, masks=None, comparison: Optional[Path] = None,
+                 niqe_frames: int = 0):
         self.stack, self.out, self.info, self.codec = stack, out, info, codec
         self.originals = FrameQueue(originals) if originals is not None else None
         self.masks = FrameQueue(masks) if masks is not None else None
@@ -236,19 +310,23 @@ class Sink:
         self.scores = FrameScores() if originals is not None else None
         self.mismatch, self.sbs = None, None
         self.picture_at = (info.nb_frames or 1) // 2
+        self.niqe = NIQEPool(info.nb_frames, niqe_frames) if niqe_frames else None
 
     def consume(self, frames: np.ndarray, restored: np.ndarray) -> None:
         first = self.out.frames
         self.out.write(restored)
         columns = [frames, restored]
+        ref = None
         if self.scores is not None:
             ref = self.originals.take(len(frames))
             mask = self.masks.take(len(frames)) if self.masks else None
             if ref is None or len(ref) != len(frames) or (mask is not None and len(mask) != len(frames)):
-                self.mismatch, self.scores = "original (or mask) and input differ in frame count", None
+                self.mismatch, self.scores, ref = "original (or mask) and input differ in frame count", None, None
             else:
                 self.scores.add(frames, restored, ref, mask)
                 columns.append(ref)
+        if self.niqe is not None:
+            self.niqe.add(first, {"input": frames, "restored": restored, **({"original": ref} if ref is not None else {})})
         if self.comparison is not None:
             panel = side_by_side(columns)
             if self.sbs is None:
@@ -275,7 +353,7 @@ def mask_beside(src: Path) -> Optional[Path]:
 
 
 def restore_video(src: Path, dst: Path, restorer: Restorer, codec="mjpeg", batch_size=8, original: Optional[Path] = None,
-                  comparison: Optional[Path] = None, on_frames=None) -> VideoReport:
+                  comparison: Optional[Path] = None, on_frames=None, niqe_frames: int = 16) -> VideoReport:
     """Restore one video into `dst` (audio copied); with `original`, score input and output
     against it (inside and outside the boxes too when NAME_mask.* lies beside `src`); with
     `comparison`, also write that video and a PNG of its middle frame.
@@ -301,7 +379,7 @@ def restore_video(src: Path, dst: Path, restorer: Restorer, codec="mjpeg", batch
                 stack.callback(reader.close)  # stops its ffmpeg if we stop reading early
         out = stack.enter_context(VideoWriter(dst, info.width, info.height, info.fps, codec, audio_from=src, audio_codec=info.audio_codec,
                                               start_time=info.start_time, sample_aspect=info.sample_aspect))
-        sink = Sink(stack, out, info, codec, originals, masks, comparison)
+        sink = Sink(stack, out, info, codec, originals, masks, comparison, niqe_frames)
         pool = stack.enter_context(ThreadPoolExecutor(1))
         pending = None
         for frames, restored in restorer.stream(prefetched(read_frames(src, batch_size, info, warnings=warnings))):
@@ -321,6 +399,10 @@ def restore_video(src: Path, dst: Path, restorer: Restorer, codec="mjpeg", batch
         for k, v in sink.scores.means().items():
             setattr(report, k, v)
         report.sums = sink.scores.sums()
+    if sink.niqe is not None:
+        for k, v in sink.niqe.scores().items():
+            setattr(report, f"niqe_{k}", v)
+        report.niqe_note = sink.niqe.problem
     return report
 
 
@@ -368,6 +450,7 @@ class RestoreJob:
     comparison: Optional[Path]
     codec: str
     batch_size: int
+    niqe_frames: int = 16
 
 
 def plan_restore(cfg: RestoreConfig) -> tuple:
@@ -382,6 +465,7 @@ def plan_restore(cfg: RestoreConfig) -> tuple:
     names = output_names([e.rel for e in entries], ext)
     inputs = [root / e.rel for e in entries] + ([cfg.originals] if cfg.originals and cfg.originals.is_file() else [])
     report_files = [cfg.report, cfg.report.with_suffix(".csv")] if cfg.report else []
+    report_files += [cfg.output_dir / GALLERY] if cfg.gallery else []
     refuse_replacing_inputs(inputs, [cfg.output_dir / n for n in names.values()] + report_files)
     if cfg.report:
         check_writable(cfg.report.parent, "--report")  # now, not after every video was restored
@@ -399,14 +483,15 @@ def plan_restore(cfg: RestoreConfig) -> tuple:
         if cfg.originals and original is None:
             no_original.append(e.rel)
         comparison = cfg.output_dir / "side_by_side" / names[e.rel] if cfg.side_by_side else None
-        jobs.append(RestoreJob(e.rel, root / e.rel, dst, original, comparison, cfg.codec, cfg.batch_size))
+        jobs.append(RestoreJob(e.rel, root / e.rel, dst, original, comparison, cfg.codec, cfg.batch_size, cfg.niqe_frames))
     return jobs, skipped, no_original, unreadable
 
 
 def restore_job(restorer: Restorer, job: RestoreJob, on_frames=None) -> tuple:
     """("done", VideoReport) or ("failed", reason): a video that fails fails alone."""
     try:
-        report = restore_video(job.src, job.dst, restorer, job.codec, job.batch_size, job.original, job.comparison, on_frames)
+        report = restore_video(job.src, job.dst, restorer, job.codec, job.batch_size, job.original, job.comparison, on_frames,
+                               job.niqe_frames)
     except (UnreadableVideo, VideoReadError, RuntimeError, OSError) as err:
         return "failed", str(err)
     report.video = job.rel
@@ -434,11 +519,13 @@ def restore_videos(cfg: RestoreConfig) -> RestoreResult:
     one per GPU or CPU slot (`engine` "ray"); one report for the whole folder either way, its
     rows in input order."""
     if cfg.engine == "local":
-        restorer = Restorer(cfg.weights, cfg.device, cfg.amp, cfg.channels_last, cfg.tile)  # weights first: fail fast
+        restorer = Restorer(cfg.weights, cfg.device, cfg.amp, cfg.channels_last, cfg.tile, cfg.max_memory)  # weights first: fail fast
     else:
-        load_network(cfg.weights, "generator")  # fail fast on the driver, not in every worker
+        driver_G = load_network(cfg.weights, "generator")  # fail fast on the driver, not in every worker
     jobs, skipped, no_original, unreadable = plan_restore(cfg)
-    result = RestoreResult(skipped=skipped, no_original=no_original, failed=list(unreadable))
+    g = (restorer.G if cfg.engine == "local" else driver_G).cfg
+    model = {"weights": str(cfg.weights), "trained_for_preset": g.preset, "arch": g.arch, "frames": g.frames}
+    result = RestoreResult(skipped=skipped, no_original=no_original, failed=list(unreadable), model=model)
     outcomes = {}
     if cfg.engine == "local":
         videos = tqdm(jobs, unit="video", disable=not cfg.progress, dynamic_ncols=True)
@@ -455,7 +542,7 @@ def restore_videos(cfg: RestoreConfig) -> RestoreResult:
         try:
             slots = ray_engine.worker_slots(cfg.device, cfg.ray_workers)
             device = "cuda" if slots.gpus else "cpu"
-            make = functools.partial(Restorer, cfg.weights.resolve(), device, cfg.amp, cfg.channels_last, cfg.tile)
+            make = functools.partial(Restorer, cfg.weights.resolve(), device, cfg.amp, cfg.channels_last, cfg.tile, cfg.max_memory)
             frames_of = lambda outcome: outcome[1].frames if outcome[0] == "done" else 0
             sent = [ray_engine.absolute_paths(job) for job in jobs]  # a worker's working folder is not ours
             for i, outcome in ray_engine.map_videos(sent, make, restore_job, slots, frames_of, "restore", cfg.progress):
@@ -468,7 +555,19 @@ def restore_videos(cfg: RestoreConfig) -> RestoreResult:
             collect(result, job, outcomes[i], lambda line: None)
     if cfg.report:
         write_report(cfg.report, result)
+    if cfg.gallery and result.videos:
+        result.gallery = write_gallery(cfg.output_dir / GALLERY, gallery_items(result, cfg.input), result.model)
     return result
+
+
+def niqe_means(reports: list) -> Optional[dict]:
+    """Mean NIQE over the videos that have one (a per-video score; no pooling across videos)."""
+    out = {}
+    for which in ("input", "restored", "original"):
+        values = [getattr(r, f"niqe_{which}") for r in reports if getattr(r, f"niqe_{which}") is not None]
+        if values:
+            out[f"niqe_{which}"] = float(np.mean(values))
+    return out or None
 
 
 def overall(reports: list) -> Optional[dict]:
@@ -505,6 +604,11 @@ def format_table(result: RestoreResult) -> str:
     if rows:
         lines.append("PSNR, SSIM: per frame, averaged over frames; boxes, outside, temporal: one PSNR of the squared error "
                      "pooled over all their pixels (the all row pools every video's)")
+    if (n := niqe_means(result.videos)) and "niqe_restored" in n:
+        count = sum(r.niqe_restored is not None for r in result.videos)
+        lines.append(f"NIQE (no reference; lower is more natural), mean of {count} videos: input {n['niqe_input']:.2f} -> restored "
+                     f"{n['niqe_restored']:.2f}" + (f" (originals {n['niqe_original']:.2f})" if "niqe_original" in n else ""))
+    lines += [f"no NIQE: {r.video}: {r.niqe_note}" for r in result.videos if r.niqe_note]
     lines += [f"not scored: {r.video}: {r.mismatch}" for r in result.videos if r.mismatch]
     lines += [f"not scored: {v}: no original found" for v in result.no_original]
     return "\n".join(lines)
@@ -514,7 +618,8 @@ def write_report(path: Path, result: RestoreResult) -> None:
     """JSON with every video and the overall means, and a CSV of the per-video rows beside it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = [{k: v for k, v in asdict(r).items() if k != "sums"} | {"psnr_gain": r.psnr_gain} for r in result.videos]
-    doc = {"definitions": DEFINITIONS, "videos": rows, "overall": overall(result.videos), "failed": [{"video": v, "reason": why} for v, why in result.failed],
+    doc = {"model": result.model, "definitions": DEFINITIONS, "videos": rows, "overall": overall(result.videos),
+           "niqe_mean": niqe_means(result.videos), "failed": [{"video": v, "reason": why} for v, why in result.failed],
            "partial": [{"video": v, "warning": why} for v, why in result.partial],
            "no_original": result.no_original, "skipped_existing": result.skipped}
     write_json_atomic(path, doc)

@@ -145,11 +145,11 @@ class VideoWriter:
         `start_time`: the source video's first timestamp; its audio is shifted by as much, so the
         frames written (which start at 0, evenly spaced) stay in step with it. `sample_aspect`
         ("W:H", from probe_video): non-square pixels, kept so players show the source's shape."""
-        if codec not in CODECS:
+        if not isinstance(codec, Codec) and codec not in CODECS:
             raise ValueError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
         self.path, self.channels = Path(path), 1 if gray else 3
         self.shape = (height, width, self.channels)
-        c = CODECS[codec]
+        c = codec if isinstance(codec, Codec) else CODECS[codec]  # a Codec: a lossy one of the real preset
         self._tmp = temp_path_for(self.path)
         stream = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="gray" if gray else "rgb24", s=f"{width}x{height}", framerate=str(fps))
         acodec, self.audio_note = audio_plan(c.container, audio_codec) if audio_from else (None, None)

@@ -1,0 +1,142 @@
+"""The seed and the real degradation presets, compared at equal training time: one model trained
+on each (the demo's recipe, T = 5, same minutes on this machine), both scored on test clips
+(sources neither trained nor validated on) damaged three ways:
+
+  seed-degraded   `vrestore degrade` (blur, noise, boxes; seed 1)
+  codec-damaged   real footage's damage: the clean clip encoded by libx264 at a low bitrate
+                  (--bpp bits per pixel, single pass), nothing else
+  real-degraded   `vrestore degrade --preset real` (seed 1)
+
+    python bench/presets.py                  # 6 training minutes per preset
+    python bench/presets.py --minutes 10 --bpp 0.03
+
+Per cell: PSNR (and SSIM) of the input and of each model's output against the clean clip,
+pooled as `vrestore restore` reports it, plus NIQE (no reference) of the codec-damaged inputs
+and outputs. Validation split rows too (neither model chose anything on them here: each
+preset's model is its last EMA weights).
+"""
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from quality import degraded_set, evaluate  # bench/quality.py, beside this script
+from recipe import DEMO, ensure_data
+from vrestore.pipeline.degrade.degradations import DegradationSpec
+from vrestore.pipeline.degrade.degrade_videos import DegradeConfig, degrade_videos, mask_path, output_path
+from vrestore.pipeline.evaluation.niqe import niqe, sample_indices
+from vrestore.pipeline.inference.restore import Restorer
+from vrestore.pipeline.media.discover import list_source_videos
+from vrestore.pipeline.media.probe import probe_video
+from vrestore.pipeline.media.video_io import VideoWriter, read_frames
+
+FRAMES = 5
+
+
+def real_shards(videos: Path, root: Path) -> Path:
+    shards = root / f"shards_t{FRAMES}_real"
+    for split in ("train", "val"):
+        if not (shards / split / "manifest.json").exists():
+            subprocess.run([str(Path(sys.executable).with_name("make-shards")), str(videos), str(shards / split), "--quiet", "--preset", "real",
+                            "--split-file", str(videos / "ucfTrainTestlist" / f"{split}list01.txt"), "--clip-len", str(FRAMES)], check=True)
+    return shards
+
+
+def codec_damaged_set(videos: Path, split: str, work: Path, bpp: float) -> list:
+    """(clean, damaged, mask) per clip: libx264 at `bpp` bits per pixel (x fps x pixels), no
+    other damage; an all-zero mask (no boxes)."""
+    entries, _ = list_source_videos(videos, videos / "ucfTrainTestlist" / f"{split}list01.txt")
+    out = []
+    for e in entries:
+        clean, damaged = videos / e.rel, work / Path(e.rel).with_suffix(".mp4")
+        info = probe_video(clean)
+        damaged.parent.mkdir(parents=True, exist_ok=True)
+        rate = int(bpp * info.width * info.height * float(info.fps))
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(clean), "-an", "-c:v", "libx264", "-b:v", str(rate), "-pix_fmt", "yuv420p",
+                        str(damaged)], check=True)
+        mask = mask_path(damaged.with_suffix(".avi"))
+        with VideoWriter(mask, info.width, info.height, info.fps, "ffv1", gray=True) as w:
+            for frames in read_frames(clean):
+                w.write(np.zeros(frames.shape[:3], np.uint8))
+        out.append((clean, damaged, mask))
+    return out
+
+
+def real_degraded_set(videos: Path, split: str, work: Path) -> list:
+    entries, _ = list_source_videos(videos, videos / "ucfTrainTestlist" / f"{split}list01.txt")
+    for e in entries:
+        degrade_videos(DegradeConfig(videos / e.rel, output_path(work, e.rel, "ffv1"), preset="real", seed=1, save_masks=True,
+                                     overwrite=True, progress=False))
+    return [(videos / e.rel, output_path(work, e.rel, "ffv1"), mask_path(output_path(work, e.rel, "ffv1"))) for e in entries]
+
+
+def niqe_mean(method, videos: list, which: int = 1) -> float:
+    """Mean over videos of NIQE on up to 16 evenly spaced frames (restore's setting) of the
+    damaged input (`which` 1), the clean clip (0), or `method`'s output of the input."""
+    scores = []
+    for paths in videos:
+        frames = np.concatenate(list(read_frames(paths[which])))
+        if method is not None:
+            frames = np.concatenate([r for _, r in method.stream(iter([frames]))])
+        scores.append(niqe(frames[sample_indices(len(frames), 16)]))
+    return float(np.mean(scores))
+
+
+def train(shards: Path, run: Path, minutes: float) -> None:
+    subprocess.run([str(Path(sys.executable).with_name("vrestore")), "train", "--shards", str(shards / "train"),
+                    "--val-shards", str(shards / "val"), "--out", str(run), "--overwrite", *DEMO, "--max-minutes", str(minutes)], check=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", type=Path, default=Path("demo_output"))
+    p.add_argument("--work", type=Path, default=Path("demo_output/presets"))
+    p.add_argument("--minutes", type=float, default=6.0)
+    p.add_argument("--bpp", type=float, default=0.04, help="bits per pixel of the codec-damaged test clips")
+    args = p.parse_args()
+    videos, seed_shards = ensure_data(args.root, FRAMES)
+    shards = {"seed": seed_shards, "real": real_shards(videos, args.root)}
+    sets = {}
+    for split in ("val", "test"):
+        sets[split] = {
+            "seed-degraded": degraded_set(videos, videos / "ucfTrainTestlist" / f"{split}list01.txt", args.work / split / "seed",
+                                          DegradationSpec(), seed=1),
+            "codec-damaged": codec_damaged_set(videos, split, args.work / split / "codec", args.bpp),
+            "real-degraded": real_degraded_set(videos, split, args.work / split / "real"),
+        }
+    models = {}
+    for preset in ("seed", "real"):
+        run = args.work / f"model_{preset}"
+        t0 = time.monotonic()
+        if not (run / "generator.pth").exists():
+            train(shards[preset], run, args.minutes)
+        models[preset] = Restorer(run / "generator.pth", "cpu")
+        print(f"{preset} model: {time.monotonic() - t0:.0f} s", flush=True)
+    rows = {}
+    for split, damages in sets.items():
+        for damage, vids in damages.items():
+            cell = {"input": evaluate(("identity", None), vids)}
+            for preset, restorer in models.items():
+                cell[f"{preset} model"] = evaluate(("generator", restorer), vids)
+            if damage == "codec-damaged":
+                cell["niqe"] = {"input": niqe_mean(None, vids), **{f"{k} model": niqe_mean(r, vids) for k, r in models.items()},
+                                "clean": niqe_mean(None, vids, which=0)}
+            rows[f"{split}/{damage}"] = cell
+    print(f"\nT = {FRAMES}, {args.minutes:g} training minutes per preset on this machine; codec damage: libx264 at {args.bpp:g} bits per pixel")
+    print(f"{'split / damage':<22} {'input':>14} {'seed model':>14} {'real model':>14}   (PSNR dB / SSIM)")
+    for name, cell in rows.items():
+        f = lambda r: f"{r['psnr']:6.2f} / {r['ssim']:.3f}"
+        print(f"{name:<22} {f(cell['input']):>14} {f(cell['seed model']):>14} {f(cell['real model']):>14}")
+        if "niqe" in cell:
+            n = cell["niqe"]
+            print(f"{'  NIQE (lower better)':<22} {n['input']:>14.2f} {n['seed model']:>14.2f} {n['real model']:>14.2f}   (clean {n['clean']:.2f})")
+    args.work.mkdir(parents=True, exist_ok=True)
+    (args.work / "presets.json").write_text(json.dumps({"minutes": args.minutes, "bpp": args.bpp, "frames": FRAMES, "rows": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""restore --gallery: one self-contained HTML file, checked in a real headless browser
+(Debian's chromium): it loads from the file system, every player's video decodes, and a
+screenshot of it is a picture, not a blank page."""
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from test_real_world import clip, run
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def headless(*args, timeout=120):
+    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--mute-audio", "--allow-file-access-from-files",
+                           "--autoplay-policy=no-user-gesture-required", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (scripts/setup_env.sh test installs it)")
+def test_gallery_opens_from_disk_with_every_video_playing(tmp_path, weights):
+    src, originals = tmp_path / "degraded", tmp_path / "originals"
+    for d in (src, originals):
+        d.mkdir()
+    for name in ("one", "two"):
+        clip(originals / f"{name}.avi", seconds=2, size="160x120")
+    assert run("vrestore", "degrade", originals, src, "--quiet").returncode == 0
+    out = tmp_path / "restored"
+    r = run("vrestore", "restore", src, "--weights", weights, "--output-dir", out, "--originals", originals, "--gallery", "--quiet")
+    assert r.returncode == 0, r.stderr
+    page = out / "gallery.html"
+    text = page.read_text()
+    assert "gallery:" in r.stdout and not re.search(r'src="(?!data:)', text)  # nothing outside the file
+    shutil.move(str(page), tmp_path / "elsewhere.html")  # self-contained: works away from the videos too
+    page = tmp_path / "elsewhere.html"
+    dom = headless("--virtual-time-budget=15000", "--dump-dom", page.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    body = re.search(r'<body data-expected="(\d+)" data-loaded="(\d+)"', dom.stdout)
+    assert body and body.group(1) == "6" and body.group(2) == "6", (body and body.groups(), dom.stderr[-1000:])
+    assert dom.stdout.count("<section>") == 2 and "one.avi" in dom.stdout and "two.avi" in dom.stdout
+    shot = tmp_path / "shot.png"
+    assert headless("--virtual-time-budget=15000", "--window-size=1200,900", f"--screenshot={shot}", page.as_uri()).returncode == 0
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.std() > 20, pixels.std()  # text, tables and frames, not a blank page

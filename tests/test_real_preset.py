@@ -1,0 +1,204 @@
+"""The real degradation preset (pipeline/degrade/real_world.py): each operation does what its
+name says within its range, the codec stage is a real encoder's damage, make-shards stores
+exactly what `degrade` writes (the frames DALI then reads), and a model trained on it says so."""
+import json
+import tarfile
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+
+from test_real_world import clip, run
+from vrestore.pipeline.degrade import real_world as rw
+from vrestore.pipeline.degrade.real_world import RealDraw, RealSpec, draw, frame_damage
+from vrestore.pipeline.media.video_io import VideoWriter, read_frames
+
+ALL_OFF = {name: 0.0 for name in rw.PROBABILITIES}
+
+
+def photo_video(path, frames=12, size=(160, 128)):
+    """A slow pan over a photograph (natural texture, which codecs and blur act on as on film)."""
+    img = skimage.data.astronaut()
+    w, h = size
+    with VideoWriter(path, w, h, 25, "ffv1") as out:
+        for i in range(frames):
+            out.write(img[100 + i : 100 + i + h, 120 + 2 * i : 120 + 2 * i + w][None])
+    return path
+
+
+def psnr(a, b):
+    return 10 * np.log10(255.0**2 / np.mean((a.astype(float) - b.astype(float)) ** 2))
+
+
+def frames(path):
+    return np.concatenate(list(read_frames(path)))
+
+
+def as_nchw(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(x.copy()).permute(0, 3, 1, 2).float()
+
+
+def blockiness(x: np.ndarray) -> float:
+    """Mean luma jump across 8-pixel block borders over the mean jump inside blocks (1: none)."""
+    y = x.astype(float).mean(-1)
+    d = np.abs(np.diff(y, axis=2))  # (N, H, W-1): between columns c and c+1
+    border = d[:, :, 7::8].mean()
+    inside = np.delete(d, np.s_[7::8], axis=2).mean()
+    return border / inside
+
+
+def degrade_real(src, dst, **options):
+    args = []
+    for k, v in options.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    r = run("vrestore", "degrade", src, dst, "--preset", "real", "--quiet", *args)
+    assert r.returncode == 0, r.stderr
+    return dst
+
+
+def only(*names, **ranges):
+    """degrade options turning on just `names` (probability 1), with `ranges` as LOW,HIGH."""
+    opts = {f"real_p_{n}": 0.0 for n in rw.PROBABILITIES}
+    opts |= {f"real_p_{n}": 1.0 for n in names}
+    opts |= {f"real_{k}": f"{v[0]},{v[1]}" for k, v in ranges.items()}
+    return opts
+
+
+def test_draws_are_per_video_reproducible_and_inside_their_ranges():
+    spec = RealSpec()
+    draws = [draw(spec, seed) for seed in range(300)]
+    assert draw(spec, 7) == draws[7]
+    on = lambda f: np.mean([f(d) is not None for d in draws])
+    assert abs(on(lambda d: d.blur) - spec.probabilities["blur"]) < 0.1
+    assert abs(on(lambda d: d.codec) - spec.probabilities["codec"]) < 0.08
+    for d in draws:
+        if d.blur:
+            assert all(spec.ranges["blur_sigma"][0] <= s <= spec.ranges["blur_sigma"][1] for s in d.blur[:2])
+        if d.codec and d.codec[0] == "libx264":
+            assert spec.ranges["x264_crf"][0] <= d.codec[1] <= spec.ranges["x264_crf"][1]
+        if d.jpeg_quality:
+            assert spec.ranges["jpeg_quality"][0] <= d.jpeg_quality <= spec.ranges["jpeg_quality"][1]
+    assert all(draw(RealSpec(probabilities=ALL_OFF), s) == RealDraw() for s in range(20))
+    with pytest.raises(ValueError, match="--real-x264-crf"):
+        RealSpec(ranges=rw.RANGES | {"x264_crf": (30, 60)})
+    with pytest.raises(ValueError, match="--real-p-blur"):
+        RealSpec(probabilities=rw.PROBABILITIES | {"blur": 1.5})
+
+
+def test_frame_operations_do_what_their_names_say():
+    x = as_nchw(skimage.data.astronaut()[None, 100:228, 100:260])
+    g = lambda: torch.Generator().manual_seed(0)
+    detail = lambda t: (t[..., 1:, :] - t[..., :-1, :]).abs().mean() + (t[..., :, 1:] - t[..., :, :-1]).abs().mean()
+    # blur and resize remove detail, more for larger sigma / smaller scale
+    soft, softer = (frame_damage(x, RealDraw(blur=(s, s, 0.0)), g()) for s in (0.8, 2.0))
+    assert detail(softer) < detail(soft) < 0.9 * detail(x)
+    assert detail(frame_damage(x, RealDraw(resize=0.5), g())) < 0.85 * detail(x)
+    # anisotropic: sigma 3 along x and 0.3 along y (angle 0) smooths stripes that change along
+    # x, leaves stripes that change along y; turned by 90 degrees, the other way round
+    stripes = (torch.arange(64) // 3 % 2 * 200.0 + 20).expand(1, 3, 64, 64)  # changes along x
+    contrast = lambda t: t[..., 8:-8, 8:-8].std()
+    for angle, along_x, along_y in ((0.0, "smoothed", "kept"), (np.pi / 2, "kept", "smoothed")):
+        d = RealDraw(blur=(0.3, 3.0, angle))
+        for img, expect in ((stripes, along_x), (stripes.transpose(-1, -2), along_y)):
+            ratio = contrast(frame_damage(img, d, g())) / contrast(img)
+            assert (ratio < 0.5) if expect == "smoothed" else (ratio > 0.95), (angle, expect, ratio)
+    # Gaussian noise of the drawn std (away from clipping); gray noise is the same in R, G, B
+    mid = torch.full((2, 3, 64, 64), 128.0)
+    n = frame_damage(mid, RealDraw(noise_std=10.0), g()) - mid
+    assert 9.0 < n.std() < 11.0
+    gray = frame_damage(mid, RealDraw(noise_std=10.0, gray_noise=True), g()) - mid
+    assert torch.equal(gray[:, 0], gray[:, 1]) and not torch.equal(n[:, 0], n[:, 1])
+    # shot noise grows with the level
+    dark, bright = torch.full((1, 3, 64, 64), 20.0), torch.full((1, 3, 64, 64), 200.0)
+    shot = lambda t: (frame_damage(t, RealDraw(shot_noise=2.0), g()) - t).std()
+    assert shot(bright) > 2.5 * shot(dark)
+    # JPEG: lower quality, lower PSNR
+    q = lambda quality: psnr(frame_damage(x, RealDraw(jpeg_quality=quality), g()).numpy(), x.numpy())
+    assert q(20) < q(50) < q(90)
+    # grain: new in every frame, about the drawn strength
+    two = x.repeat(2, 1, 1, 1)
+    grained = frame_damage(two, RealDraw(grain_std=6.0), g()) - two
+    assert 2.0 < grained.std() < 7.0 and not torch.equal(grained[0], grained[1])
+    # fade: a warm (sepia) cast and less contrast
+    faded = frame_damage(x, RealDraw(fade=0.3), g())
+    luma = lambda t: (t * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1)
+    warmth = lambda t: (t[:, 0] - t[:, 2]).mean()
+    gray = torch.linspace(30, 220, 64).expand(1, 3, 64, 64)
+    assert luma(faded).std() < 0.97 * luma(x).std() and warmth(gray) == 0 and warmth(frame_damage(gray, RealDraw(fade=0.3), g())) > 5
+
+
+def test_the_codec_stage_is_a_real_encoders_damage(tmp_path):
+    """libx264 at a high CRF: PSNR against the clean frames in a plausible band, lower than at a
+    low CRF, and 8x8 blocking across macroblock borders appears (not in the clean video)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    photo_video(src / "pan.avi")
+    clean = frames(src / "pan.avi")
+    low = frames(degrade_real(src, tmp_path / "crf20", **only("codec", x264_crf=(20, 20)), real_codecs="libx264") / "pan.avi")
+    high = frames(degrade_real(src, tmp_path / "crf45", **only("codec", x264_crf=(45, 45)), real_codecs="libx264") / "pan.avi")
+    mp4v = frames(degrade_real(src, tmp_path / "q24", **only("codec", mpeg4_qscale=(24, 24)), real_codecs="mpeg4") / "pan.avi")
+    assert clean.shape == low.shape == high.shape == mp4v.shape
+    assert 22 < psnr(high, clean) < psnr(low, clean) and psnr(low, clean) > 34
+    assert 20 < psnr(mp4v, clean) < 33
+    # (x264's in-loop deblocking filter softens its block borders; mpeg4 has none)
+    assert blockiness(clean) < 1.0 and blockiness(low) < 1.05 < 1.08 < blockiness(high) and blockiness(mp4v) > 1.15, \
+        (blockiness(clean), blockiness(low), blockiness(high), blockiness(mp4v))
+    # nothing left beside the output: the encoded copy went through a temporary name
+    assert sorted(p.name for p in (tmp_path / "crf45").iterdir()) == ["pan.avi"]
+
+
+def test_make_shards_stores_what_degrade_writes_and_dali_reads_it(tmp_path):
+    """make-shards --preset real keeps, beside each clean frame, the very frame `vrestore degrade
+    --preset real` writes for that video (one function, one seed rule); DALI's reader then
+    decodes the same pixels (the validation set's source)."""
+    from vrestore.pipeline.dataset.shard_set import load_shard_set
+    from vrestore.trainer.dali_input import first_samples
+
+    src = tmp_path / "in"
+    src.mkdir()
+    photo_video(src / "a.avi", frames=9)
+    shards = tmp_path / "shards"
+    r = run("make-shards", src, shards, "--preset", "real", "--clip-len", "3", "--quiet", "--workers", "1", "--format", "png")
+    assert r.returncode == 0, r.stderr
+    degraded = frames(degrade_real(src, tmp_path / "d") / "a.avi")
+    manifest = json.loads((shards / "manifest.json").read_text())
+    assert manifest["params"]["preset"] == "real" and manifest["videos"][0]["real"]  # the draw is recorded
+    with tarfile.open(next(shards.glob("*.tar"))) as tar:
+        names = tar.getnames()
+        key = sorted(n for n in names if n.endswith(".d0.png"))[0].removesuffix(".d0.png")
+        first = json.loads(tar.extractfile(f"{key}.json").read())["frame"]
+    assert {f"{key}.{m}" for m in ("0.png", "1.png", "2.png", "d0.png", "d1.png", "d2.png", "json")} <= set(names)
+    shard_set = load_shard_set(shards)
+    assert shard_set.preset == "real" and shard_set.damaged_exts == ["d0.png", "d1.png", "d2.png"]
+    samples = first_samples(shard_set, 7)
+    by_first = {}
+    with tarfile.open(next(shards.glob("*.tar"))) as tar:
+        order = [json.loads(tar.extractfile(m).read())["frame"] for m in tar.getmembers() if m.name.endswith(".json")]
+    for sample, f in zip(samples, order):
+        by_first[f] = sample
+    assert first in by_first
+    for f, sample in by_first.items():
+        assert sample.shape[0] == 6
+        np.testing.assert_array_equal(sample[3:], degraded[f : f + 3])  # the damaged copy, exactly
+        assert not np.array_equal(sample[:3], sample[3:])
+
+
+def test_a_real_model_says_so_in_its_weights_and_restore_report(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    photo_video(src / "a.avi", frames=10)
+    shards = tmp_path / "shards"
+    assert run("make-shards", src, shards, "--preset", "real", "--quiet", "--workers", "1").returncode == 0
+    r = run("vrestore", "train", "--shards", shards, "--preset", "seed", "--out", tmp_path / "bad", "--max-steps", "1")
+    assert r.returncode == 2 and "made with --preset real" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = run("vrestore", "train", "--shards", shards, "--out", tmp_path / "run", "--max-steps", "2", "--batch-size", "2", "--crop", "64",
+            "--ngf", "8", "--ndf", "8", "--device", "cpu", "--quiet")
+    assert r.returncode == 0, r.stderr
+    r = run("vrestore", "restore", src, "--weights", tmp_path / "run" / "generator.pth", "--output-dir", tmp_path / "out",
+            "--report", tmp_path / "report.json", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "trained for the real degradation preset" in r.stdout
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["model"]["trained_for_preset"] == "real"
+    assert report["videos"][0]["niqe_input"] is not None and report["videos"][0]["niqe_restored"] is not None
