@@ -12,7 +12,7 @@ on each (the demo's recipe, T = 5, same minutes on this machine), both scored on
 
 Per cell: PSNR (and SSIM) of the input and of each model's output against the clean clip,
 pooled as `vrestore restore` reports it, plus NIQE (no reference) of the codec-damaged inputs
-and outputs. Validation split rows too. Each preset's model is the checkpoint its own
+and outputs (--splits test,val adds the validation split's rows). Each preset's model is the checkpoint its own
 validation split chose (generator_best.pth: best whole-frame validation PSNR on that preset's
 val shards), or with --weights last its last EMA weights.
 """
@@ -59,8 +59,9 @@ def codec_damaged_set(videos: Path, split: str, work: Path, bpp: float) -> list:
         info = probe_video(clean)
         damaged.parent.mkdir(parents=True, exist_ok=True)
         rate = int(bpp * info.width * info.height * float(info.fps))
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(clean), "-an", "-c:v", "libx264", "-b:v", str(rate), "-pix_fmt", "yuv420p",
-                        str(damaged)], check=True)
+        # passthrough: every frame encoded once (a constant-rate muxer may drop or repeat some)
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(clean), "-an", "-fps_mode", "passthrough", "-c:v", "libx264",
+                        "-b:v", str(rate), "-pix_fmt", "yuv420p", str(damaged)], check=True)
         mask = mask_path(damaged.with_suffix(".avi"))
         with VideoWriter(mask, info.width, info.height, info.fps, "ffv1", gray=True) as w:
             for frames in read_frames(clean):
@@ -115,6 +116,7 @@ def main():
     p.add_argument("--work", type=Path, default=Path("demo_output/presets"))
     p.add_argument("--minutes", type=float, default=6.0)
     p.add_argument("--bpp", type=float, default=0.04, help="bits per pixel of the codec-damaged test clips")
+    p.add_argument("--splits", default="test", help="comma-separated: test, val")
     p.add_argument("--weights", choices=("best", "last"), default="best",
                    help="best: generator_best.pth (chosen on the preset's validation split); last: generator.pth")
     p.add_argument("--picture", type=Path, help="also write a PNG: the middle frame of the codec-damaged test clips of "
@@ -124,7 +126,7 @@ def main():
     videos, seed_shards = ensure_data(args.root, FRAMES)
     shards = {"seed": seed_shards, "real": real_shards(videos, args.root)}
     sets = {}
-    for split in ("val", "test"):
+    for split in args.splits.split(","):
         sets[split] = {
             "seed-degraded": degraded_set(videos, videos / "ucfTrainTestlist" / f"{split}list01.txt", args.work / split / "seed",
                                           DegradationSpec(), seed=1),
