@@ -16,7 +16,7 @@ from tqdm import tqdm
 from vrestore.pipeline.atomic import remove_dead_temp_files, temp_path_for
 from vrestore.pipeline.cluster import ray_engine
 from vrestore.pipeline.cluster.ray_engine import check_engine
-from vrestore.pipeline.degrade.degradations import DegradationSpec, add_boxes, add_noise, blur
+from vrestore.pipeline.degrade.degradations import DegradationSpec, add_boxes, degrade
 from vrestore.pipeline.degrade.real_world import PRESETS, RealSpec, damage_codec, draw, frame_damage
 from vrestore.pipeline.media.discover import check_output_folder, list_source_videos, output_names, refuse_replacing_inputs
 from vrestore.pipeline.media.probe import UnreadableVideo, probe_video
@@ -89,35 +89,35 @@ def degrade_video(src: Path, dst: Path, spec: DegradationSpec, seed: int, codec=
         masks = stack.enter_context(VideoWriter(mask_path(dst), info.width, info.height, info.fps, codec, gray=True,
                                                 sample_aspect=info.sample_aspect)) if save_masks else None
 
-        def emit(x: torch.Tensor, boxes: bool):
-            if boxes:
-                x, mask = add_boxes(x, spec, generator)
+        def emit(x: torch.Tensor, mask: Optional[torch.Tensor] = None):
             out.write(x.permute(0, 2, 3, 1).to(torch.uint8).numpy())
             if masks:
-                masks.write((mask[:, 0].numpy().astype(np.uint8) * 255) if boxes else np.zeros((len(x), info.height, info.width), np.uint8))
+                masks.write(np.zeros((len(x), info.height, info.width), np.uint8) if mask is None else mask[:, 0].numpy().astype(np.uint8) * 255)
             if on_frames:
                 on_frames(len(x))
 
-        frames = (torch.from_numpy(f.copy()).permute(0, 3, 1, 2).float() for f in read_frames(src, batch_size, info, warnings=warnings))
+        as_nchw = lambda f: torch.from_numpy(f.copy()).permute(0, 3, 1, 2).float()
+        frames = (as_nchw(f) for f in read_frames(src, batch_size, info, warnings=warnings))
         if real is None:
             for x in frames:
-                emit(add_noise(blur(x, spec, generator), spec, generator), True)
+                emit(*degrade(x, spec, generator))
             return out.frames
         d = draw(real, seed)
-        if d.codec is None:
-            for x in frames:
-                emit(frame_damage(x, d, generator), real.boxes)
-            return out.frames
-        lossy = damage_codec(d.codec, info.width, info.height)
-        coded = temp_path_for(dst.with_name(f"{dst.stem}.codec.{lossy.container}"))
+        damaged = (frame_damage(x, d, generator) for x in frames)
+        coded = None
         try:
-            with VideoWriter(coded, info.width, info.height, info.fps, lossy) as enc:
-                for x in frames:
-                    enc.write(frame_damage(x, d, generator).permute(0, 2, 3, 1).to(torch.uint8).numpy())
-            for f in read_frames(coded, batch_size):
-                emit(torch.from_numpy(f.copy()).permute(0, 3, 1, 2).float(), real.boxes)
+            if d.codec is not None:  # through the drawn encoder and back
+                lossy = damage_codec(d.codec, info.width, info.height)
+                coded = temp_path_for(dst.with_name(f"{dst.stem}.codec.{lossy.container}"))
+                with VideoWriter(coded, info.width, info.height, info.fps, lossy) as enc:
+                    for y in damaged:
+                        enc.write(y.permute(0, 2, 3, 1).to(torch.uint8).numpy())
+                damaged = (as_nchw(f) for f in read_frames(coded, batch_size))
+            for y in damaged:
+                emit(*add_boxes(y, spec, generator)) if real.boxes else emit(y)
         finally:
-            coded.unlink(missing_ok=True)
+            if coded is not None:
+                coded.unlink(missing_ok=True)
     return out.frames
 
 
