@@ -18,6 +18,7 @@ val shards), or with --weights last its last EMA weights.
 """
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -38,6 +39,7 @@ from vrestore.pipeline.media.probe import probe_video
 from vrestore.pipeline.media.video_io import VideoWriter, read_frames
 
 FRAMES = 5
+DAMAGES = ("seed-degraded", "codec-damaged", "real-degraded")
 
 
 def real_shards(videos: Path, root: Path) -> Path:
@@ -105,9 +107,10 @@ def write_picture(path: Path, videos: list, models: dict, classes: list) -> None
     write_png(path, np.asarray(image))
 
 
-def train(shards: Path, run: Path, minutes: float) -> None:
+def train(shards: Path, run: Path, minutes: float, options: list) -> None:
     subprocess.run([str(Path(sys.executable).with_name("vrestore")), "train", "--shards", str(shards / "train"),
-                    "--val-shards", str(shards / "val"), "--out", str(run), "--overwrite", *DEMO, "--max-minutes", str(minutes)], check=True)
+                    "--val-shards", str(shards / "val"), "--out", str(run), "--overwrite", *DEMO, "--max-minutes", str(minutes), *options],
+                   check=True)
 
 
 def main():
@@ -119,26 +122,31 @@ def main():
     p.add_argument("--splits", default="test", help="comma-separated: test, val")
     p.add_argument("--weights", choices=("best", "last"), default="best",
                    help="best: generator_best.pth (chosen on the preset's validation split); last: generator.pth")
+    p.add_argument("--presets", default="seed,real", help="comma-separated: the models to train and score")
+    p.add_argument("--damages", default=",".join(DAMAGES), help="comma-separated: the test inputs")
+    p.add_argument("--train-options", default="", help="more `vrestore train` options for every model, as --train-options=\"--residual --lr 5e-4\"")
+    p.add_argument("--tag", default="", help="suffix of the model folders (model_seed<TAG>): runs with other options side by side")
     p.add_argument("--picture", type=Path, help="also write a PNG: the middle frame of the codec-damaged test clips of "
                    "these classes, damaged | seed model | real model | original (256 colours)")
     p.add_argument("--picture-classes", default="Carphone,Bikes")
     args = p.parse_args()
     videos, seed_shards = ensure_data(args.root, FRAMES)
     shards = {"seed": seed_shards, "real": real_shards(videos, args.root)}
-    sets = {}
-    for split in args.splits.split(","):
-        sets[split] = {
-            "seed-degraded": degraded_set(videos, videos / "ucfTrainTestlist" / f"{split}list01.txt", args.work / split / "seed",
-                                          DegradationSpec(), seed=1),
-            "codec-damaged": codec_damaged_set(videos, split, args.work / split / "codec", args.bpp),
-            "real-degraded": real_degraded_set(videos, split, args.work / split / "real"),
-        }
+    makers = {
+        "seed-degraded": lambda split: degraded_set(videos, videos / "ucfTrainTestlist" / f"{split}list01.txt", args.work / split / "seed",
+                                                    DegradationSpec(), seed=1),
+        # a folder per bitrate: the default's keeps its old name
+        "codec-damaged": lambda split: codec_damaged_set(videos, split, args.work / split / ("codec" if args.bpp == 0.04 else f"codec_{args.bpp:g}"),
+                                                         args.bpp),
+        "real-degraded": lambda split: real_degraded_set(videos, split, args.work / split / "real"),
+    }
+    sets = {split: {d: makers[d](split) for d in args.damages.split(",")} for split in args.splits.split(",")}
     models = {}
-    for preset in ("seed", "real"):
-        run = args.work / f"model_{preset}"
+    for preset in args.presets.split(","):
+        run = args.work / f"model_{preset}{args.tag}"
         t0 = time.monotonic()
         if not (run / "generator.pth").exists():
-            train(shards[preset], run, args.minutes)
+            train(shards[preset], run, args.minutes, shlex.split(args.train_options))
         models[preset] = Restorer(run / ("generator_best.pth" if args.weights == "best" else "generator.pth"), "cpu")
         print(f"{preset} model: {time.monotonic() - t0:.0f} s", flush=True)
     rows = {}
@@ -153,17 +161,19 @@ def main():
             rows[f"{split}/{damage}"] = cell
     print(f"\nT = {FRAMES}, {args.minutes:g} training minutes per preset on this machine, {args.weights} weights; "
           f"codec damage: libx264 at {args.bpp:g} bits per pixel")
-    print(f"{'split / damage':<22} {'input':>14} {'seed model':>14} {'real model':>14}   (PSNR dB / SSIM)")
+    names = [f"{k} model" for k in models]
+    print(f"{'split / damage':<22} {'input':>14} " + " ".join(f"{n:>14}" for n in names) + "   (PSNR dB / SSIM)")
     for name, cell in rows.items():
         f = lambda r: f"{r['psnr']:6.2f} / {r['ssim']:.3f}"
-        print(f"{name:<22} {f(cell['input']):>14} {f(cell['seed model']):>14} {f(cell['real model']):>14}")
+        print(f"{name:<22} {f(cell['input']):>14} " + " ".join(f"{f(cell[n]):>14}" for n in names))
         if "niqe" in cell:
             n = cell["niqe"]
-            print(f"{'  NIQE (lower better)':<22} {n['input']:>14.2f} {n['seed model']:>14.2f} {n['real model']:>14.2f}   (clean {n['clean']:.2f})")
+            print(f"{'  NIQE (lower better)':<22} {n['input']:>14.2f} " + " ".join(f"{n[k]:>14.2f}" for k in names) + f"   (clean {n['clean']:.2f})")
     if args.picture:
         write_picture(args.picture, sets["test"]["codec-damaged"], models, args.picture_classes.split(","))
     args.work.mkdir(parents=True, exist_ok=True)
-    (args.work / "presets.json").write_text(json.dumps({"minutes": args.minutes, "weights": args.weights, "bpp": args.bpp, "frames": FRAMES, "rows": rows}, indent=1) + "\n")
+    (args.work / f"presets{args.tag}.json").write_text(json.dumps({"minutes": args.minutes, "weights": args.weights, "bpp": args.bpp, "frames": FRAMES,
+                                                                  "train_options": args.train_options, "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

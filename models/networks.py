@@ -38,6 +38,7 @@ class GeneratorConfig:
     dec_blocks: tuple = (1, 1, 1, 1)  # NAFNet: blocks per decoder level, innermost first
     temporal: str = "early"  # NAFNet: early (frames stacked at the input) or shift (mixed inside, models/nafnet.py)
     preset: str = "seed"  # the damage it was trained to undo (train --preset); absent in old files: seed
+    residual: bool = False  # U-Net only (NAFNet's is built in): output = centre frame + the net's; absent in old files: False
 
     def __post_init__(self):
         # JSON and weights files hold lists; the config keeps tuples (hashable, comparable)
@@ -129,7 +130,12 @@ def centre_frame(stack: torch.Tensor) -> torch.Tensor:
 
 
 class UNetGenerator(nn.Module):
-    """(N, 3 * frames, H, W) degraded frames t-k .. t+k, frame-major -> (N, 3, H, W) frame t."""
+    """(N, 3 * frames, H, W) degraded frames t-k .. t+k, frame-major -> (N, 3, H, W) frame t.
+
+    residual: the net predicts a correction added to the centre frame (as NAFNet, EDVR and
+    BasicVSR do), so a lightly damaged frame passes through nearly unchanged from the first
+    step; pix2pix's original (residual False) must learn to redraw every pixel.
+    """
 
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
@@ -144,7 +150,8 @@ class UNetGenerator(nn.Module):
         self.model = UNetBlock(cfg.out_channels, g, in_nc=cfg.in_channels * cfg.frames, inner=block, outermost=True, norm=n)
 
     def forward(self, x):
-        return self.model(x)
+        y = self.model(x)
+        return centre_frame(x) + y if self.cfg.residual else y
 
 
 class PatchDiscriminator(nn.Module):

@@ -76,3 +76,18 @@ def test_bad_configs_are_refused():
     for bad in (lambda: GeneratorConfig.for_crop(100), lambda: GeneratorConfig(norm="group"), lambda: GeneratorConfig(depth=3)):
         with pytest.raises(ValueError):
             bad()
+
+
+def test_residual_unet_adds_its_output_to_the_centre_frame():
+    # --residual: a net whose last layer outputs nothing passes the centre frame through
+    # unchanged (so lightly damaged footage is not redrawn); the plain U-Net outputs zero there
+    cfgs = {r: GeneratorConfig.for_crop(64, ngf=8, frames=3, residual=r) for r in (False, True)}
+    x = torch.rand(2, 9, 64, 64) * 2 - 1
+    for residual, cfg in cfgs.items():
+        g = build_generator(cfg).eval()
+        last = g.model.model[-2]  # the outermost ConvTranspose2d, before Tanh
+        torch.nn.init.zeros_(last.weight), torch.nn.init.zeros_(last.bias)
+        with torch.no_grad():
+            y = g(x)
+        assert torch.equal(y, x[:, 3:6]) if residual else torch.equal(y, torch.zeros_like(y))
+    assert GeneratorConfig(**{k: v for k, v in cfgs[True].to_dict().items() if k != "residual"}).residual is False  # old files

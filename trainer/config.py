@@ -45,6 +45,7 @@ class TrainConfig:
     middle_blocks: int = 2  # nafnet
     dec_blocks: tuple = (1, 1, 1, 1)  # nafnet: blocks per decoder level
     ngf: int = 64  # generator width
+    residual: Optional[bool] = None  # unet: predict a correction to the centre frame (NAFNet always does); None: on for the real preset
     ndf: int = 64  # critic width
     norm: str = "batch"  # batch | instance
     dropout: bool = True  # pix2pix's dropout in the innermost decoder blocks

@@ -95,9 +95,13 @@ def swing(values: list) -> float:
 
 
 def network_configs(cfg: TrainConfig, frames: int, preset: str = "seed"):
+    # residual by default on the real preset: its mild codec damage must pass through nearly
+    # unchanged, which the plain U-Net, redrawing every pixel, did not learn in the minutes
+    # bench/presets.py gives it (README, Degradation presets); the seed preset keeps pix2pix's
+    residual = cfg.residual if cfg.residual is not None else preset == "real"
     g = GeneratorConfig.for_crop(cfg.crop, ngf=cfg.ngf, norm=cfg.norm, dropout=cfg.dropout, frames=frames, arch=cfg.arch,
                                  temporal=cfg.temporal, enc_blocks=cfg.enc_blocks, middle_blocks=cfg.middle_blocks, dec_blocks=cfg.dec_blocks,
-                                 preset=preset)
+                                 preset=preset, residual=residual)
     return g, DiscriminatorConfig(ndf=cfg.ndf, norm=cfg.norm)
 
 
@@ -346,7 +350,8 @@ def run(cfg: TrainConfig, d) -> TrainResult:
               f"{shards.num_samples} {'frames' if frames == 1 else f'clips of {frames} frames'}, {steps_per_epoch} steps per epoch of {cfg.batch_size} x {d.world_size}, "
               f"{total_steps} steps in all" + (f" or {cfg.max_minutes:g} minutes, whichever comes first" if cfg.max_minutes else "")
               + (f", resuming at step {step}" if state else "") + f"; {describe_schedule(cfg, schedule_steps)}; "
-              + (f"EMA of G with decay {cfg.ema_decay:g}" if ema else "no EMA") + f"; validation on {len(vset)} whole frames",
+              + (f"EMA of G with decay {cfg.ema_decay:g}" if ema else "no EMA") + f"; validation on {len(vset)} whole frames; "
+              + f"generator: {G.cfg.arch}{' (residual)' if G.cfg.arch == 'unet' and G.cfg.residual else ''} for the {preset} preset",
               file=sys.stderr)
         if cfg.val_shards is None:
             print(f"warning: no --val-shards: validation and generator_best.pth use frames of the training shards "

@@ -326,6 +326,7 @@ def preview_cmd(shards, out, num, crop, device, seed, preset, **options):
 @click.option("--middle-blocks", default=2, show_default=True, help="nafnet: blocks at the lowest resolution.")
 @click.option("--dec-blocks", default="1,1,1,1", show_default=True, callback=parse_counts, help="nafnet: blocks per decoder level, innermost first.")
 @click.option("--ngf", default=64, show_default=True, help="Generator width (unet: the outer layer's; nafnet: the first level's).")
+@click.option("--residual/--no-residual", default=None, help="unet: the net predicts a correction added to the centre frame instead of redrawing every pixel (NAFNet always does), so lightly damaged footage passes through. Default: on for the real preset, off for the seed preset (README, Degradation presets).")
 @click.option("--ndf", default=64, show_default=True, help="Critic width.")
 @click.option("--norm", type=click.Choice(NORMS), default="batch", show_default=True)
 @click.option("--dropout/--no-dropout", default=True, show_default=True, help="pix2pix dropout in the innermost decoder blocks.")

@@ -13,7 +13,7 @@ from typing import Optional, Tuple
 
 import ffmpeg
 
-from vrestore.pipeline.media.ffmpeg_cmd import ffmpeg_command, log_problems
+from vrestore.pipeline.media.ffmpeg_cmd import EXACT_SCALE_FLAGS, ffmpeg_command, log_problems
 from vrestore.pipeline.media.image_stream import make_splitter
 
 READ_CHUNK = 1 << 20
@@ -45,9 +45,9 @@ def ffmpeg_image_pipe_args(path, image_format="jpg", quality=2, frame_stride=1, 
     stream = ffmpeg.input(str(path), threads=1)["v:0"]
     if frame_stride > 1:
         stream = stream.filter("framestep", step=frame_stride)
+    # always a scale filter: it also converts to the image's pixel format, exactly (ffmpeg_cmd)
     resize = resize_filter_args(size, short_side)
-    if resize:
-        stream = stream.filter("scale", flags="area", **resize)
+    stream = stream.filter("scale", flags=f"area+{EXACT_SCALE_FLAGS}" if resize else EXACT_SCALE_FLAGS, **(resize or {}))
     if image_format == "jpg":
         # yuvj420p: full-range YUV is what the JPEG standard (and every decoder) expects.
         codec = {"vcodec": "mjpeg", "pix_fmt": "yuvj420p", "q:v": quality}

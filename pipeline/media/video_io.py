@@ -11,7 +11,7 @@ import ffmpeg
 import numpy as np
 
 from vrestore.pipeline.atomic import temp_path_for
-from vrestore.pipeline.media.ffmpeg_cmd import decode_problem, ffmpeg_command, log_problems, partial_decode
+from vrestore.pipeline.media.ffmpeg_cmd import EXACT_SCALE_FLAGS, decode_problem, ffmpeg_command, log_problems, partial_decode
 from vrestore.pipeline.media.probe import VideoInfo, probe_video
 
 @dataclass(frozen=True)
@@ -62,8 +62,9 @@ def read_frames(path, batch: int = 16, info: VideoInfo = None, vf: str = None, w
     chain that keeps the size."""
     info = info or probe_video(path)
     frame_bytes = info.width * info.height * 3
+    to_rgb = f"scale=flags={EXACT_SCALE_FLAGS}"  # the conversion to rgb24, exact (see ffmpeg_cmd)
     args = ffmpeg_command(
-        ffmpeg.input(str(path))["v:0"].output("pipe:", format="rawvideo", pix_fmt="rgb24", vsync="passthrough", **({"vf": vf} if vf else {}))
+        ffmpeg.input(str(path))["v:0"].output("pipe:", format="rawvideo", pix_fmt="rgb24", vsync="passthrough", vf=f"{vf},{to_rgb}" if vf else to_rgb)
     )
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
