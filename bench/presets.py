@@ -1,5 +1,6 @@
 """The seed and the real degradation presets, compared at equal training time: one model trained
-on each (the demo's recipe, T = 5, same minutes on this machine), both scored on test clips
+on each (the demo's recipe and each preset's own defaults: --residual on for real only; T = 5,
+same minutes on this machine), both scored on test clips
 (sources neither trained nor validated on) damaged three ways:
 
   seed-degraded   `vrestore degrade` (blur, noise, boxes; seed 1)
