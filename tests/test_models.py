@@ -91,3 +91,4 @@ def test_residual_unet_adds_its_output_to_the_centre_frame():
             y = g(x)
         assert torch.equal(y, x[:, 3:6]) if residual else torch.equal(y, torch.zeros_like(y))
     assert GeneratorConfig(**{k: v for k, v in cfgs[True].to_dict().items() if k != "residual"}).residual is False  # old files
+

@@ -480,3 +480,11 @@ def test_train_from_videos_with_a_validation_list(sample_tree, tmp_path):
     trained = {v["path"].split("/")[0] for v in json.loads((out / "shards" / "train" / "manifest.json").read_text())["videos"]}
     held = {v["path"].split("/")[0] for v in json.loads((out / "shards" / "val" / "manifest.json").read_text())["videos"]}
     assert trained == {"Astronaut"} and held == {"Cat"}
+
+
+def test_residual_defaults_to_on_for_the_real_preset_only(tmp_path):
+    from vrestore.trainer.config import TrainConfig
+    from vrestore.trainer.train import network_configs
+    residual = lambda preset, **kw: network_configs(TrainConfig(shards=tmp_path, crop=64, ngf=8, **kw), 5, preset)[0].residual
+    assert residual("real") and not residual("seed")
+    assert not residual("real", residual=False) and residual("seed", residual=True)  # --no-residual / --residual win
