@@ -5,11 +5,11 @@ same minutes on this machine), both scored on test clips
 
   seed-degraded   `vrestore degrade` (blur, noise, boxes; seed 1)
   codec-damaged   real footage's damage: the clean clip encoded by libx264 at a low bitrate
-                  (--bpp bits per pixel, single pass), nothing else
+                  (--bpp bits per pixel, single pass; a row per bitrate), nothing else
   real-degraded   `vrestore degrade --preset real` (seed 1)
 
     python bench/presets.py                  # 6 training minutes per preset
-    python bench/presets.py --minutes 10 --bpp 0.03
+    python bench/presets.py --minutes 10 --bpp 0.04,0.02,0.01
 
 Per cell: PSNR (and SSIM) of the input and of each model's output against the clean clip,
 pooled as `vrestore restore` reports it, plus NIQE (no reference) of the codec-damaged inputs
@@ -43,12 +43,14 @@ FRAMES = 5
 DAMAGES = ("seed-degraded", "codec-damaged", "real-degraded")
 
 
-def real_shards(videos: Path, root: Path) -> Path:
-    shards = root / f"shards_t{FRAMES}_real"
+def real_shards(videos: Path, root: Path, tag: str = "", options: tuple = ()) -> Path:
+    """The real preset's train and val shards (made if missing), in shards_t5_real<TAG>."""
+    shards = root / f"shards_t{FRAMES}_real{tag}"
     for split in ("train", "val"):
         if not (shards / split / "manifest.json").exists():
             subprocess.run([str(Path(sys.executable).with_name("make-shards")), str(videos), str(shards / split), "--quiet", "--preset", "real",
-                            "--split-file", str(videos / "ucfTrainTestlist" / f"{split}list01.txt"), "--clip-len", str(FRAMES)], check=True)
+                            "--split-file", str(videos / "ucfTrainTestlist" / f"{split}list01.txt"), "--clip-len", str(FRAMES), *options],
+                           check=True)
     return shards
 
 
@@ -119,29 +121,34 @@ def main():
     p.add_argument("--root", type=Path, default=Path("demo_output"))
     p.add_argument("--work", type=Path, default=Path("demo_output/presets"))
     p.add_argument("--minutes", type=float, default=6.0)
-    p.add_argument("--bpp", type=float, default=0.04, help="bits per pixel of the codec-damaged test clips")
+    p.add_argument("--bpp", default="0.04", help="bits per pixel of the codec-damaged clips, comma-separated: a row each")
     p.add_argument("--splits", default="test", help="comma-separated: test, val")
     p.add_argument("--weights", choices=("best", "last"), default="best",
                    help="best: generator_best.pth (chosen on the preset's validation split); last: generator.pth")
     p.add_argument("--presets", default="seed,real", help="comma-separated: the models to train and score")
     p.add_argument("--damages", default=",".join(DAMAGES), help="comma-separated: the test inputs")
     p.add_argument("--train-options", default="", help="more `vrestore train` options for every model, as --train-options=\"--residual --lr 5e-4\"")
+    p.add_argument("--shard-options", default="", help="more `make-shards` options for the real preset's shards, as --shard-options=\"--real-draws 4\"")
+    p.add_argument("--shards-tag", default="", help="suffix of the real shards' folder (shards_t5_real<TAG>), one per --shard-options")
     p.add_argument("--tag", default="", help="suffix of the model folders (model_seed<TAG>): runs with other options side by side")
+    p.add_argument("--skip-niqe", action="store_true", help="no NIQE rows (they take most of the scoring time)")
     p.add_argument("--picture", type=Path, help="also write a PNG: the middle frame of the codec-damaged test clips of "
                    "these classes, damaged | seed model | real model | original (256 colours)")
     p.add_argument("--picture-classes", default="Carphone,Bikes")
     args = p.parse_args()
     videos, seed_shards = ensure_data(args.root, FRAMES)
-    shards = {"seed": seed_shards, "real": real_shards(videos, args.root)}
+    shards = {"seed": seed_shards, "real": real_shards(videos, args.root, args.shards_tag, shlex.split(args.shard_options))}
+    rates = [float(b) for b in args.bpp.split(",")]
     makers = {
         "seed-degraded": lambda split: degraded_set(videos, videos / "ucfTrainTestlist" / f"{split}list01.txt", args.work / split / "seed",
                                                     DegradationSpec(), seed=1),
         # a folder per bitrate: the default's keeps its old name
-        "codec-damaged": lambda split: codec_damaged_set(videos, split, args.work / split / ("codec" if args.bpp == 0.04 else f"codec_{args.bpp:g}"),
-                                                         args.bpp),
+        **{f"codec-damaged{'' if len(rates) == 1 else f' {b:g}'}": lambda split, b=b: codec_damaged_set(videos, split, args.work / split / ("codec" if b == 0.04 else f"codec_{b:g}"), b)
+           for b in rates},
         "real-degraded": lambda split: real_degraded_set(videos, split, args.work / split / "real"),
     }
-    sets = {split: {d: makers[d](split) for d in args.damages.split(",")} for split in args.splits.split(",")}
+    wanted = [m for d in args.damages.split(",") for m in makers if m == d or m.startswith(d + " ")]
+    sets = {split: {d: makers[d](split) for d in wanted} for split in args.splits.split(",")}
     models = {}
     for preset in args.presets.split(","):
         run = args.work / f"model_{preset}{args.tag}"
@@ -156,22 +163,22 @@ def main():
             cell = {"input": evaluate(("identity", None), vids)}
             for preset, restorer in models.items():
                 cell[f"{preset} model"] = evaluate(("generator", restorer), vids)
-            if damage == "codec-damaged":
+            if damage.startswith("codec-damaged") and not args.skip_niqe:
                 cell["niqe"] = {"input": niqe_mean(None, vids), **{f"{k} model": niqe_mean(r, vids) for k, r in models.items()},
                                 "clean": niqe_mean(None, vids, which=0)}
             rows[f"{split}/{damage}"] = cell
     print(f"\nT = {FRAMES}, {args.minutes:g} training minutes per preset on this machine, {args.weights} weights; "
-          f"codec damage: libx264 at {args.bpp:g} bits per pixel")
+          f"codec damage: libx264 at {args.bpp} bits per pixel")
     names = [f"{k} model" for k in models]
-    print(f"{'split / damage':<22} {'input':>14} " + " ".join(f"{n:>14}" for n in names) + "   (PSNR dB / SSIM)")
+    print(f"{'split / damage':<27} {'input':>14} " + " ".join(f"{n:>14}" for n in names) + "   (PSNR dB / SSIM)")
     for name, cell in rows.items():
         f = lambda r: f"{r['psnr']:6.2f} / {r['ssim']:.3f}"
-        print(f"{name:<22} {f(cell['input']):>14} " + " ".join(f"{f(cell[n]):>14}" for n in names))
+        print(f"{name:<27} {f(cell['input']):>14} " + " ".join(f"{f(cell[n]):>14}" for n in names))
         if "niqe" in cell:
             n = cell["niqe"]
-            print(f"{'  NIQE (lower better)':<22} {n['input']:>14.2f} " + " ".join(f"{n[k]:>14.2f}" for k in names) + f"   (clean {n['clean']:.2f})")
+            print(f"{'  NIQE (lower better)':<27} {n['input']:>14.2f} " + " ".join(f"{n[k]:>14.2f}" for k in names) + f"   (clean {n['clean']:.2f})")
     if args.picture:
-        write_picture(args.picture, sets["test"]["codec-damaged"], models, args.picture_classes.split(","))
+        write_picture(args.picture, next(v for k, v in sets["test"].items() if k.startswith("codec-damaged")), models, args.picture_classes.split(","))
     args.work.mkdir(parents=True, exist_ok=True)
     (args.work / f"presets{args.tag}.json").write_text(json.dumps({"minutes": args.minutes, "weights": args.weights, "bpp": args.bpp, "frames": FRAMES,
                                                                   "train_options": args.train_options, "rows": rows}, indent=1) + "\n")

@@ -86,6 +86,21 @@ def test_draws_are_per_video_reproducible_and_inside_their_ranges():
         RealSpec(probabilities=rw.PROBABILITIES | {"blur": 1.5})
 
 
+def test_codec_only_draws_are_the_encoder_alone():
+    """--real-p-codec-only: that share of draws is the encoder and nothing else; at 0 every
+    draw is what it was before the option existed (it is drawn last)."""
+    always = RealSpec(probabilities=rw.PROBABILITIES | {"codec": 0.0, "codec_only": 1.0})
+    never = RealSpec(probabilities=rw.PROBABILITIES | {"codec_only": 0.0})
+    for seed in range(50):
+        d = draw(always, seed)
+        assert d.codec is not None and d.describe().keys() == {"codec"}, d
+    old = RealSpec(probabilities={k: v for k, v in rw.PROBABILITIES.items() if k != "codec_only"})  # an old manifest's spec
+    assert [draw(never, s) for s in range(50)] == [draw(old, s) for s in range(50)]
+    quarter = RealSpec(probabilities=rw.PROBABILITIES | {"codec_only": 0.25})
+    share = np.mean([draw(quarter, s).describe().keys() == {"codec"} for s in range(2000)])
+    assert 0.25 < share < 0.35, share  # 0.25 on top of the ~1 in 20 the other chances leave codec-only
+
+
 def test_frame_operations_do_what_their_names_say():
     x = as_nchw(skimage.data.astronaut()[None, 100:228, 100:260])
     g = lambda: torch.Generator().manual_seed(0)
@@ -187,6 +202,38 @@ def test_make_shards_stores_what_degrade_writes_and_dali_reads_it(tmp_path):
         assert sample.shape[0] == 6
         np.testing.assert_array_equal(sample[3:], degraded[f : f + 3])  # the damaged copy, exactly
         assert not np.array_equal(sample[:3], sample[3:])
+
+
+def test_real_draws_damage_runs_of_clips_each_with_its_own_draw(tmp_path):
+    """--real-draws 2: the first run of a video's clips holds `degrade`'s copy of the video, the
+    second another draw's, and each clip's frames come from one copy (one damage per clip)."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    photo_video(src / "a.avi", frames=9)
+    opts = only("noise", noise_std=(4, 12))
+    args = [a for k, v in opts.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+    r = run("make-shards", src, tmp_path / "shards", "--preset", "real", "--clip-len", "3", "--quiet", "--workers", "1",
+            "--real-draws", "2", *args)
+    assert r.returncode == 0, r.stderr
+    degraded = frames(degrade_real(src, tmp_path / "d", **opts) / "a.avi")
+    manifest = json.loads((tmp_path / "shards" / "manifest.json").read_text())
+    assert manifest["params"]["real_draws"] == 2 and len(manifest["videos"][0]["real"]) == 2
+    clips = {}  # first frame -> (draw, damaged frames)
+    with tarfile.open(next((tmp_path / "shards").glob("*.tar"))) as tar:
+        for m in tar.getmembers():
+            if m.name.endswith(".json"):
+                info, key = json.loads(tar.extractfile(m).read()), m.name.removesuffix(".json")
+                d = [np.asarray(Image.open(BytesIO(tar.extractfile(f"{key}.d{i}.png").read()))) for i in range(3)]
+                clips[info["frame"]] = (info["draw"], np.stack(d))
+    assert [clips[f][0] for f in sorted(clips)] == [0, 0, 0, 0, 1, 1, 1]  # 7 clips in 2 runs
+    for f, (k, d) in clips.items():
+        assert np.array_equal(d, degraded[f : f + 3]) == (k == 0), (f, k)  # run 0: degrade's copy, run 1 not
+    np.testing.assert_array_equal(clips[4][1][1:], clips[5][1][:2])  # one copy within a run
+    assert 20 < psnr(clips[6][1], degraded[6:9]) < 40  # another noise, of the same kind
 
 
 def test_a_real_model_says_so_in_its_weights_and_restore_report(tmp_path):

@@ -168,6 +168,7 @@ def pop_real(options: dict) -> RealSpec:
 @click.option("--seed", default=0, show_default=True, help="Seed of the writer-side shuffle.")
 @click.option("--workers", default=os.cpu_count() or 1, show_default="CPU count", help="Videos decoded in parallel.")
 @click.option("--prefix", default="shard", show_default=True, help="Shard file name prefix.")
+@click.option("--real-draws", default=1, show_default=True, help="--preset real: damage draws per video; its clips are split into this many runs, each damaged by its own draw (more kinds of damage from few videos; a damaged copy is made per draw).")
 @click.option("--overwrite", is_flag=True, help="Delete this run's shards in OUT and start over (default: resume).")
 @click.option("--strict", is_flag=True, help="Exit 1 if any video was skipped.")
 @click.option("--num-nodes", type=int, help="Nodes sharding one collection into one OUT (then merge-manifests). Default: 1, or SLURM_ARRAY_TASK_COUNT inside a Slurm array.")

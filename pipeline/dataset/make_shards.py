@@ -69,6 +69,9 @@ class ShardConfig:
     # training reads both. seed: clean frames only (DALI and torch degrade them while training).
     preset: str = "seed"
     real: RealSpec = field(default_factory=RealSpec)
+    # real: draws per video; the video's clips are split into this many runs, each damaged by
+    # its own draw, so a few videos still teach many kinds of damage (1: `degrade`'s one draw)
+    real_draws: int = 1
 
     def __post_init__(self):
         self.src, self.out = Path(self.src), Path(self.out)
@@ -92,6 +95,7 @@ class ShardConfig:
             (0 <= self.node_rank < max(self.num_nodes, 1), f"--node-rank {self.node_rank}: must be in 0..{self.num_nodes - 1} (--num-nodes {self.num_nodes})"),
             ("." not in self.prefix and "/" not in self.prefix, "prefix may not contain '.' or '/'"),
             (self.preset in PRESETS, f"--preset {self.preset}: choose from {', '.join(PRESETS)}"),
+            (self.real_draws >= 1, f"--real-draws {self.real_draws}: must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:
@@ -110,6 +114,8 @@ class ShardConfig:
             params |= {"clip_len": self.clip_len, "clip_stride": self.clip_stride}
         if self.preset != "seed":  # likewise absent for the seed preset
             params |= {"preset": self.preset, "real": self.real.to_json()}
+            if self.real_draws > 1:  # absent at 1, so earlier real manifests stay as they were
+                params["real_draws"] = self.real_draws
         return params
 
     @property
@@ -184,28 +190,42 @@ def shard_video(entry: VideoEntry, cfg: ShardConfig) -> VideoResult:
             damaged = damaged_frames(entry, cfg)
         except (UnreadableVideo, RuntimeError, OSError) as e:
             return skip(f"--preset real: could not make the damaged copy: {e}")
-        if len(damaged) != len(decoded.images):
-            return skip(f"--preset real: the damaged copy has {len(damaged)} frames, the video {len(decoded.images)}")
+        if (n := next((len(d) for d in damaged if len(d) != len(decoded.images)), None)) is not None:
+            return skip(f"--preset real: the damaged copy has {n} frames, the video {len(decoded.images)}")
     result.samples = clip_samples(entry.video_id, decoded.images, meta, cfg, damaged)
     result.record = {
         **base, "class": entry.cls, "group": entry.group, "clip": entry.clip,
         "frames": len(decoded.images), "fps": meta["fps"], "width": width, "height": height,
         "partial": bool(problem), **({"warning": problem} if problem else {}),
         **({"clips": len(result.samples)} if cfg.clip_len > 1 else {}),
-        **({"real": draw(cfg.real, video_seed(cfg.seed, entry.rel)).describe()} if damaged else {}),
+        **({"real": real_record(entry, cfg)} if damaged else {}),
     }
     return result
 
 
+def draw_seeds(entry: VideoEntry, cfg: ShardConfig) -> list:
+    """One seed per draw: the first is `vrestore degrade`'s for this video (same seed rule)."""
+    return [video_seed(cfg.seed, entry.rel if k == 0 else f"{entry.rel}#draw{k}") for k in range(cfg.real_draws)]
+
+
+def real_record(entry: VideoEntry, cfg: ShardConfig):
+    """The manifest's account of a video's damage: its draw, or a list of them (--real-draws)."""
+    draws = [draw(cfg.real, s).describe() for s in draw_seeds(entry, cfg)]
+    return draws[0] if cfg.real_draws == 1 else draws
+
+
 def damaged_frames(entry: VideoEntry, cfg: ShardConfig) -> list:
-    """The video's real-preset copy, made by `vrestore degrade`'s own function (same seed rule)
-    into a lossless file in a temporary folder, then decoded as the clean frames are (stride,
-    size), to PNG so no second lossy step is added."""
+    """The video's real-preset copies, one per draw, each made by `vrestore degrade`'s own
+    function into a lossless file in a temporary folder, then decoded as the clean frames are
+    (stride, size), to PNG so no second lossy step is added."""
+    copies = []
     with tempfile.TemporaryDirectory(prefix="vrestore-real-") as tmp:
-        copy = Path(tmp) / "damaged.avi"
-        degrade_video(entry.path, copy, DegradationSpec(), video_seed(cfg.seed, entry.rel), codec="ffv1", warnings=[], real=cfg.real)
-        decoded = read_encoded_frames(copy, "png", cfg.quality, cfg.frame_stride, cfg.size, cfg.short_side)
-    return decoded.images
+        for k, seed in enumerate(draw_seeds(entry, cfg)):
+            copy = Path(tmp) / f"damaged{k}.avi"
+            degrade_video(entry.path, copy, DegradationSpec(), seed, codec="ffv1", warnings=[], real=cfg.real)
+            copies.append(read_encoded_frames(copy, "png", cfg.quality, cfg.frame_stride, cfg.size, cfg.short_side).images)
+            copy.unlink()
+    return copies
 
 
 def clip_samples(video_id: str, images: list, meta: dict, cfg: ShardConfig, damaged: list = None) -> list:
@@ -213,20 +233,27 @@ def clip_samples(video_id: str, images: list, meta: dict, cfg: ShardConfig, dama
     A clip of T: `ID/FFFFFF.0.jpg` .. `.{T-1}.jpg` + `.json`, FFFFFF its first frame's index;
     clips start every `clip_stride` kept frames, so a video of n frames gives
     ceil((n - T + 1) / clip_stride) clips, each wholly inside the video. With `damaged` frames
-    (the real preset), also `.d.png` / `.d0.png` .. for the same frames."""
+    (the real preset: one list of frames per draw), also `.d.png` / `.d0.png` .. for the same
+    frames, from the draw whose run of clips this one is in."""
     samples, t = [], cfg.clip_len
-    for start in range(0, len(images) - t + 1, cfg.clip_stride):
+    starts = range(0, len(images) - t + 1, cfg.clip_stride)
+    for n, start in enumerate(starts):
         first = start * cfg.frame_stride
         info = {**meta, "frame": first}
+        if damaged:  # runs of consecutive clips, one per draw, as even as the count allows
+            k = n * len(damaged) // len(starts)
+            copy = damaged[k]
+            if len(damaged) > 1:
+                info["draw"] = k
         if t == 1:
             members = {cfg.image_format: images[start]}
             if damaged:
-                members["d.png"] = damaged[start]
+                members["d.png"] = copy[start]
         else:
             info |= {"clip_len": t, "frames": [first + i * cfg.frame_stride for i in range(t)]}
             members = {f"{i}.{cfg.image_format}": images[start + i] for i in range(t)}
             if damaged:
-                members |= {f"d{i}.png": damaged[start + i] for i in range(t)}
+                members |= {f"d{i}.png": copy[start + i] for i in range(t)}
         samples.append((f"{video_id}/{first:06d}", {**members, "json": json.dumps(info, sort_keys=True).encode()}))
     return samples
 

@@ -41,12 +41,15 @@ RANGES = {  # name: (low, high) of a uniform draw per video; the option is --rea
     "mpeg4_qscale": (8, 24),  # mpeg4 quantiser (higher: coarser)
 }
 # name: chance per video that the operation is on; the option is --real-p-NAME. Lower than
-# Real-ESRGAN's for the frame operations: compression is the damage most real video carries;
-# with these 9 videos in 10 are encoded, about 1 in 20 with nothing else and 1 in 5 with one
-# other operation
+# Real-ESRGAN's for the frame operations: compression is the damage most real video carries.
+# With these 9 videos in 10 are encoded, about 1 in 20 with nothing else and 1 in 5 with one
+# other operation. codec_only: chance that a draw is the encoder alone (a clean capture, then
+# compressed; 1 trains a model for compressed footage only); drawn last, so every other draw
+# of a seed is as it was without it. 0 by default: 0.25 (with make-shards --real-draws 4) did
+# not help on the validation split (README, Degradation presets)
 PROBABILITIES = {
     "blur": 0.5, "anisotropic": 0.5, "resize": 0.3, "noise": 0.5, "shot_noise": 0.3, "gray_noise": 0.4,
-    "jpeg": 0.3, "grain": 0.2, "fade": 0.2, "codec": 0.9,
+    "jpeg": 0.3, "grain": 0.2, "fade": 0.2, "codec": 0.9, "codec_only": 0.0,
 }
 BLUR_WINDOW = 13  # covers 3 sigma of the widest blur
 
@@ -119,10 +122,14 @@ def draw(spec: RealSpec, seed: int) -> RealDraw:
     jpeg = whole("jpeg_quality") if on("jpeg") else None
     grain = uniform("grain_std") if on("grain") else None
     fade = uniform("fade") if on("fade") else None
-    codec = None
-    if on("codec"):
+    def encoder():
         name = rng.choice(spec.codecs)
-        codec = (name, whole("x264_crf") if name == "libx264" else whole("mpeg4_qscale"))
+        return name, whole("x264_crf") if name == "libx264" else whole("mpeg4_qscale")
+
+    codec = encoder() if on("codec") else None
+    # old shards' specs have no codec_only: 0, as they were made
+    if rng.random() < spec.probabilities.get("codec_only", 0.0):
+        return RealDraw(codec=codec or encoder())
     return RealDraw(blur, resize, noise, shot, gray, jpeg, grain, fade, codec)
 
 
