@@ -36,9 +36,15 @@ def test_gallery_opens_from_disk_with_every_video_playing(tmp_path, weights):
     assert "gallery:" in r.stdout and not re.search(r'src="(?!data:)', text)  # nothing outside the file
     shutil.move(str(page), tmp_path / "elsewhere.html")  # self-contained: works away from the videos too
     page = tmp_path / "elsewhere.html"
-    dom = headless("--virtual-time-budget=15000", "--dump-dom", page.as_uri())
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    body = re.search(r'<body data-expected="(\d+)" data-loaded="(\d+)"', dom.stdout)
+    # the players decode on their own threads while the page's virtual clock runs ahead: on a
+    # busy machine (another suite on the same cores) 15 virtual seconds have passed before every
+    # video loaded, so look again with a longer budget before calling it a failure
+    for budget in (15000, 40000, 90000):
+        dom = headless(f"--virtual-time-budget={budget}", "--dump-dom", page.as_uri())
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        body = re.search(r'<body data-expected="(\d+)" data-loaded="(\d+)"', dom.stdout)
+        if body and body.group(1) == body.group(2):
+            break
     assert body and body.group(1) == "6" and body.group(2) == "6", (body and body.groups(), dom.stderr[-1000:])
     assert dom.stdout.count("<section>") == 2 and "one.avi" in dom.stdout and "two.avi" in dom.stdout
     shot = tmp_path / "shot.png"
