@@ -142,11 +142,12 @@ def main():
     makers = {
         "seed-degraded": lambda split: degraded_set(videos, videos / "ucfTrainTestlist" / f"{split}list01.txt", args.work / split / "seed",
                                                     DegradationSpec(), seed=1),
-        # a folder per bitrate: the default's keeps its old name
-        **{f"codec-damaged{'' if len(rates) == 1 else f' {b:g}'}": lambda split, b=b: codec_damaged_set(videos, split, args.work / split / ("codec" if b == 0.04 else f"codec_{b:g}"), b)
-           for b in rates},
         "real-degraded": lambda split: real_degraded_set(videos, split, args.work / split / "real"),
     }
+    for b in rates:  # a row per bitrate (named by it when there are several); a folder per bitrate, the default's keeps its old name
+        folder = "codec" if b == 0.04 else f"codec_{b:g}"
+        name = "codec-damaged" if len(rates) == 1 else f"codec-damaged {b:g}"
+        makers[name] = lambda split, b=b, folder=folder: codec_damaged_set(videos, split, args.work / split / folder, b)
     wanted = [m for d in args.damages.split(",") for m in makers if m == d or m.startswith(d + " ")]
     sets = {split: {d: makers[d](split) for d in wanted} for split in args.splits.split(",")}
     models = {}

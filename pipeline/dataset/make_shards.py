@@ -190,8 +190,9 @@ def shard_video(entry: VideoEntry, cfg: ShardConfig) -> VideoResult:
             damaged = damaged_frames(entry, cfg)
         except (UnreadableVideo, RuntimeError, OSError) as e:
             return skip(f"--preset real: could not make the damaged copy: {e}")
-        if (n := next((len(d) for d in damaged if len(d) != len(decoded.images)), None)) is not None:
-            return skip(f"--preset real: the damaged copy has {n} frames, the video {len(decoded.images)}")
+        for copy in damaged:
+            if len(copy) != len(decoded.images):
+                return skip(f"--preset real: the damaged copy has {len(copy)} frames, the video {len(decoded.images)}")
     result.samples = clip_samples(entry.video_id, decoded.images, meta, cfg, damaged)
     result.record = {
         **base, "class": entry.cls, "group": entry.group, "clip": entry.clip,

@@ -122,6 +122,7 @@ def draw(spec: RealSpec, seed: int) -> RealDraw:
     jpeg = whole("jpeg_quality") if on("jpeg") else None
     grain = uniform("grain_std") if on("grain") else None
     fade = uniform("fade") if on("fade") else None
+
     def encoder():
         name = rng.choice(spec.codecs)
         return name, whole("x264_crf") if name == "libx264" else whole("mpeg4_qscale")
