@@ -96,6 +96,11 @@ def test_codec_only_draws_are_the_encoder_alone():
         assert d.codec is not None and d.describe().keys() == {"codec"}, d
     old = RealSpec(probabilities={k: v for k, v in rw.PROBABILITIES.items() if k != "codec_only"})  # an old manifest's spec
     assert [draw(never, s) for s in range(50)] == [draw(old, s) for s in range(50)]
+    # two seeds' draws as the code before the option made them (ddee4ee), so existing shards and
+    # degrade outputs are reproduced
+    assert draw(never, 0) == RealDraw(noise_std=3.8480842532225967, codec=("libx264", 38))
+    assert draw(never, 1) == RealDraw(blur=(1.725380726487019, 1.725380726487019, 0.0), resize=0.7477175435459704,
+                                      noise_std=8.167522699950393, gray_noise=True, jpeg_quality=93, codec=("mpeg4", 16))
     quarter = RealSpec(probabilities=rw.PROBABILITIES | {"codec_only": 0.25})
     share = np.mean([draw(quarter, s).describe().keys() == {"codec"} for s in range(2000)])
     assert 0.25 < share < 0.35, share  # 0.25 on top of the ~1 in 20 the other chances leave codec-only
