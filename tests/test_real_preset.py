@@ -209,6 +209,44 @@ def test_make_shards_stores_what_degrade_writes_and_dali_reads_it(tmp_path):
         assert not np.array_equal(sample[:3], sample[3:])
 
 
+def find_window(frame: np.ndarray, crop: np.ndarray) -> tuple:
+    """(y, x, flipped) of the one place in `frame` (H, W, 3) whose window is `crop`, as is or mirrored."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    windows = sliding_window_view(frame, crop.shape, axis=(0, 1, 2))[:, :, 0]  # (H-h+1, W-w+1, h, w, 3)
+    hits = [(int(y), int(x), flipped) for flipped in (False, True)
+            for y, x in zip(*np.nonzero((windows == (crop[:, ::-1] if flipped else crop)).all(axis=(2, 3, 4))))]
+    assert len(hits) == 1, hits
+    return hits[0]
+
+
+def test_real_training_batches_pair_the_clean_centre_with_its_damaged_clip(tmp_path):
+    """A training batch from real shards: the target is the clip's clean centre frame, the input
+    its damaged frames (the copy `degrade --preset real` writes), all under one crop window and
+    one flip."""
+    from vrestore.pipeline.dataset.shard_set import load_shard_set
+    from vrestore.pipeline.degrade.degradations import DegradationSpec
+    from vrestore.trainer.dali_input import train_batches
+
+    src = tmp_path / "in"
+    src.mkdir()
+    photo_video(src / "a.avi", frames=9)
+    r = run("make-shards", src, tmp_path / "shards", "--preset", "real", "--clip-len", "3", "--quiet", "--workers", "1", "--format", "png")
+    assert r.returncode == 0, r.stderr
+    clean, damaged = frames(src / "a.avi"), frames(degrade_real(src, tmp_path / "d") / "a.avi")
+    batch = next(iter(train_batches(load_shard_set(tmp_path / "shards"), DegradationSpec(), 7, 64, torch.device("cpu"), with_meta=True)))
+    to_uint8 = lambda x: np.rint((x.permute(1, 2, 0).numpy() + 1) * 127.5).astype(np.uint8)
+    flips = set()
+    for target, stack, meta in zip(batch["clean"], batch["degraded"], batch["meta"]):
+        f = meta["frame"]
+        y, x, flipped = find_window(clean[f + 1], to_uint8(target))
+        flips.add(flipped)
+        for i, window in enumerate(stack.split(3)):  # frame-major: f, f + 1, f + 2
+            expected = damaged[f + i, y : y + 64, x : x + 64]
+            np.testing.assert_array_equal(to_uint8(window), expected[:, ::-1] if flipped else expected)
+    assert flips == {False, True}  # both flips drawn across 7 samples (fixed seed)
+
+
 def test_real_draws_damage_runs_of_clips_each_with_its_own_draw(tmp_path):
     """--real-draws 2: the first run of a video's clips holds `degrade`'s copy of the video, the
     second another draw's, and each clip's frames come from one copy (one damage per clip)."""
