@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from headroom import oracle_set  # bench/headroom.py
 from quality import degraded_set, evaluate  # bench/quality.py, beside this script
 from recipe import DEMO, ensure_data
 from vrestore.pipeline.degrade.degradations import DegradationSpec
@@ -132,6 +133,8 @@ def main():
     p.add_argument("--shards-tag", default="", help="suffix of the real shards' folder (shards_t5_real<TAG>), one per --shard-options")
     p.add_argument("--tag", default="", help="suffix of the model folders (model_seed<TAG>): runs with other options side by side")
     p.add_argument("--skip-niqe", action="store_true", help="no NIQE rows (they take most of the scoring time)")
+    p.add_argument("--headroom", action="store_true", help="add the oracle 5x5 linear filter's score under each codec-damaged row "
+                   "(bench/headroom.py: fitted on the clean clip, an upper bound for any linear filter)")
     p.add_argument("--picture", type=Path, help="also write a PNG: the middle frame of the codec-damaged test clips of "
                    "these classes, damaged | seed model | real model | original (256 colours)")
     p.add_argument("--picture-classes", default="Carphone,Bikes")
@@ -164,6 +167,8 @@ def main():
             cell = {"input": evaluate(("identity", None), vids)}
             for preset, restorer in models.items():
                 cell[f"{preset} model"] = evaluate(("generator", restorer), vids)
+            if damage.startswith("codec-damaged") and args.headroom:
+                cell["oracle linear"] = evaluate(("identity", None), oracle_set(vids, args.work / split / "oracle" / damage.replace(" ", "_")))
             if damage.startswith("codec-damaged") and not args.skip_niqe:
                 cell["niqe"] = {"input": niqe_mean(None, vids), **{f"{k} model": niqe_mean(r, vids) for k, r in models.items()},
                                 "clean": niqe_mean(None, vids, which=0)}
@@ -175,6 +180,8 @@ def main():
     for name, cell in rows.items():
         f = lambda r: f"{r['psnr']:6.2f} / {r['ssim']:.3f}"
         print(f"{name:<27} {f(cell['input']):>14} " + " ".join(f"{f(cell[n]):>14}" for n in names))
+        if "oracle linear" in cell:
+            print(f"{'  oracle 5x5 linear filter':<27} {f(cell['oracle linear']):>14}   (fitted on the clean clip: the most any linear filter gains)")
         if "niqe" in cell:
             n = cell["niqe"]
             print(f"{'  NIQE (lower better)':<27} {n['input']:>14.2f} " + " ".join(f"{n[k]:>14.2f}" for k in names) + f"   (clean {n['clean']:.2f})")
