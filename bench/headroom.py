@@ -2,9 +2,11 @@
 
 Per clip and colour channel, the K x K filter (plus an offset) that best maps the damaged frames
 to the clean ones in the least-squares sense, fitted WITH the clean frames (an oracle: no real
-method knows them). Its PSNR is an upper bound for every linear filter of that size run on that
-clip, deblocking and sharpening filters included, so it says how much of the damage is
-recoverable by filtering at all; a learned network can beat it only by knowing images (a prior).
+method knows them). On the clip's total squared error no linear filter of that size does better,
+deblocking and sharpening filters included (on the mean per-frame PSNR that restore reports
+nearly so: a clip whose frames differ much in quality can trade a little), so it says how much
+of the damage is recoverable by filtering at all; a learned network beats it only by knowing
+what images look like (a prior).
 
     python bench/headroom.py DAMAGED_DIR CLEAN_DIR     # every .mp4/.avi under DAMAGED_DIR
 """
