@@ -214,14 +214,17 @@ def test_sigterm_leaves_no_temp_file_and_exits_130(command, weights, tmp_path):
 def test_ctrl_c_in_make_shards_exits_130_without_noise(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
-    for i in range(6):
-        clip(src / f"c{i}.avi", seconds=8, rate=25, size="320x240")
+    # Enough videos that the signal lands mid-run: the first shard is done after the first video,
+    # and 29 remain (~7 s alone; 6 videos left ~2.4 s, which a busy CI machine once outran).
+    for i in range(30):
+        clip(src / f"c{i:02d}.avi", seconds=4, rate=25, size="320x240")
     out = tmp_path / "out"
     proc = subprocess.Popen([str(BIN / "make-shards"), str(src), str(out), "--quiet", "--workers", "1", "--mix-window", "1",
                              "--max-frames", "50"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not list(out.glob("*.tar")) and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert proc.poll() is None, "make-shards finished before the test could interrupt it"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
