@@ -219,8 +219,11 @@ def test_ctrl_c_in_make_shards_exits_130_without_noise(tmp_path):
     for i in range(30):
         clip(src / f"c{i:02d}.avi", seconds=4, rate=25, size="320x240")
     out = tmp_path / "out"
+    # Started as a non-interactive shell starts `make-shards ... &`: SIGINT inherited as ignored,
+    # where Python installs no Ctrl-C handler of its own (the CLI must, or `kill -INT` goes unheard).
     proc = subprocess.Popen([str(BIN / "make-shards"), str(src), str(out), "--quiet", "--workers", "1", "--mix-window", "1",
-                             "--max-frames", "50"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--max-frames", "50"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     deadline = time.monotonic() + 60
     while not list(out.glob("*.tar")) and time.monotonic() < deadline:
         time.sleep(0.05)

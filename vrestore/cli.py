@@ -42,11 +42,15 @@ def _interrupt(signum, frame):
 
 def one_line_errors(interrupted: str = "interrupted; no half-written file was left"):
     """Usage errors as one line (exit 2); Ctrl-C and SIGTERM unwind like an exception, so every
-    `with` block removes its temporary files, and exit 130."""
+    `with` block removes its temporary files, and exit 130.
+
+    SIGINT is set here too: Python installs its Ctrl-C handler only when the process did not
+    inherit SIGINT as ignored, and a non-interactive shell starts its background jobs (`cmd &`)
+    with it ignored, so `kill -INT` would otherwise go unheard and the command run on."""
     def wrap(command):
         @functools.wraps(command)
         def run(*args, **kwargs):
-            old = signal.signal(signal.SIGTERM, _interrupt)
+            old = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
             try:
                 return command(*args, **kwargs)
             except KeyboardInterrupt:
@@ -57,7 +61,8 @@ def one_line_errors(interrupted: str = "interrupted; no half-written file was le
                 where = f"{e.filename}: " if e.filename else ""
                 fail(f"{where}{e.strerror or e}; files written under temporary names were removed", 1)
             finally:
-                signal.signal(signal.SIGTERM, old)
+                for s, handler in old.items():
+                    signal.signal(s, handler)
         return run
     return wrap
 
