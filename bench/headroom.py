@@ -64,7 +64,9 @@ def main():
     psnr = lambda a, b: 10 * np.log10(255.0**2 / np.mean((a.astype(np.float64) - b) ** 2))
     rows = []
     for d in sorted(x for x in args.damaged.rglob("*") if x.suffix in (".mp4", ".avi") and not x.stem.endswith("_mask")):
-        clean = next(args.clean.glob(str(d.relative_to(args.damaged).with_suffix(".*"))))
+        clean = next(args.clean.glob(str(d.relative_to(args.damaged).with_suffix(".*"))), None)
+        if clean is None:
+            raise SystemExit(f"error: {d}: no original at {args.clean / d.relative_to(args.damaged).with_suffix('.*')}")
         c, x = np.concatenate(list(read_frames(clean))), np.concatenate(list(read_frames(d)))
         rows.append((psnr(x, c), psnr(oracle_linear(c, x, args.k), c)))
         print(f"{d.relative_to(args.damaged)}: {rows[-1][0]:.2f} -> {rows[-1][1]:.2f} dB", flush=True)

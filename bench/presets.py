@@ -134,7 +134,7 @@ def main():
     p.add_argument("--tag", default="", help="suffix of the model folders (model_seed<TAG>): runs with other options side by side")
     p.add_argument("--skip-niqe", action="store_true", help="no NIQE rows (they take most of the scoring time)")
     p.add_argument("--headroom", action="store_true", help="add the oracle 5x5 linear filter's score under each codec-damaged row "
-                   "(bench/headroom.py: fitted on the clean clip, an upper bound for any linear filter)")
+                   "(bench/headroom.py: fitted on the clean clip, the least squared error any 5x5 linear filter reaches)")
     p.add_argument("--picture", type=Path, help="also write a PNG: the middle frame of the codec-damaged test clips of "
                    "these classes, damaged | seed model | real model | original (256 colours)")
     p.add_argument("--picture-classes", default="Carphone,Bikes")
@@ -181,7 +181,7 @@ def main():
         f = lambda r: f"{r['psnr']:6.2f} / {r['ssim']:.3f}"
         print(f"{name:<27} {f(cell['input']):>14} " + " ".join(f"{f(cell[n]):>14}" for n in names))
         if "oracle linear" in cell:
-            print(f"{'  oracle 5x5 linear filter':<27} {f(cell['oracle linear']):>14}   (fitted on the clean clip: the most any linear filter gains)")
+            print(f"{'  oracle 5x5 linear filter':<27} {f(cell['oracle linear']):>14}   (fitted on the clean clip: about the most any 5x5 linear filter gains)")
         if "niqe" in cell:
             n = cell["niqe"]
             print(f"{'  NIQE (lower better)':<27} {n['input']:>14.2f} " + " ".join(f"{n[k]:>14.2f}" for k in names) + f"   (clean {n['clean']:.2f})")

@@ -215,7 +215,7 @@ def test_ctrl_c_in_make_shards_exits_130_without_noise(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     # Enough videos that the signal lands mid-run: the first shard is done after the first video,
-    # and 29 remain (~7 s alone; 6 videos left ~2.4 s, which a busy CI machine once outran).
+    # and 29 remain (~7 s of work), a margin for slow machines.
     for i in range(30):
         clip(src / f"c{i:02d}.avi", seconds=4, rate=25, size="320x240")
     out = tmp_path / "out"
