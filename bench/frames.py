@@ -7,7 +7,9 @@ the test split (sources neither trained nor validated on).
     python bench/frames.py                      # 4 minutes per T
     python bench/frames.py --minutes 10 --frames 1 3
 
-Shards for each T are made from the sample videos (make-shards --clip-len T) if missing.
+One set of shards serves every T: make-shards --clip-len (the largest T) stores each frame once,
+and `vrestore train --frames T` reads windows of T from it. Made from the sample videos if
+missing.
 """
 import argparse
 import json
@@ -32,11 +34,11 @@ def main():
     videos = ensure_data(args.root)[0]
     sets = eval_sets(videos, args.work)
     rows = {"degraded input": {split: evaluate(("identity", None), v) for split, v in sets.items()}}
+    shards = ensure_data(args.root, max(args.frames))[1]
     for t in args.frames:
-        shards = ensure_data(args.root, t)[1]
         run = args.work / f"t{t}"
         t0 = time.monotonic()
-        train_run(shards, run, args.minutes, *args.extra.split())
+        train_run(shards, run, args.minutes, "--frames", str(t), *args.extra.split())
         steps = torch.load(run / "checkpoint.pt", weights_only=True)["step"]
         restorer = Restorer(run / "generator.pth", "cpu")
         rows[f"generator, T = {t} ({steps} steps)"] = {split: evaluate(("generator", restorer), v) for split, v in sets.items()}

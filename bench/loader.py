@@ -1,20 +1,30 @@
-"""Training input frames/s: the DALI pipeline against a plain PyTorch DataLoader.
+"""Training input samples/s: the loader alone, as `vrestore train` builds it, in one run.
 
-Both read the same shards, decode, blur the full frame, crop 128 and flip, add noise and
-boxes, and hand over the same batch (clean, degraded) as NCHW floats. The baseline uses
-`webdataset` + PIL decode + the project's torch blur/noise/boxes in DataLoader workers; DALI
-gets as many threads as the DataLoader gets workers. One run, ratio printed.
+Rows, each on the sample train split (made by bench/recipe.py if missing), alternating over
+`--rounds` so a busy moment hits every row alike (median and range printed):
+- T-frame clips as before this round: clips-layout shards (every frame stored T times), each
+  frame decoded and blurred whole, then cropped (the baseline);
+- frames-layout shards (each frame once, windows by index), whole-frame decode;
+- frames-layout shards, region decode (the crop plus the blur's margin): what training runs;
+- the same two at T = 1, for the T = 5 / T = 1 ratio;
+- with --dataloader, a PyTorch DataLoader (webdataset + PIL + the project's torch blur, noise
+  and boxes) at T = 1, the plain-PyTorch way to feed the same step.
 
-    python bench/loader.py --shards demo_output/shards/train [--device cuda]
+    python bench/loader.py                      # T = 5, crop 64, batch 16, 2 threads
+    python bench/loader.py --device cuda --threads 4
 """
 import argparse
+import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 import webdataset as wds
 
 from vrestore.pipeline.degrade.degradations import DegradationSpec, add_boxes, add_noise, blur
+from recipe import ensure_data  # bench/recipe.py, beside this script
+from vrestore.pipeline.dataset.manifest import read_manifest
 from vrestore.pipeline.dataset.shard_set import load_shard_set
 from vrestore.trainer.dali_input import train_batches
 
@@ -64,41 +74,73 @@ def endless(make):
         yield from make()
 
 
+def measure(make, batches: int, consume) -> float:
+    """Samples/s of a fresh loader over `batches` batches, after 3 to warm up."""
+    return frames_per_second(endless(make), batches, 3, consume)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shards", required=True)
+    ap.add_argument("--root", type=Path, default=Path("demo_output"))
+    ap.add_argument("--frames", type=int, default=5, help="T of the multi-frame rows")
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--crop", type=int, default=128)
-    ap.add_argument("--workers", type=int, default=2, help="DataLoader workers = DALI threads")
-    ap.add_argument("--batches", type=int, default=100)
+    ap.add_argument("--crop", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2, help="DALI threads (= DataLoader workers)")
+    ap.add_argument("--batches", type=int, default=40)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dataloader", action="store_true", help="add the DataLoader row (T = 1)")
     args = ap.parse_args()
-    device, spec = torch.device(args.device), DegradationSpec()
-    shards = load_shard_set(args.shards)
+    device, spec, t = torch.device(args.device), DegradationSpec(), args.frames
     sync = (lambda: torch.cuda.synchronize()) if device.type == "cuda" else (lambda: None)
+    clips = load_shard_set(ensure_data(args.root, t, layout="clips")[1] / "train")
+    frames = ensure_data(args.root, t)[1] / "train"
+    single = load_shard_set(ensure_data(args.root, 1)[1] / "train")
 
-    dali = train_batches(shards, spec, args.batch_size, args.crop, device, num_threads=args.workers)
+    def dali(shards, region):
+        def make():
+            return train_batches(shards, spec, args.batch_size, args.crop, device, num_threads=args.threads, region=region)
+        return make
 
     def take_dali(b):
         sync()
         return b["degraded"].shape[0]
 
-    generator = torch.Generator(device=device).manual_seed(0)
-    base = baseline_loader(shards, spec, args.batch_size, args.crop, args.workers)
+    rows = {
+        f"T = {t}, clips shards, whole frames (before)": dali(clips, False),
+        f"T = {t}, frames shards, whole frames": dali(load_shard_set(frames, t), False),
+        f"T = {t}, frames shards, region decode (train)": dali(load_shard_set(frames, t), True),
+        "T = 1, whole frames (before)": dali(single, False),
+        "T = 1, region decode (train)": dali(single, True),
+    }
+    consume = dict.fromkeys(rows, take_dali)
+    if args.dataloader:
+        generator = torch.Generator(device=device).manual_seed(0)
 
-    def take_base(b):
-        clean, degraded = degraded_batch(*b, spec, generator, device)
-        sync()
-        return degraded.shape[0]
+        def take_base(b):
+            clean, degraded = degraded_batch(*b, spec, generator, device)
+            sync()
+            return degraded.shape[0]
 
-    dali_fps = frames_per_second(endless(lambda: dali), args.batches, 5, take_dali)
-    base_fps = frames_per_second(endless(lambda: base), args.batches, 5, take_base)
-    print(f"{shards.num_samples} frames in shards, batch {args.batch_size}, crop {args.crop}, "
-          f"{args.workers} workers/threads, device {args.device}")
-    print(f"{'loader':<34} {'frames/s':>9}")
-    print(f"{'DataLoader + webdataset + PIL':<34} {base_fps:>9.0f}")
-    print(f"{'DALI (this project)':<34} {dali_fps:>9.0f}")
-    print(f"ratio DALI / DataLoader: {dali_fps / base_fps:.2f}")
+        rows["T = 1, DataLoader + webdataset + PIL"] = lambda: baseline_loader(single, spec, args.batch_size, args.crop, args.threads)
+        consume["T = 1, DataLoader + webdataset + PIL"] = take_base
+    figures = {name: [] for name in rows}
+    for _ in range(args.rounds):
+        for name, make in rows.items():
+            figures[name].append(measure(make, args.batches, consume[name]))
+    print(f"{clips.num_samples} clips of {t} / {frames_stored(frames)} stored frames (train split), batch {args.batch_size}, "
+          f"crop {args.crop}, {args.threads} threads, device {args.device}, {args.rounds} alternating rounds of {args.batches} batches")
+    print(f"{'input':<48} {'samples/s':>9} {'range':>13}")
+    median = {name: statistics.median(v) for name, v in figures.items()}
+    for name, v in figures.items():
+        print(f"{name:<48} {median[name]:>9.0f} {min(v):>6.0f}-{max(v):<6.0f}")
+    names = list(rows)
+    print(f"T = {t}: region decode of frames shards / before: {median[names[2]] / median[names[0]]:.2f}x "
+          f"(layout alone {median[names[1]] / median[names[0]]:.2f}x); T = {t} / T = 1 (train): {median[names[2]] / median[names[4]]:.2f}")
+
+
+def frames_stored(folder) -> int:
+    return read_manifest(folder)["num_samples"]
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def main():
     frames = sum(v["frames"] for v in local.manifest["videos"])
     _, t_start = timed(lambda: ray.init(num_cpus=args.cores, include_dashboard=False, log_to_driver=False))
     _, t_ray = timed(lambda: make_shards_ray(ShardConfig(videos, tmp / "ray", **settings)))
-    print(f"make-shards, {n_videos} videos ({frames} frames, clips of 5), {args.cores} cores, --mix-window {args.mix_window}:")
+    print(f"make-shards, {n_videos} videos ({frames} frames, frames layout for windows of 5), {args.cores} cores, --mix-window {args.mix_window}:")
     print(f"  local engine : {t_local:6.1f} s  {frames / t_local:6.0f} frames/s  ({frames / t_local / args.cores:.0f} per core)")
     print(f"  --engine ray : {t_ray:6.1f} s  {frames / t_ray:6.0f} frames/s  ({frames / t_ray / args.cores:.0f} per core)"
           f"  = {t_local / t_ray:.2f}x the local engine; with Ray's start-up ({t_start:.1f} s): {t_local / (t_ray + t_start):.2f}x")

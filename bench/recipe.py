@@ -31,15 +31,21 @@ from vrestore.trainer.train import swing
 DEMO = ["--crop", "64", "--ngf", "16", "--ndf", "16", "--batch-size", "16", "--lr", "1e-3", "--val-every", "500", "--quiet"]
 
 
-def ensure_data(root: Path, clip_len: int = 1) -> tuple:
-    """The sample videos and their train/val shards (clips of `clip_len` frames), made if missing."""
-    videos, shards = root / "videos", root / ("shards" if clip_len == 1 else f"shards_t{clip_len}")
+def ensure_data(root: Path, clip_len: int = 1, layout: str = "frames") -> tuple:
+    """The sample videos and their train/val shards (make-shards --clip-len, --layout), made if
+    missing."""
+    name = "shards" if clip_len == 1 else f"shards_t{clip_len}" + ("" if layout == "frames" else f"_{layout}")
+    videos, shards = root / "videos", root / name
     if not videos.exists():
         make_sample_videos(SampleConfig(videos))
     for split in ("train", "val"):
-        if not (shards / split / "manifest.json").exists():
+        manifest = shards / split / "manifest.json"
+        if manifest.exists() and clip_len > 1 and json.loads(manifest.read_text())["params"].get("layout", "clips") != layout:
+            raise SystemExit(f"{shards / split} holds shards of another --layout (made before the frames layout?); remove it")
+        if not manifest.exists():
             subprocess.run([str(Path(sys.executable).with_name("make-shards")), str(videos), str(shards / split), "--quiet",
-                            "--split-file", str(videos / "ucfTrainTestlist" / f"{split}list01.txt"), "--clip-len", str(clip_len)], check=True)
+                            "--split-file", str(videos / "ucfTrainTestlist" / f"{split}list01.txt"), "--clip-len", str(clip_len),
+                            "--layout", layout], check=True)
     return videos, shards
 
 

@@ -23,11 +23,11 @@ SHARDS="$OUT/shards_t$FRAMES"; MODEL="$OUT/model"; DEGRADED="$OUT/degraded"; RES
 if [ "$PRESET" != seed ]; then
   SHARDS="${SHARDS}_$PRESET"; MODEL="${MODEL}_$PRESET"; DEGRADED="${DEGRADED}_$PRESET"; RESTORED="${RESTORED}_$PRESET"
 fi
-echo "==> 2. make-shards, clips of $FRAMES frames, preset $PRESET: train split -> $SHARDS/train, validation split -> $SHARDS/val"
+echo "==> 2. make-shards, each frame once for windows of $FRAMES frames, preset $PRESET: train split -> $SHARDS/train, validation split -> $SHARDS/val"
 make-shards "$OUT/videos" "$SHARDS/train" --split-file "$LISTS/trainlist01.txt" --clip-len "$FRAMES" --preset "$PRESET"
 make-shards "$OUT/videos" "$SHARDS/val" --split-file "$LISTS/vallist01.txt" --clip-len "$FRAMES" --preset "$PRESET"
 
-echo "==> 3. preview: one training batch, clean | degraded frames of each clip -> $OUT/preview_$PRESET.png"
+echo "==> 3. preview: one training batch, clean | degraded frames of each window -> $OUT/preview_$PRESET.png"
 vrestore preview "$SHARDS/train" --out "$OUT/preview_$PRESET.png" --crop 64
 
 echo "==> 4. train for $MINUTES minutes ($FRAMES frames in, 64 px crops, a 16-wide U-Net: small enough to learn on 2 CPU cores; GPU when present) -> $MODEL"

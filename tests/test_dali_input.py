@@ -59,19 +59,29 @@ def test_crop_larger_than_frames_is_a_clear_error(sample_shards):
         train_batches(load_shard_set(sample_shards), SPEC, 4, 512, CPU)
 
 
-def test_with_a_gpu_every_op_after_the_decoder_runs_on_it(sample_shards):
-    # Building the graph needs no GPU; running it would.
-    pipe = train_pipeline(load_shard_set(sample_shards), SPEC, 64, "gpu", 0, 1, 0, 64, True,
-                          batch_size=4, num_threads=1, device_id=0)
+def gpu_graph_ops(shards, region: bool) -> dict:
+    """{op schema: devices of its outputs} of the GPU training graph. Building the graph needs
+    no GPU; running it would."""
+    pipe = train_pipeline(shards, SPEC, 64, "gpu", 0, 1, 0, 64, True, region=region, batch_size=4, num_threads=1, device_id=0)
     pipe._build_graph()
-    ops = {op.name: (op._op.schema_name, op.outputs[0].device) for op in pipe._ops}
     by_kind = {}
-    for schema, device in ops.values():
-        by_kind.setdefault(schema, set()).add(device)
+    for op in pipe._ops:
+        by_kind.setdefault(op._op.schema_name, set()).add(op.outputs[0].device)
+    return by_kind
+
+
+def test_with_a_gpu_every_op_after_the_decoder_runs_on_it(sample_shards):
+    by_kind = gpu_graph_ops(load_shard_set(sample_shards), region=True)
     assert by_kind["readers__Webdataset"] == {"cpu"}
-    assert by_kind["decoders__Image"] == {"gpu"}  # "mixed": CPU parse, GPU decode
-    for schema in ("GaussianBlur", "CropMirrorNormalize", "noise__Gaussian"):
+    assert by_kind["decoders__ImageSlice"] == {"gpu"}  # "mixed": CPU parse, GPU decode of the region
+    for schema in ("GaussianBlur", "Slice", "Flip", "noise__Gaussian"):
         assert by_kind[schema] == {"gpu"}, schema
-    # only the per-sample random arguments (crop position, flip) are drawn on the CPU, and the
-    # frame shapes (metadata, no copy of pixels) are read there
-    assert {s for s, devices in by_kind.items() if "cpu" in devices} == {"readers__Webdataset", "random__Uniform", "random__CoinFlip", "_Shape"}
+    # on the CPU only: the per-sample random arguments (crop position, flip), the frame shapes
+    # read from the headers, and the window's integer arithmetic (metadata, no pixels)
+    assert {s for s, devices in by_kind.items() if "cpu" in devices} == {
+        "readers__Webdataset", "random__Uniform", "random__CoinFlip", "PeekImageShape",
+        "_TensorSubscript", "_ArithmeticGenericOp", "Cast", "Stack",
+    }
+    # the whole-frame path (bench/loader.py's baseline) keeps every pixel op on the GPU as well
+    whole = gpu_graph_ops(load_shard_set(sample_shards), region=False)
+    assert whole["decoders__Image"] == {"gpu"} and whole["CropMirrorNormalize"] == {"gpu"}

@@ -199,8 +199,11 @@ class Interrupt(KeyboardInterrupt):
     pass
 
 
-def test_interrupted_run_resumes_to_the_same_shards_writing_nothing_twice(sample_tree, tmp_path):
-    settings = dict(max_frames=60, mix_window=3, seed=7)
+@pytest.mark.parametrize("clip_len", [1, 3])
+def test_interrupted_run_resumes_to_the_same_shards_writing_nothing_twice(sample_tree, tmp_path, clip_len):
+    # clip_len 3: whole runs of a video's frames, several shards per window of 3 videos, so the
+    # resume lands inside a window, between runs
+    settings = dict(max_frames=60, mix_window=3, seed=7, clip_len=clip_len)
     shard(sample_tree, tmp_path / "whole", **settings)
     out = tmp_path / "resumed"
     closed = []

@@ -3,6 +3,7 @@ the T-frame generator, sliding-window restore with mirrored ends, and the tempor
 import json
 import math
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ import torch
 from conftest import count_frames
 from vrestore.models import GeneratorConfig, build_generator, centre_frame, pad_to_multiple
 from vrestore.pipeline.degrade.degradations import DegradationSpec
-from vrestore.pipeline.inference.frame_windows import sliding_windows, window_indices
+from vrestore.pipeline.inference.frame_windows import sliding_windows
+from vrestore.pipeline.neighbours import window_indices
 from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
 from vrestore.pipeline.evaluation.metrics import temporal_squared_error
 from vrestore.pipeline.inference.restore import RestoreConfig, Restorer, restore_videos
@@ -24,30 +26,93 @@ from vrestore.trainer.dali_input import train_batches
 CPU = torch.device("cpu")
 
 
-@pytest.mark.parametrize("clip_len,stride", [(3, 1), (5, 2)])
-def test_clip_members_and_counts_per_video(sample_tree, tmp_path, clip_len, stride):
-    out = tmp_path / "clips"
-    make_shards(ShardConfig(sample_tree, out, clip_len=clip_len, clip_stride=stride, progress=False, workers=2))
-    m = json.loads((out / "manifest.json").read_text())
-    assert m["params"]["clip_len"] == clip_len and m["params"]["clip_stride"] == stride
-    per_video = {}
+def tar_members(out) -> dict:
+    """{sample key: {ext: bytes}} over every shard of a make-shards folder, and each key's shard."""
+    members, shard_of = {}, {}
     for tar in sorted(out.glob("*.tar")):
         with tarfile.open(tar) as t:
-            names = t.getnames()
-            for name in names:
-                key, ext = name.split(".", 1)
-                per_video.setdefault(key, set()).add(ext)
-                if ext == "json":
-                    meta = json.loads(t.extractfile(name).read())
-                    assert meta["clip_len"] == clip_len and meta["frames"] == list(range(meta["frame"], meta["frame"] + clip_len))
-                    assert key.endswith(f"/{meta['frame']:06d}")
-    assert all(exts == {"json", *[f"{i}.jpg" for i in range(clip_len)]} for exts in per_video.values())
+            for m in t.getmembers():
+                key, ext = m.name.split(".", 1)
+                members.setdefault(key, {})[ext] = t.extractfile(m).read()
+                shard_of[key] = tar.name
+    return members, shard_of
+
+
+@pytest.mark.parametrize("clip_len,stride", [(3, 1), (5, 2)])
+def test_clips_layout_stores_each_clip_whole(sample_tree, tmp_path, clip_len, stride):
+    """The layout before the frames layout, still written on request and still read."""
+    out = tmp_path / "clips"
+    make_shards(ShardConfig(sample_tree, out, clip_len=clip_len, clip_stride=stride, layout="clips", progress=False, workers=2))
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["params"]["clip_len"] == clip_len and m["params"]["clip_stride"] == stride and "layout" not in m["params"]
+    members, _ = tar_members(out)
+    for key, sample in members.items():
+        meta = json.loads(sample["json"])
+        assert meta["clip_len"] == clip_len and meta["frames"] == list(range(meta["frame"], meta["frame"] + clip_len))
+        assert key.endswith(f"/{meta['frame']:06d}")
+    assert all(set(s) == {"json", *[f"{i}.jpg" for i in range(clip_len)]} for s in members.values())
     for v in m["videos"]:
         n = count_frames(sample_tree / v["path"])
         expected = math.ceil((n - clip_len + 1) / stride)
         assert v["frames"] == n and v["clips"] == expected
-        assert sum(1 for k in per_video if k.startswith(v["id"] + "/")) == expected
+        assert sum(1 for k in members if k.startswith(v["id"] + "/")) == expected
     assert m["num_samples"] == sum(v["clips"] for v in m["videos"])
+    assert load_shard_set(out).num_samples == m["num_samples"]
+    with pytest.raises(ValueError, match=f"holds samples of {clip_len} frame"):
+        load_shard_set(out, 1)  # a clips folder gives its own T only
+
+
+def window_frames(shards) -> list:
+    """Per window of a frames-layout set: (video, [frame numbers of its T components], centre
+    frame's json), read from the window index DALI reads, against the tar's own members."""
+    import tarfile as tf
+
+    out = []
+    for tar, idx in zip(shards.tars, shards.indexes):
+        by_offset = {}
+        with tf.open(tar) as t:
+            for m in t.getmembers():
+                by_offset[m.offset_data] = m.name
+        for line in Path(idx).read_text().splitlines()[1:]:
+            f = line.split()
+            comps = {f[i]: (int(f[i + 1]), f[i + 3]) for i in range(0, len(f), 4)}
+            names = [comps[e][1] for e in shards.image_exts]
+            assert all(by_offset[comps[e][0]] == comps[e][1] for e in comps)  # offsets point at the named members
+            run = {n.rsplit("/", 1)[0] for n in names}
+            assert len(run) == 1
+            out.append((run.pop(), [int(n.rsplit("/", 1)[1].split(".")[0]) for n in names], comps["json"][1]))
+    return out
+
+
+@pytest.mark.parametrize("clip_len,stride", [(3, 1), (5, 2)])
+def test_frames_layout_stores_each_frame_once_and_centres_a_window_on_every_frame(sample_tree, tmp_path, clip_len, stride):
+    out = tmp_path / "frames"
+    make_shards(ShardConfig(sample_tree, out, clip_len=clip_len, clip_stride=stride, max_frames=120, progress=False, workers=2))
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["params"]["layout"] == "frames" and m["params"]["clip_len"] == clip_len
+    members, shard_of = tar_members(out)
+    assert all(set(s) == {"json", "jpg"} for s in members.values())
+    for v in m["videos"]:
+        n = count_frames(sample_tree / v["path"])
+        keys = sorted(k for k in members if k.rsplit("/", 1)[0] == v["id"])
+        assert keys == [f"{v['id']}/{i:06d}" for i in range(n)]  # every frame, once
+        assert len({shard_of[k] for k in keys}) == 1  # a run never straddles two shards
+        assert v["clips"] == math.ceil(n / stride)
+    assert m["num_samples"] == sum(v["frames"] for v in m["videos"])
+    assert len({s for s in shard_of.values()}) > 1
+    # T is chosen at training time: any odd T up to the shards' clip length
+    lengths = {v["id"]: v["frames"] for v in m["videos"]}
+    for t in sorted({1, 3, clip_len}):
+        shards = load_shard_set(out, t)
+        windows = window_frames(shards)
+        assert shards.num_samples == len(windows) == sum(math.ceil(n / stride) for n in lengths.values())
+        centres = sorted((video, frames[t // 2]) for video, frames, _ in windows)
+        assert centres == sorted((video, c) for video, n in lengths.items() for c in range(0, n, stride))
+        for video, frames, json_name in windows:
+            assert frames == window_indices(frames[t // 2], lengths[video], t)  # restore's mirrored neighbours
+            assert json_name == f"{video}/{frames[t // 2]:06d}.json"
+    with pytest.raises(ValueError, match=f"odd window lengths up to {clip_len}"):
+        load_shard_set(out, clip_len + 2)
 
 
 def test_a_video_shorter_than_the_clip_is_skipped_with_its_reason(tmp_path):
@@ -91,7 +156,7 @@ def test_one_crop_and_one_flip_serve_every_frame_of_a_clip(tmp_path):
         right = (b[..., :-shift] - c[..., shift:]).abs().max().item()
         assert min(left, right) == 0 and max(left, right) > 0.1
         prev_ok = (a[..., shift:] - b[..., :-shift]).abs().max().item() == 0 if left == 0 else (a[..., :-shift] - b[..., shift:]).abs().max().item() == 0
-        assert prev_ok
+        assert prev_ok or torch.equal(a, c)  # a video's first or last frame: its window mirrors, [1, 0, 1]
         flips.add(left == 0)
     assert flips == {True, False}, "both flipped and unflipped clips should occur in 8 samples"
     # the preview shows the clean centre and every degraded frame of the clip

@@ -2,6 +2,7 @@
 name says within its range, the codec stage is a real encoder's damage, make-shards stores
 exactly what `degrade` writes (the frames DALI then reads), and a model trained on it says so."""
 import json
+from pathlib import Path
 import tarfile
 
 import numpy as np
@@ -173,11 +174,30 @@ def test_the_codec_stage_is_a_real_encoders_damage(tmp_path):
     assert sorted(p.name for p in (tmp_path / "crf45").iterdir()) == ["pan.avi"]
 
 
+def png(data: bytes) -> np.ndarray:
+    from io import BytesIO
+
+    from PIL import Image
+
+    return np.asarray(Image.open(BytesIO(data)))
+
+
+def index_windows(shard_set) -> list:
+    """[(centre json's sample name, [component sample names])] per line of the window index, in order."""
+    out = []
+    for line in Path(shard_set.indexes[0]).read_text().splitlines()[1:]:
+        f = line.split()
+        comps = {f[i]: f[i + 3].rsplit(".", 2)[0] if f[i].startswith("d") else f[i + 3].split(".")[0] for i in range(0, len(f), 4)}
+        out.append((comps["json"], [comps[e] for e in shard_set.image_exts + shard_set.damaged_exts]))
+    return out
+
+
 def test_make_shards_stores_what_degrade_writes_and_dali_reads_it(tmp_path):
     """make-shards --preset real keeps, beside each clean frame, the very frame `vrestore degrade
-    --preset real` writes for that video (one function, one seed rule); DALI's reader then
-    decodes the same pixels (the validation set's source)."""
+    --preset real` writes for that video (one function, one seed rule), each frame once; DALI's
+    reader then decodes the same pixels for every window (the validation set's source)."""
     from vrestore.pipeline.dataset.shard_set import load_shard_set
+    from vrestore.pipeline.neighbours import window_indices
     from vrestore.trainer.dali_input import first_samples
 
     src = tmp_path / "in"
@@ -186,27 +206,22 @@ def test_make_shards_stores_what_degrade_writes_and_dali_reads_it(tmp_path):
     shards = tmp_path / "shards"
     r = run("make-shards", src, shards, "--preset", "real", "--clip-len", "3", "--quiet", "--workers", "1", "--format", "png")
     assert r.returncode == 0, r.stderr
-    degraded = frames(degrade_real(src, tmp_path / "d") / "a.avi")
+    clean, degraded = frames(src / "a.avi"), frames(degrade_real(src, tmp_path / "d") / "a.avi")
     manifest = json.loads((shards / "manifest.json").read_text())
     assert manifest["params"]["preset"] == "real" and manifest["videos"][0]["real"]  # the draw is recorded
     with tarfile.open(next(shards.glob("*.tar"))) as tar:
-        names = tar.getnames()
-        key = sorted(n for n in names if n.endswith(".d0.png"))[0].removesuffix(".d0.png")
-        first = json.loads(tar.extractfile(f"{key}.json").read())["frame"]
-    assert {f"{key}.{m}" for m in ("0.png", "1.png", "2.png", "d0.png", "d1.png", "d2.png", "json")} <= set(names)
+        assert sorted(tar.getnames()) == sorted(f"a/{f:06d}.{m}" for f in range(9) for m in ("png", "d.png", "json"))
+        for f in range(9):
+            np.testing.assert_array_equal(png(tar.extractfile(f"a/{f:06d}.d.png").read()), degraded[f])  # the damaged copy, exactly
     shard_set = load_shard_set(shards)
     assert shard_set.preset == "real" and shard_set.damaged_exts == ["d0.png", "d1.png", "d2.png"]
-    samples = first_samples(shard_set, 7)
-    by_first = {}
-    with tarfile.open(next(shards.glob("*.tar"))) as tar:
-        order = [json.loads(tar.extractfile(m).read())["frame"] for m in tar.getmembers() if m.name.endswith(".json")]
-    for sample, f in zip(samples, order):
-        by_first[f] = sample
-    assert first in by_first
-    for f, sample in by_first.items():
+    samples, windows = first_samples(shard_set, 9), index_windows(shard_set)
+    assert sorted(int(c.split("/")[1]) for c, _ in windows) == list(range(9))  # every frame a centre once
+    for sample, (centre, _) in zip(samples, windows):
+        idx = window_indices(int(centre.split("/")[1]), 9, 3)  # mirrored at the ends, as restore does
         assert sample.shape[0] == 6
-        np.testing.assert_array_equal(sample[3:], degraded[f : f + 3])  # the damaged copy, exactly
-        assert not np.array_equal(sample[:3], sample[3:])
+        np.testing.assert_array_equal(sample[:3], clean[idx])
+        np.testing.assert_array_equal(sample[3:], degraded[idx])
 
 
 def find_window(frame: np.ndarray, crop: np.ndarray) -> tuple:
@@ -221,11 +236,12 @@ def find_window(frame: np.ndarray, crop: np.ndarray) -> tuple:
 
 
 def test_real_training_batches_pair_the_clean_centre_with_its_damaged_clip(tmp_path):
-    """A training batch from real shards: the target is the clip's clean centre frame, the input
-    its damaged frames (the copy `degrade --preset real` writes), all under one crop window and
-    one flip."""
+    """A training batch from real shards: the target is the window's clean centre frame, the
+    input its damaged frames (the copy `degrade --preset real` writes), all under one crop window
+    and one flip, each frame decoded only over the crop."""
     from vrestore.pipeline.dataset.shard_set import load_shard_set
     from vrestore.pipeline.degrade.degradations import DegradationSpec
+    from vrestore.pipeline.neighbours import window_indices
     from vrestore.trainer.dali_input import train_batches
 
     src = tmp_path / "in"
@@ -234,25 +250,23 @@ def test_real_training_batches_pair_the_clean_centre_with_its_damaged_clip(tmp_p
     r = run("make-shards", src, tmp_path / "shards", "--preset", "real", "--clip-len", "3", "--quiet", "--workers", "1", "--format", "png")
     assert r.returncode == 0, r.stderr
     clean, damaged = frames(src / "a.avi"), frames(degrade_real(src, tmp_path / "d") / "a.avi")
-    batch = next(iter(train_batches(load_shard_set(tmp_path / "shards"), DegradationSpec(), 7, 64, torch.device("cpu"), with_meta=True)))
+    batch = next(iter(train_batches(load_shard_set(tmp_path / "shards"), DegradationSpec(), 9, 64, torch.device("cpu"), with_meta=True)))
     to_uint8 = lambda x: np.rint((x.permute(1, 2, 0).numpy() + 1) * 127.5).astype(np.uint8)
     flips = set()
     for target, stack, meta in zip(batch["clean"], batch["degraded"], batch["meta"]):
-        f = meta["frame"]
-        y, x, flipped = find_window(clean[f + 1], to_uint8(target))
+        f = meta["frame"]  # the centre
+        y, x, flipped = find_window(clean[f], to_uint8(target))
         flips.add(flipped)
-        for i, window in enumerate(stack.split(3)):  # frame-major: f, f + 1, f + 2
-            expected = damaged[f + i, y : y + 64, x : x + 64]
+        for i, window in zip(window_indices(f, 9, 3), stack.split(3)):  # frame-major: f - 1, f, f + 1
+            expected = damaged[i, y : y + 64, x : x + 64]
             np.testing.assert_array_equal(to_uint8(window), expected[:, ::-1] if flipped else expected)
-    assert flips == {False, True}  # both flips drawn across 7 samples (fixed seed)
+    assert flips == {False, True}  # both flips drawn across 9 samples (fixed seed)
 
 
-def test_real_draws_damage_runs_of_clips_each_with_its_own_draw(tmp_path):
-    """--real-draws 2: the first run of a video's clips holds `degrade`'s copy of the video, the
-    second another draw's, and each clip's frames come from one copy (one damage per clip)."""
-    from io import BytesIO
-
-    from PIL import Image
+def test_real_draws_damage_runs_of_frames_each_with_its_own_draw(tmp_path):
+    """--real-draws 2: the first run of a video's frames holds `degrade`'s copy of the video, the
+    second another draw's, and each window's frames come from one run (one damage per window)."""
+    from vrestore.pipeline.dataset.shard_set import load_shard_set
 
     src = tmp_path / "in"
     src.mkdir()
@@ -265,18 +279,21 @@ def test_real_draws_damage_runs_of_clips_each_with_its_own_draw(tmp_path):
     degraded = frames(degrade_real(src, tmp_path / "d", **opts) / "a.avi")
     manifest = json.loads((tmp_path / "shards" / "manifest.json").read_text())
     assert manifest["params"]["real_draws"] == 2 and len(manifest["videos"][0]["real"]) == 2
-    clips = {}  # first frame -> (draw, damaged frames)
+    stored = {}  # frame -> (draw, run, damaged frame)
     with tarfile.open(next((tmp_path / "shards").glob("*.tar"))) as tar:
         for m in tar.getmembers():
             if m.name.endswith(".json"):
                 info, key = json.loads(tar.extractfile(m).read()), m.name.removesuffix(".json")
-                d = [np.asarray(Image.open(BytesIO(tar.extractfile(f"{key}.d{i}.png").read()))) for i in range(3)]
-                clips[info["frame"]] = (info["draw"], np.stack(d))
-    assert [clips[f][0] for f in sorted(clips)] == [0, 0, 0, 0, 1, 1, 1]  # 7 clips in 2 runs
-    for f, (k, d) in clips.items():
-        assert np.array_equal(d, degraded[f : f + 3]) == (k == 0), (f, k)  # run 0: degrade's copy, run 1 not
-    np.testing.assert_array_equal(clips[4][1][1:], clips[5][1][:2])  # one copy within a run
-    assert 20 < psnr(clips[6][1], degraded[6:9]) < 40  # another noise, of the same kind
+                stored[info["frame"]] = (info["draw"], key.split("/")[0], png(tar.extractfile(f"{key}.d.png").read()))
+    assert sorted(stored) == list(range(9))  # each frame once
+    assert [stored[f][:2] for f in range(9)] == [(0, "a~d0")] * 4 + [(1, "a~d1")] * 5  # 2 runs, as even as 9 allows
+    for f, (k, _, d) in stored.items():
+        assert np.array_equal(d, degraded[f]) == (k == 0), (f, k)  # run 0: degrade's copy, run 1 not
+    assert 20 < psnr(np.stack([stored[f][2] for f in range(4, 9)]), degraded[4:9]) < 40  # another noise, of the same kind
+    windows = index_windows(load_shard_set(tmp_path / "shards"))
+    assert len(windows) == 9
+    for centre, names in windows:
+        assert {n.split("/")[0] for n in names} == {centre.split("/")[0]}  # one run, one damage
 
 
 def test_a_real_model_says_so_in_its_weights_and_restore_report(tmp_path):

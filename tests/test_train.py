@@ -143,13 +143,25 @@ def tiny_shards(sample_tree, tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("arch", ["unet", "nafnet"])
-def test_resume_is_exact(tiny_shards, tmp_path, arch):
+@pytest.fixture(scope="module")
+def tiny_frame_shards(sample_tree, tmp_path_factory):
+    """The same clip in the frames layout for windows of 3 (each frame stored once)."""
+    from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
+
+    out = tmp_path_factory.mktemp("tiny_frame_shards")
+    make_shards(ShardConfig(sample_tree, out, limit=1, frame_stride=4, clip_len=3, progress=False, workers=1))
+    return out
+
+
+@pytest.mark.parametrize("arch,frames", [("unet", 1), ("nafnet", 1), ("unet", 3)])
+def test_resume_is_exact(tiny_shards, tiny_frame_shards, tmp_path, arch, frames):
     """Stopped at an epoch's end, then mid-epoch, and resumed each time, a run ends with the very
     weights of an uninterrupted one: weights, optimisers, scaler, RNGs and the input stream's
-    position all came back."""
+    position (through the T-frame window index too) all came back."""
     from vrestore.trainer.dali_input import batches_per_epoch
 
+    if frames > 1:
+        tiny_shards = tiny_frame_shards
     spe = batches_per_epoch(load_shard_set(tiny_shards).num_samples, TINY["batch_size"], 1)
     assert spe >= 3
     end = 2 * spe + 2
@@ -439,8 +451,9 @@ def test_train_from_a_video_folder_shards_once_and_reuses_the_shards(tmp_path):
             "--batch-size", "4", "--val-frames", "1", "--num-threads", "1", "--quiet", "--frames", "3"]
     r = subprocess.run([*args, "--max-steps", "2"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert f"made {out / 'shards' / 'train'}: 16 samples from 2 videos" in r.stderr  # 2 x (10 - 3 + 1) clips
-    assert f"made {out / 'shards' / 'val'}: 8 samples from 1 videos" in r.stderr
+    # 2 x 10 frames, each stored once (and each the centre of a window of 3)
+    assert f"made {out / 'shards' / 'train'}: 20 samples from 2 videos" in r.stderr
+    assert f"made {out / 'shards' / 'val'}: 10 samples from 1 videos" in r.stderr
     assert "validation: 1 videos (held out: 0.1 of the groups" in r.stderr and "warning: no --val-shards" not in r.stderr
     trained = {v["path"] for v in json.loads((out / "shards" / "train" / "manifest.json").read_text())["videos"]}
     held = {v["path"] for v in json.loads((out / "shards" / "val" / "manifest.json").read_text())["videos"]}

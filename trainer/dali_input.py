@@ -22,15 +22,17 @@ from nvidia.dali.plugin.pytorch import DALIGenericIterator
 from vrestore.pipeline.degrade.degradations import DegradationSpec, add_boxes, add_noise
 from vrestore.pipeline.dataset.shard_set import ShardSet
 from vrestore.trainer.config import check_crop
+from vrestore.trainer.dali_region import crop_window, decode_region, region_window, trim_flip
 
 READER = "reader"
 
 
 # ---- graph pieces, shared by the train and validation pipelines ----
 
-def read_and_decode(shards: ShardSet, device: str, shard_id: int, num_shards: int, shuffle: bool, seed: int, initial_fill: int, with_meta: bool):
-    """A sample's decoded RGB frames (a list of T; with the real preset, 2T: the clean frames,
-    then their damaged copies), plus its json as a zero-padded byte row when asked (ragged bytes cannot cross into torch; padded to the batch's longest they can)."""
+def read_samples(shards: ShardSet, shard_id: int, num_shards: int, shuffle: bool, seed: int, initial_fill: int, with_meta: bool):
+    """A sample's encoded frames (a list of T; with the real preset, 2T: the clean frames, then
+    their damaged copies), plus its json as a zero-padded byte row when asked (ragged bytes
+    cannot cross into torch; padded to the batch's longest they can)."""
     outputs = fn.readers.webdataset(
         paths=shards.tars, index_paths=shards.indexes, ext=shards.image_exts + shards.damaged_exts + (["json"] if with_meta else []),
         missing_component_behavior="error", shard_id=shard_id, num_shards=num_shards,
@@ -43,9 +45,11 @@ def read_and_decode(shards: ShardSet, device: str, shard_id: int, num_shards: in
     )
     outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]  # one ext: a node, not a list
     images_end = shards.clip_len + len(shards.damaged_exts)
-    encoded, meta = outputs[:images_end], outputs[images_end:]
-    images = [fn.decoders.image(e, device="mixed" if device == "gpu" else "cpu", output_type=types.RGB) for e in encoded]
-    return images, [fn.pad(m, fill_value=0) for m in meta]
+    return outputs[:images_end], [fn.pad(m, fill_value=0) for m in outputs[images_end:]]
+
+
+def decode_whole(encoded: list, device: str) -> list:
+    return [fn.decoders.image(e, device="mixed" if device == "gpu" else "cpu", output_type=types.RGB) for e in encoded]
 
 
 def dali_blur(images, spec: DegradationSpec):
@@ -58,6 +62,29 @@ def dali_noise(images, spec: DegradationSpec):
     return fn.noise.gaussian(images, stddev=std)
 
 
+def region_crops(encoded: list, t: int, spec, crop, device, pos_x, pos_y, mirror, noise_in_dali):
+    """(clean centre crop, [degraded crop per frame], frame shape), each frame decoded only over
+    the crop and, for the seed preset, the blur's margin (dali_region.py). One window and one flip
+    serve every frame of the clip and the clean centre alike. The real preset's damage is in the
+    shards (make-shards --preset real rendered it, encoder included): its damaged frames
+    (encoded[t:]) are cut at the same window, with no margin."""
+    real = len(encoded) > t
+    # One window for the sample, placed on its centre frame: the frames of a window (and the
+    # real preset's damaged copies) all have the centre's size, as frames of one video do.
+    x0, y0, shape = crop_window(encoded[t // 2], crop, pos_x, pos_y)
+    region, trim = region_window(x0, y0, shape, crop, 0 if real else spec.blur_window // 2)
+    clean, degraded = None, []
+    for i in [t // 2] if real else range(t):  # the real preset's degraded frames are its damaged ones
+        pixels = decode_region(encoded[i], device, region)
+        if i == t // 2:
+            clean = trim_flip(pixels, trim, mirror)
+        if not real:
+            d = trim_flip(dali_blur(pixels, spec), trim, mirror)
+            degraded.append(dali_noise(d, spec) if noise_in_dali else d)
+    degraded += [trim_flip(decode_region(e, device, region), trim, mirror) for e in encoded[t:]]
+    return clean, degraded, shape
+
+
 def crop_flip(images, crop: int, pos_x, pos_y, mirror):
     return fn.crop_mirror_normalize(
         images, crop=(crop, crop), crop_pos_x=pos_x, crop_pos_y=pos_y, mirror=mirror,
@@ -65,45 +92,37 @@ def crop_flip(images, crop: int, pos_x, pos_y, mirror):
     )
 
 
-def clean_and_degraded(frames: list, spec, crop, pos_x, pos_y, mirror, noise_in_dali):
-    """(clean centre frame, [degraded frame per frame]). Whole frames are blurred before
-    cropping, so crop borders see real neighbours exactly as `vrestore degrade` does; one crop
-    and one flip serve every frame of the clip and the clean centre alike."""
-    degraded = []
-    for images in frames:
-        d = crop_flip(dali_blur(images, spec), crop, pos_x, pos_y, mirror)
-        degraded.append(dali_noise(d, spec) if noise_in_dali else d)
-    return crop_flip(frames[len(frames) // 2], crop, pos_x, pos_y, mirror), degraded
-
-
-def frame_shape(images):
-    """(H, W, C) of each decoded frame: boxes are sized on the frame, not the crop."""
-    return images.shape(dtype=types.INT32)
-
-
-def clean_and_damaged(frames: list, damaged: list, crop, pos_x, pos_y, mirror):
-    """The real preset: the damage is in the shards (make-shards --preset real rendered it,
-    encoder included); one crop and one flip for the clean centre and every damaged frame."""
-    return crop_flip(frames[len(frames) // 2], crop, pos_x, pos_y, mirror), [crop_flip(d, crop, pos_x, pos_y, mirror) for d in damaged]
+def whole_frame_crops(encoded: list, t: int, spec, crop, device, pos_x, pos_y, mirror, noise_in_dali):
+    """What region_crops gives, the way it was made before it: every frame decoded and blurred
+    whole, then cropped (the definition region_crops keeps; its test and bench/loader.py's
+    baseline)."""
+    frames = decode_whole(encoded, device)
+    cut = lambda images: crop_flip(images, crop, pos_x, pos_y, mirror)
+    if len(frames) > t:  # the real preset: its damaged frames, as stored
+        degraded = [cut(d) for d in frames[t:]]
+    else:
+        degraded = [cut(dali_blur(images, spec)) for images in frames]
+        degraded = [dali_noise(d, spec) for d in degraded] if noise_in_dali else degraded
+    return cut(frames[t // 2]), degraded, frames[0].shape(dtype=types.INT32)
 
 
 @pipeline_def
-def train_pipeline(shards, spec, crop, device, shard_id, num_shards, shuffle_seed, initial_fill, noise_in_dali, with_meta=False):
-    frames, meta = read_and_decode(shards, device, shard_id, num_shards, True, shuffle_seed, initial_fill, with_meta)
+def train_pipeline(shards, spec, crop, device, shard_id, num_shards, shuffle_seed, initial_fill, noise_in_dali, with_meta=False, region=True):
+    """One batch of (clean centre crop, degraded crop per frame, frame shape (H, W, C): boxes are
+    sized on the frame, not the crop, [json]). `region=False` decodes whole frames (slower, same
+    pixels)."""
+    encoded, meta = read_samples(shards, shard_id, num_shards, True, shuffle_seed, initial_fill, with_meta)
     pos_x, pos_y = fn.random.uniform(range=[0.0, 1.0]), fn.random.uniform(range=[0.0, 1.0])
-    t = shards.clip_len
-    if shards.preset == "real":
-        clean, degraded = clean_and_damaged(frames[:t], frames[t:], crop, pos_x, pos_y, fn.random.coin_flip())
-    else:
-        clean, degraded = clean_and_degraded(frames, spec, crop, pos_x, pos_y, fn.random.coin_flip(), noise_in_dali)
-    return (clean, *degraded, frame_shape(frames[0]), *meta)
+    crops = region_crops if region else whole_frame_crops
+    clean, degraded, shape = crops(encoded, shards.clip_len, spec, crop, device, pos_x, pos_y, fn.random.coin_flip(), noise_in_dali)
+    return (clean, *degraded, shape, *meta)
 
 
 @pipeline_def
 def frames_pipeline(shards):
     """Whole decoded frames in shard order (no crop, no shuffle): the validation set's source."""
-    frames, _ = read_and_decode(shards, "cpu", 0, 1, False, 0, 1, False)
-    return tuple(frames)
+    encoded, _ = read_samples(shards, 0, 1, False, 0, 1, False)
+    return tuple(decode_whole(encoded, "cpu"))
 
 
 def first_samples(shards: ShardSet, n: int) -> list:
@@ -172,24 +191,27 @@ def assemble_batch(out: dict, frames: int, spec: DegradationSpec, generator: tor
         staged = torch.empty(frame_hw.shape, dtype=frame_hw.dtype, pin_memory=True)
         frame_hw = staged.copy_(frame_hw)
     frame_hw = frame_hw.to(device, non_blocking=True)
-    stack, masks = [], []
-    for i in range(frames):
-        degraded = out[f"degraded{i}"].to(device, non_blocking=True).permute(0, 3, 1, 2).float()
-        if torch_noise:
-            # DALI's CPU noise op is the CPU pipeline's bottleneck; torch's randn follows
-            # the same spec (additive, rounded, clipped) at ~9x the speed.
-            degraded = add_noise(degraded, spec, generator)
-        if boxes:
-            degraded, mask = add_boxes(degraded, spec, generator, frame_hw)  # new boxes per frame
-        else:
-            mask = torch.zeros_like(degraded[:, :1], dtype=torch.bool)
-        stack.append(degraded)
-        masks.append(mask)
-    degraded = stack[0] if frames == 1 else torch.cat(stack, dim=1).contiguous(memory_format=torch.channels_last)
+    # All T frames at once, (N*T, 3, H, W) sample-major: one noise draw and one box draw per
+    # frame as before, in two calls instead of 2T (small-tensor calls cost more than pixels here).
+    n = clean.shape[0]
+    stack = torch.stack([out[f"degraded{i}"] for i in range(frames)], dim=1) if frames > 1 else out["degraded0"][:, None]
+    # contiguous NCHW here (one uint8 copy): noise and boxes then run on plain strides
+    degraded = stack.to(device, non_blocking=True).permute(0, 1, 4, 2, 3).reshape(n * frames, 3, *stack.shape[2:4]).float()
+    if torch_noise:
+        # DALI's CPU noise op is the CPU pipeline's bottleneck; torch's randn follows
+        # the same spec (additive, rounded, clipped) at ~9x the speed.
+        degraded = add_noise(degraded, spec, generator)
+    if boxes:
+        per_frame_hw = frame_hw[:, None].expand(n, frames, 2).reshape(n * frames, 2)  # (expand: no device sync)
+        degraded, masks = add_boxes(degraded, spec, generator, per_frame_hw)  # new boxes per frame
+    else:
+        masks = torch.zeros_like(degraded[:, :1], dtype=torch.bool)
+    # (N, 3T, H, W): the frames stacked frame-major on channels (t-k .. t+k), channels_last
+    degraded = degraded.unflatten(0, (n, frames)).flatten(1, 2).contiguous(memory_format=torch.channels_last)
     return {
         "clean": clean.float().div_(127.5).sub_(1.0),
         "degraded": degraded.div_(127.5).sub_(1.0),
-        "mask": masks[frames // 2],
+        "mask": masks.unflatten(0, (n, frames))[:, frames // 2],
     }
 
 
@@ -200,12 +222,12 @@ def dali_device(device: torch.device) -> str:
 def train_batches(
     shards: ShardSet, spec: DegradationSpec, batch_size: int, crop: int, device: torch.device,
     rank: int = 0, world_size: int = 1, seed: int = 0, num_threads: int = 2, initial_fill: int = 1024, with_meta: bool = False,
-    state: dict = None, prefetch: int = 2,
+    state: dict = None, prefetch: int = 2, region: bool = True,
 ) -> DegradedBatches:
     check_crop(crop, shards.min_side)
     gpu = dali_device(device) == "gpu"
     pipe = train_pipeline(
-        shards, spec, crop, dali_device(device), rank, world_size, seed, min(initial_fill, shards.num_samples), gpu and shards.preset != "real", with_meta,
+        shards, spec, crop, dali_device(device), rank, world_size, seed, min(initial_fill, shards.num_samples), gpu and shards.preset != "real", with_meta, region,
         batch_size=batch_size, num_threads=num_threads,
         # CPU-only DALI wants device_id=None (not 0, -1 or CPU_ONLY_DEVICE_ID).
         device_id=(device.index or 0) if gpu else None,

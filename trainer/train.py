@@ -118,16 +118,13 @@ def shards_preset(cfg: TrainConfig, shards, val_shards) -> str:
     return shards.preset
 
 
-def clip_frames(cfg: TrainConfig, shards, val_shards) -> int:
-    """The generator's frame count: the shards' clip length, which --frames must match."""
-    frames = shards.clip_len
-    if cfg.frames is not None and cfg.frames != frames:
-        raise ValueError(f"--frames {cfg.frames}, but {cfg.shards} holds samples of {frames} frame(s); "
-                         f"make shards with make-shards --clip-len {cfg.frames}")
-    if val_shards.clip_len != frames:
-        raise ValueError(f"{cfg.val_shards} holds samples of {val_shards.clip_len} frame(s), {cfg.shards} of {frames}: "
-                         f"make both with the same make-shards --clip-len")
-    return frames
+def training_shards(cfg: TrainConfig):
+    """(train, validation) shards as samples of the generator's frame count: --frames, or the
+    train shards' clip length. Frames-layout shards give windows of any odd length up to
+    theirs; clips-layout shards only their own (load_shard_set says which, in one line)."""
+    shards = load_shard_set(cfg.shards, cfg.frames)
+    val_shards = load_shard_set(cfg.val_shards, shards.clip_len) if cfg.val_shards else shards
+    return shards, val_shards
 
 
 def prepare_out(cfg: TrainConfig, d, frames: int, preset: str) -> Optional[dict]:
@@ -324,9 +321,8 @@ class LossMeter:
 def run(cfg: TrainConfig, d) -> TrainResult:
     t0 = time.monotonic()
     torch.manual_seed(cfg.seed * 1000 + d.rank)  # dropout draws differ per rank
-    shards = load_shard_set(cfg.shards)
-    val_shards = load_shard_set(cfg.val_shards) if cfg.val_shards else shards
-    frames = clip_frames(cfg, shards, val_shards)
+    shards, val_shards = training_shards(cfg)
+    frames = shards.clip_len
     preset = shards_preset(cfg, shards, val_shards)
     state = prepare_out(cfg, d, frames, preset)
     mine = stream_state(cfg, d, state)

@@ -16,6 +16,7 @@ from vrestore.models.networks import ARCHS, NORMS, TEMPORAL
 from vrestore.models.weights import WeightsError
 from vrestore.pipeline.dataset.make_shards import IMAGE_FORMATS, ShardConfig, format_summary, make_shards
 from vrestore.pipeline.dataset.manifest import ManifestError, merge_manifests
+from vrestore.pipeline.dataset.shard_set import LAYOUTS
 from vrestore.pipeline.cluster.ray_engine import ENGINES, check_engine
 from vrestore.pipeline.cluster.slurm import slurm_array_part
 from vrestore.pipeline.dataset.sample_videos import SOURCES, SampleConfig, make_sample_videos
@@ -163,8 +164,9 @@ def pop_real(options: dict) -> RealSpec:
 @click.option("--format", "image_format", type=click.Choice(IMAGE_FORMATS), default="jpg", show_default=True, help="Frame encoding; png is lossless and ~8x larger.")
 @click.option("--quality", default=2, show_default=True, help="JPEG quality as ffmpeg's -q:v: 2 (best) to 31 (worst).")
 @click.option("--frame-stride", default=1, show_default=True, help="Keep every Nth frame.")
-@click.option("--clip-len", default=1, show_default=True, help="Frames per sample (odd), for multi-frame training: T consecutive kept frames as KEY.0.jpg .. KEY.{T-1}.jpg. 1: one sample per frame.")
-@click.option("--clip-stride", default=1, show_default=True, help="Kept frames between clip starts; 1 makes every frame (but the first and last T//2) a clip's centre each epoch, at T times the storage.")
+@click.option("--clip-len", default=1, show_default=True, help="For multi-frame training (odd T): training may then read windows of any odd length up to T. 1: one sample per frame.")
+@click.option("--clip-stride", default=1, show_default=True, help="Kept frames between the centres of training windows; 1 makes every frame a window's centre once per epoch.")
+@click.option("--layout", type=click.Choice(LAYOUTS), default="frames", show_default=True, help="With --clip-len > 1: frames stores each frame once, in runs of a video's frames (windows mirrored at its ends, as restore does); clips stores each clip of T whole (every frame T times; the older layout, read only at T).")
 @click.option("--size", callback=parse_size, help="Resize frames to WxH (even numbers). Default: as is.")
 @click.option("--short-side", type=int, help="Resize so the short side is N pixels, keeping aspect.")
 @click.option("--max-frames", default=10_000, show_default=True, help="Frames per shard at most.")
@@ -173,7 +175,7 @@ def pop_real(options: dict) -> RealSpec:
 @click.option("--seed", default=0, show_default=True, help="Seed of the writer-side shuffle.")
 @click.option("--workers", default=os.cpu_count() or 1, show_default="CPU count", help="Videos decoded in parallel.")
 @click.option("--prefix", default="shard", show_default=True, help="Shard file name prefix.")
-@click.option("--real-draws", default=1, show_default=True, help="--preset real: damage draws per video; its clips are split into this many runs, each damaged by its own draw (more kinds of damage from few videos; a damaged copy is made per draw).")
+@click.option("--real-draws", default=1, show_default=True, help="--preset real: damage draws per video; its frames are split into this many runs, each damaged by its own draw (more kinds of damage from few videos; a damaged copy is made per draw).")
 @click.option("--overwrite", is_flag=True, help="Delete this run's shards in OUT and start over (default: resume).")
 @click.option("--strict", is_flag=True, help="Exit 1 if any video was skipped.")
 @click.option("--num-nodes", type=int, help="Nodes sharding one collection into one OUT (then merge-manifests). Default: 1, or SLURM_ARRAY_TASK_COUNT inside a Slurm array.")
@@ -187,9 +189,10 @@ def make_shards_cmd(quiet, engine, ray_address, **options):
     """Decode the videos under SRC with ffmpeg into WebDataset shards in OUT (default: shards/).
 
     One sample per frame: KEY.jpg (or .png) and KEY.json (video id, class, group, clip, frame,
-    fps, width, height), frames of many videos interleaved. Each shard gets the .idx file DALI
-    reads, and OUT/manifest.json lists shards, sample counts and skipped videos. Re-running on
-    the same OUT resumes where an interrupted run stopped.
+    fps, width, height), frames of many videos interleaved; with --clip-len T each video's frames
+    stay together in one shard, and training reads windows of up to T of them. Each shard gets
+    the .idx file DALI reads, and OUT/manifest.json lists shards, sample counts and skipped
+    videos. Re-running on the same OUT resumes where an interrupted run stopped.
     """
     check_engine(engine, ray_address, None)
     if options["num_nodes"] is None and options["node_rank"] is None and (part := slurm_array_part()):
@@ -320,7 +323,7 @@ def preview_cmd(shards, out, num, crop, device, seed, preset, **options):
 @click.option("--epochs", default=50, show_default=True)
 @click.option("--batch-size", default=16, show_default=True, help="Per rank.")
 @click.option("--crop", default=128, show_default=True, help="Square training crop, a power of two; sets the U-Net depth (128: 7, 256: 8).")
-@click.option("--frames", type=int, help="Frames the generator sees (odd): the centre and its neighbours. Default: the shards' make-shards --clip-len, which it must match.")
+@click.option("--frames", type=int, help="Frames the generator sees (odd): the centre and its neighbours. Default: the shards' make-shards --clip-len; shards of the frames layout also give any smaller odd T (clips-layout shards only their own).")
 @click.option("--max-steps", type=int, help="Stop (and save) after this many steps in all.")
 @click.option("--max-minutes", type=float, help="Stop (and save) after this many minutes of this launch.")
 @click.option("--lr", default=2e-4, show_default=True, help="Adam learning rate of both networks.")

@@ -1,10 +1,11 @@
 """make-shards: videos → interleaved, indexed WebDataset shards plus a manifest.
 
-Videos are taken in windows of `mix_window`; the frames of a window are shuffled with a seed
-derived from (seed, node, window) and streamed into shards, so every shard mixes many clips
-and the same settings always give byte-identical shards. After each shard closes, a small
-state file records where the next one starts (window, offset), which is all a re-run needs
-to resume without writing any finished shard again.
+Videos are taken in windows of `mix_window`; the samples of a window (frames or clips, or for
+the frames layout whole runs of frames) are shuffled with a seed derived from (seed, node,
+window) and streamed into shards, so every shard mixes many clips and the same settings always
+give byte-identical shards. After each shard closes, a small state file records where the
+next one starts (window, offset), which is all a re-run needs to resume without writing any
+finished shard again.
 """
 import hashlib
 import json
@@ -29,6 +30,8 @@ from vrestore.pipeline.media.frame_reader import ffmpeg_version, read_encoded_fr
 from vrestore.pipeline.media.image_stream import image_size
 from vrestore.pipeline.dataset.manifest import build_manifest, node_manifest_name
 from vrestore.pipeline.media.probe import UnreadableVideo, probe_video
+from vrestore.pipeline.dataset.samples import clip_samples, frame_run_samples
+from vrestore.pipeline.dataset.shard_set import LAYOUTS
 from vrestore.pipeline.dataset.shard_writer import ShardInfo, ShardWriter
 
 IMAGE_FORMATS = ("jpg", "png")
@@ -49,8 +52,12 @@ class ShardConfig:
     image_format: str = "jpg"  # "jpg" or "png" (lossless, ~8x larger)
     quality: int = 2  # ffmpeg's JPEG -q:v: 2 (best) .. 31 (worst)
     frame_stride: int = 1  # keep every Nth frame
-    clip_len: int = 1  # frames per sample (odd); 1: one sample per frame, the original format
-    clip_stride: int = 1  # kept frames between the starts of consecutive clips
+    clip_len: int = 1  # the longest training window (odd); 1: one sample per frame, the original format
+    clip_stride: int = 1  # kept frames between window centres (frames layout) or clip starts (clips)
+    # How clips of T > 1 are stored (shard_set.LAYOUTS): "frames" stores each frame once, in runs
+    # that training reads T-frame windows from (any odd T up to clip_len); "clips" stores each
+    # clip whole, so every frame T times (the layout before frames; training needs T = clip_len).
+    layout: str = "frames"
     size: Optional[Tuple[int, int]] = None  # (W, H) resize; None keeps the source size
     short_side: Optional[int] = None  # resize so the short side is N, keeping aspect
     max_frames: int = 10_000  # samples per shard
@@ -85,6 +92,7 @@ class ShardConfig:
             (self.frame_stride >= 1, f"--frame-stride {self.frame_stride}: must be >= 1"),
             (self.clip_len >= 1 and self.clip_len % 2 == 1, f"--clip-len {self.clip_len}: must be odd and >= 1 (1, 3, 5): the restored frame is the centre"),
             (self.clip_stride >= 1, f"--clip-stride {self.clip_stride}: must be >= 1"),
+            (self.layout in LAYOUTS, f"--layout {self.layout}: choose from {', '.join(LAYOUTS)}"),
             (not (self.size and self.short_side), "give --size or --short-side, not both"),
             (self.max_frames >= 1, f"--max-frames {self.max_frames}: must be >= 1"),
             (self.max_size_mb > 0, f"--max-size-mb {self.max_size_mb}: must be > 0"),
@@ -112,6 +120,8 @@ class ShardConfig:
         params["size"] = list(self.size) if self.size else None
         if self.clip_len > 1:  # absent for per-frame shards, so their manifests stay as they were
             params |= {"clip_len": self.clip_len, "clip_stride": self.clip_stride}
+            if self.layout != "clips":  # absent for clips, so earlier manifests stay as they were
+                params["layout"] = self.layout
         if self.preset != "seed":  # likewise absent for the seed preset
             params |= {"preset": self.preset, "real": self.real.to_json()}
             if self.real_draws > 1:  # absent at 1, so earlier real manifests stay as they were
@@ -127,7 +137,8 @@ class ShardConfig:
 @dataclass
 class VideoResult:
     entry: VideoEntry
-    samples: list = field(default_factory=list)  # (key, {"jpg"|"png": bytes, "json": bytes})
+    # groups of (key, {"jpg"|"png": bytes, "json": bytes}) samples; a group stays inside one shard
+    samples: list = field(default_factory=list)
     record: dict = field(default_factory=dict)  # what the manifest says of this video
     skipped: bool = False
 
@@ -193,12 +204,15 @@ def shard_video(entry: VideoEntry, cfg: ShardConfig) -> VideoResult:
         for copy in damaged:
             if len(copy) != len(decoded.images):
                 return skip(f"--preset real: the damaged copy has {len(copy)} frames, the video {len(decoded.images)}")
-    result.samples = clip_samples(entry.video_id, decoded.images, meta, cfg, damaged)
+    by_frame = cfg.clip_len > 1 and cfg.layout == "frames"
+    result.samples = (frame_run_samples if by_frame else clip_samples)(entry.video_id, decoded.images, meta, cfg, damaged)
+    # Training samples of this video: T-frame windows (frames layout) or stored clips.
+    clips = sum(len(range(0, len(g), cfg.clip_stride)) for g in result.samples) if by_frame else len(result.samples)
     result.record = {
         **base, "class": entry.cls, "group": entry.group, "clip": entry.clip,
         "frames": len(decoded.images), "fps": meta["fps"], "width": width, "height": height,
         "partial": bool(problem), **({"warning": problem} if problem else {}),
-        **({"clips": len(result.samples)} if cfg.clip_len > 1 else {}),
+        **({"clips": clips} if cfg.clip_len > 1 else {}),
         **({"real": real_record(entry, cfg)} if damaged else {}),
     }
     return result
@@ -227,36 +241,6 @@ def damaged_frames(entry: VideoEntry, cfg: ShardConfig) -> list:
             copies.append(read_encoded_frames(copy, "png", cfg.quality, cfg.frame_stride, cfg.size, cfg.short_side).images)
             copy.unlink()
     return copies
-
-
-def clip_samples(video_id: str, images: list, meta: dict, cfg: ShardConfig, damaged: list = None) -> list:
-    """(key, members) per sample. One frame: `ID/FFFFFF.jpg` + `.json` (frame = its index).
-    A clip of T: `ID/FFFFFF.0.jpg` .. `.{T-1}.jpg` + `.json`, FFFFFF its first frame's index;
-    clips start every `clip_stride` kept frames, so a video of n frames gives
-    ceil((n - T + 1) / clip_stride) clips, each wholly inside the video. With `damaged` frames
-    (the real preset: one list of frames per draw), also `.d.png` / `.d0.png` .. for the same
-    frames, from the draw whose run of clips this one is in."""
-    samples, t = [], cfg.clip_len
-    starts = range(0, len(images) - t + 1, cfg.clip_stride)
-    for n, start in enumerate(starts):
-        first = start * cfg.frame_stride
-        info = {**meta, "frame": first}
-        if damaged:  # runs of consecutive clips, one per draw, as even as the count allows
-            k = n * len(damaged) // len(starts)
-            copy = damaged[k]
-            if len(damaged) > 1:
-                info["draw"] = k
-        if t == 1:
-            members = {cfg.image_format: images[start]}
-            if damaged:
-                members["d.png"] = copy[start]
-        else:
-            info |= {"clip_len": t, "frames": [first + i * cfg.frame_stride for i in range(t)]}
-            members = {f"{i}.{cfg.image_format}": images[start + i] for i in range(t)}
-            if damaged:
-                members |= {f"d{i}.png": copy[start + i] for i in range(t)}
-        samples.append((f"{video_id}/{first:06d}", {**members, "json": json.dumps(info, sort_keys=True).encode()}))
-    return samples
 
 
 def window_rng(cfg: ShardConfig, window: int) -> random.Random:
@@ -341,20 +325,20 @@ def make_shards(cfg: ShardConfig, on_shard: Optional[Callable[[ShardInfo], None]
     pool = ThreadPoolExecutor(max_workers=cfg.workers)
     try:
         for w, results in _decoded_windows(windows, state["next_window"], pool, cfg):
-            samples = [s for r in results for s in r.samples]
-            window_rng(cfg, w).shuffle(samples)
+            groups = [g for r in results for g in r.samples]
+            window_rng(cfg, w).shuffle(groups)
             skip = state["next_offset"] if w == state["next_window"] else 0
             position["window"] = w
-            for i in range(skip, len(samples)):
+            for i in range(skip, len(groups)):
                 position["offset"] = i
-                writer.write(*samples[i])
+                writer.write_group(groups[i])
             records_before = records_before + [r.record | {"skipped": r.skipped} for r in results]
             position["window"], position["offset"] = w + 1, 0
             for r in results:
                 if r.skipped or r.record.get("partial"):
                     tag = "skipped" if r.skipped else "partial"
                     say(f"{tag}: {r.entry.rel}: {r.record.get('reason') or r.record.get('warning')}")
-            frames_done += len(samples) - skip
+            frames_done += sum(len(g) for g in groups[skip:])
             bar.update(len(results))
             bar.set_postfix(frames=frames_done, kept_per_s=f"{frames_done / (time.perf_counter() - frames_t0):.0f}")
         writer.close_shard()
@@ -392,7 +376,13 @@ def format_summary(result: ShardResult) -> str:
     # With a stride the kept frames undersell the work: ffmpeg decodes every frame.
     unit = "frames/s" if stride == 1 else f"kept frames/s; --frame-stride {stride}: ffmpeg decoded about {stride}x as many"
     clip_len = m["params"].get("clip_len", 1)
-    samples = "frames" if clip_len == 1 else f"clips of {clip_len} frames"
+    if clip_len == 1:
+        samples = "frames"
+    elif m["params"].get("layout", "clips") == "frames":
+        windows = sum(v.get("clips", 0) for v in m["videos"])
+        samples = f"frames, each stored once ({windows} windows of up to {clip_len})"
+    else:
+        samples = f"clips of {clip_len} frames"
     frames = sum(v["frames"] for v in m["videos"])
     rate = frames / result.seconds if result.seconds > 0 and not result.already_complete else None
     lines.append(

@@ -44,18 +44,18 @@ def shard_window(cfg: ShardConfig, w: int, entries: list, params: dict, fingerpr
     prefix = window_prefix(cfg, w)
     remove_stale_temp_files(cfg.out, prefix)  # an earlier attempt's, if its worker died mid-shard
     results = [shard_video(e, cfg) for e in entries]
-    samples = [s for r in results for s in r.samples]
-    window_rng(cfg, w).shuffle(samples)
+    groups = [g for r in results for g in r.samples]
+    window_rng(cfg, w).shuffle(groups)
     shards = []
     writer = ShardWriter(cfg.out, prefix, cfg.max_frames, int(cfg.max_size_mb * 2**20), 0, lambda info: shards.append(asdict(info)))
     try:
-        for key, sample in samples:
-            writer.write(key, sample)
+        for group in groups:
+            writer.write_group(group)
         writer.close_shard()
     except BaseException:
         writer.abandon()
         raise
-    stats = {"params": params, "videos_fingerprint": fingerprint, "window": w, "shards": shards, "samples": len(samples),
+    stats = {"params": params, "videos_fingerprint": fingerprint, "window": w, "shards": shards, "samples": sum(len(g) for g in groups),
              "records": [r.record | {"skipped": r.skipped} for r in results]}
     write_json_atomic(done_path(cfg, w), stats)
     return stats

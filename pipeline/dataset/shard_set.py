@@ -1,8 +1,21 @@
-"""Reading a make-shards folder back: the shards its manifest lists, checked to be there whole."""
-from dataclasses import dataclass
+"""Reading a make-shards folder back: the shards its manifest lists, checked to be there whole,
+as the samples training reads (frames, or windows of T frames)."""
+import atexit
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Optional
 
 from vrestore.pipeline.dataset.manifest import ManifestError, read_manifest
+from vrestore.pipeline.dataset.windows import write_window_index
+
+# How a make-shards folder stores clips of T > 1 frames:
+#   frames: each frame once, runs of consecutive frames; T-frame windows are index lines
+#           (windows.py), so T is chosen at training time, up to the shards' clip_len;
+#   clips:  each sample holds its T frames (0.jpg .. T-1.jpg), so a frame is stored T times
+#           (manifests before the frames layout; make-shards --layout clips still writes it).
+LAYOUTS = ("frames", "clips")
 
 
 @dataclass(frozen=True)
@@ -15,10 +28,13 @@ class ShardSet:
     clip_len: int = 1  # frames per sample
     preset: str = "seed"  # real: each sample also holds its damaged frames (make-shards --preset real)
     real: dict = None  # the real preset's settings, as the manifest records them
+    layout: str = "clips"  # see LAYOUTS; per-frame shards (clip_len 1) read the same either way
+    max_clip_len: int = 1  # frames layout: the longest window the runs allow (make-shards --clip-len)
+    folder: Optional[str] = None
 
     @property
     def image_exts(self) -> list:
-        """Tar member extensions of a sample's frames, in order: jpg, or 0.jpg .. {T-1}.jpg."""
+        """Sample member extensions of the frames, in order: jpg, or 0.jpg .. {T-1}.jpg."""
         if self.clip_len == 1:
             return [self.image_ext]
         return [f"{i}.{self.image_ext}" for i in range(self.clip_len)]
@@ -31,9 +47,42 @@ class ShardSet:
         return ["d.png"] if self.clip_len == 1 else [f"d{i}.png" for i in range(self.clip_len)]
 
 
-def load_shard_set(folder) -> ShardSet:
+_window_dirs = []
+
+
+@atexit.register
+def _remove_window_dirs():
+    for d in _window_dirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def with_windows(shards: ShardSet, clip_len: int, stride: int = 1, seed: int = 0) -> ShardSet:
+    """A frames-layout set read as windows of `clip_len` frames: the index of each shard's
+    windows is written into a private temporary folder (never beside the shards, which other
+    hosts may share or which may be read-only), removed when the process ends."""
+    if clip_len > shards.max_clip_len or clip_len < 1 or clip_len % 2 == 0:
+        raise ValueError(f"--frames {clip_len}: {shards.folder} allows odd window lengths up to {shards.max_clip_len} "
+                         f"(make-shards --clip-len {clip_len} makes shards that allow {clip_len})")
+    work = tempfile.mkdtemp(prefix="vrestore-windows-")
+    _window_dirs.append(work)
+    tars, indexes, total = [], [], 0
+    for tar, idx in zip(shards.tars, shards.indexes):
+        out = Path(work) / Path(idx).name
+        n = write_window_index(idx, out, clip_len, stride, shards.image_ext, shards.preset == "real", seed)
+        if n:
+            tars.append(tar)
+            indexes.append(str(out))
+            total += n
+    if not total:
+        raise ValueError(f"{shards.folder}: no run of {clip_len} frames in these shards")
+    return replace(shards, tars=tars, indexes=indexes, num_samples=total, clip_len=clip_len)
+
+
+def load_shard_set(folder, clip_len: Optional[int] = None) -> ShardSet:
     """The shards a manifest lists, each checked to be there whole (DALI would fail later with
-    a traceback, or read a truncated tar as garbage)."""
+    a traceback, or read a truncated tar as garbage), as samples of `clip_len` frames (None: the
+    manifest's clip length). Frames-layout shards give windows of any odd length up to theirs;
+    clips-layout shards only their own."""
     folder = Path(folder)
     m = read_manifest(folder)
     for s in m["shards"]:
@@ -44,13 +93,28 @@ def load_shard_set(folder) -> ShardSet:
         if tar.stat().st_size != s["bytes"]:
             raise ManifestError(f"{tar}: {tar.stat().st_size} bytes, the manifest says {s['bytes']} (truncated or replaced); "
                                 "run make-shards again with --overwrite")
-    return ShardSet(
+    params = m["params"]
+    stored = params.get("clip_len", 1)
+    layout = params.get("layout", "clips")
+    if layout not in LAYOUTS:
+        raise ManifestError(f"{folder / 'manifest.json'}: unknown layout {layout!r}; run make-shards again with --overwrite")
+    shards = ShardSet(
         tars=[str(folder / s["tar"]) for s in m["shards"]],
         indexes=[str(folder / s["index"]) for s in m["shards"]],
         num_samples=m["num_samples"],
-        image_ext=m["params"]["image_format"],
+        image_ext=params["image_format"],
         min_side=min(min(v["width"], v["height"]) for v in m["videos"]),
-        clip_len=m["params"].get("clip_len", 1),
-        preset=m["params"].get("preset", "seed"),
-        real=m["params"].get("real"),
+        clip_len=1 if layout == "frames" else stored,
+        preset=params.get("preset", "seed"),
+        real=params.get("real"),
+        layout=layout,
+        max_clip_len=stored if layout == "frames" else 1,
+        folder=str(folder),
     )
+    want = stored if clip_len is None else clip_len
+    if layout == "frames":
+        return with_windows(shards, want, params.get("clip_stride", 1))
+    if want != stored:
+        raise ValueError(f"--frames {want}, but {folder} holds samples of {stored} frame(s) (clips layout); "
+                         f"make shards with make-shards --clip-len {want}")
+    return shards

@@ -47,11 +47,21 @@ class ShardWriter:
         self._tmp_files = []  # what is under a temporary name now (the tar, then its index)
 
     def write(self, key: str, sample: dict) -> None:
-        size = sum(len(v) + TAR_HEADER for v in sample.values())
+        self.write_group([(key, sample)])
+
+    def write_group(self, group: list) -> None:
+        """Write (key, sample) pairs into one shard: the shard closes before a group that would
+        pass a cap (a group larger than the caps gets a shard of its own)."""
+        size = sum(len(v) + TAR_HEADER for _, sample in group for v in sample.values())
         if self._tar is not None and (
-            self._samples >= self.max_samples or self._bytes + size > self.max_bytes
+            self._samples + len(group) > self.max_samples or self._bytes + size > self.max_bytes
         ):
             self.close_shard()
+        for key, sample in group:
+            self._write(key, sample)
+
+    def _write(self, key: str, sample: dict) -> None:
+        size = sum(len(v) + TAR_HEADER for v in sample.values())
         if self._tar is None:
             self._open()
         with naming(self.out_dir / shard_names(self.prefix, self.number)[0]):

@@ -111,7 +111,7 @@ def add_boxes(images: torch.Tensor, spec: DegradationSpec, generator=None, frame
     """Flat gray boxes; returns (images, mask). `frame_hw`: see `box_mask`."""
     n, _, h, w = images.shape
     mask = box_mask(n, h, w, spec, generator, images.device, frame_hw)
-    return torch.where(mask, torch.full_like(images, float(spec.box_value)), images), mask
+    return images.masked_fill(mask, float(spec.box_value)), mask
 
 
 def degrade(images: torch.Tensor, spec: DegradationSpec, generator=None):

@@ -1,27 +1,9 @@
-"""The neighbours a multi-frame generator sees: frame t with t-k .. t+k (T = 2k + 1), streamed.
-
-At the ends the window is mirrored, BasicSR's 'reflection' padding: for T = 5, frame 0 sees
-frames [2, 1, 0, 1, 2] and the last frame n-1 sees [n-3, n-2, n-1, n-2, n-3]. Training never
-needs it (make-shards' clips lie wholly inside a video); restore uses it for every frame.
-"""
-from typing import Optional
-
+"""The neighbours a multi-frame generator sees, streamed through a video: frame t with t-k ..
+t+k (T = 2k + 1), mirrored at the ends by the rule in pipeline/neighbours.py (training's
+windows use the same rule at the ends of a run of frames)."""
 import numpy as np
 
-
-def window_index(i: int, n: Optional[int]) -> int:
-    """Frame index i (possibly outside 0..n-1) mirrored into a video of n frames; n None: the
-    end is not known yet (only the start mirrors)."""
-    i = -i if i < 0 else i
-    if n is None:
-        return i
-    i = 2 * (n - 1) - i if i > n - 1 else i
-    return min(max(i, 0), n - 1)  # a video shorter than the window: as near as it has
-
-
-def window_indices(t: int, n: Optional[int], frames: int) -> list:
-    k = frames // 2
-    return [window_index(t + d, n) for d in range(-k, k + 1)]
+from vrestore.pipeline.neighbours import window_indices
 
 
 def sliding_windows(batches, frames: int):
