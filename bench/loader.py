@@ -2,11 +2,13 @@
 
 Rows, each on the sample train split (made by bench/recipe.py if missing), alternating over
 `--rounds` so a busy moment hits every row alike (median and range printed):
-- T-frame clips as before this round: clips-layout shards (every frame stored T times), each
-  frame decoded and blurred whole, then cropped (the baseline);
+- before this round (the baseline): clips-layout shards (every frame stored T times), each
+  frame decoded and blurred whole, then cropped, then noise and boxes in torch frame by frame;
+- the same DALI graph with this round's torch side (noise and boxes for all T frames in one
+  call each, in one torch thread);
 - frames-layout shards (each frame once, windows by index), whole-frame decode;
 - frames-layout shards, region decode (the crop plus the blur's margin): what training runs;
-- the same two at T = 1, for the T = 5 / T = 1 ratio;
+- T = 1 before this round and as training runs it now, for the T = 5 / T = 1 ratio;
 - with --dataloader, a PyTorch DataLoader (webdataset + PIL + the project's torch blur, noise
   and boxes) at T = 1, the plain-PyTorch way to feed the same step.
 
@@ -14,6 +16,7 @@ Rows, each on the sample train split (made by bench/recipe.py if missing), alter
     python bench/loader.py --device cuda --threads 4
 """
 import argparse
+import gc
 import statistics
 import time
 from pathlib import Path
@@ -22,7 +25,7 @@ import numpy as np
 import torch
 import webdataset as wds
 
-from vrestore.pipeline.degrade.degradations import DegradationSpec, add_boxes, add_noise, blur
+from vrestore.pipeline.degrade.degradations import DegradationSpec, add_boxes, add_noise, blur, box_mask
 from recipe import ensure_data  # bench/recipe.py, beside this script
 from vrestore.pipeline.dataset.manifest import read_manifest
 from vrestore.pipeline.dataset.shard_set import load_shard_set
@@ -74,9 +77,31 @@ def endless(make):
         yield from make()
 
 
+def before_this_round(batches, frames: int, spec, device):
+    """Batches as `vrestore train` made them before this round, for the baseline row: DALI's
+    whole-frame graph (kept as region=False), then noise and boxes drawn frame by frame in torch
+    (T calls each, torch's default threads), as trainer/dali_input.py did."""
+    generator = torch.Generator(device=device).manual_seed(0)
+    for (out,) in batches.iterator:
+        clean = out["clean"].to(device).permute(0, 3, 1, 2)
+        frame_hw = out["frame_shape"][:, :2].to(device)
+        stack, masks = [], []
+        for i in range(frames):
+            degraded = out["degraded"][:, i].to(device).permute(0, 3, 1, 2).float()
+            degraded = add_noise(degraded, spec, generator)
+            mask = box_mask(*degraded.shape[:1], *degraded.shape[2:], spec, generator, device, frame_hw)
+            stack.append(torch.where(mask, torch.full_like(degraded, float(spec.box_value)), degraded))
+            masks.append(mask)
+        degraded = stack[0] if frames == 1 else torch.cat(stack, dim=1).contiguous(memory_format=torch.channels_last)
+        yield {"clean": clean.float().div_(127.5).sub_(1.0), "degraded": degraded.div_(127.5).sub_(1.0), "mask": masks[frames // 2]}
+
+
 def measure(make, batches: int, consume) -> float:
-    """Samples/s of a fresh loader over `batches` batches, after 3 to warm up."""
-    return frames_per_second(endless(make), batches, 3, consume)
+    """Samples/s of a fresh loader over `batches` batches, after 3 to warm up; the loader (and
+    its threads or worker processes) is gone before the next row runs."""
+    rate = frames_per_second(endless(make), batches, 3, consume)
+    gc.collect()
+    return rate
 
 
 def main():
@@ -106,15 +131,22 @@ def main():
         sync()
         return b["degraded"].shape[0]
 
+    def before(shards, t):
+        return lambda: before_this_round(dali(shards, False)(), t, spec, device)
+
     rows = {
-        f"T = {t}, clips shards, whole frames (before)": dali(clips, False),
+        f"T = {t}, before this round": before(clips, t),
+        f"T = {t}, clips shards, whole frames": dali(clips, False),
         f"T = {t}, frames shards, whole frames": dali(load_shard_set(frames, t), False),
         f"T = {t}, frames shards, region decode (train)": dali(load_shard_set(frames, t), True),
-        "T = 1, whole frames (before)": dali(single, False),
+        "T = 1, before this round": before(single, 1),
         "T = 1, region decode (train)": dali(single, True),
     }
-    consume = dict.fromkeys(rows, take_dali)
-    if args.dataloader:
+    figures = {name: [] for name in rows}
+    for _ in range(args.rounds):
+        for name, make in rows.items():
+            figures[name].append(measure(make, args.batches, take_dali))
+    if args.dataloader:  # after the rounds: its worker processes are not left running beside them
         generator = torch.Generator(device=device).manual_seed(0)
 
         def take_base(b):
@@ -122,12 +154,9 @@ def main():
             sync()
             return degraded.shape[0]
 
-        rows["T = 1, DataLoader + webdataset + PIL"] = lambda: baseline_loader(single, spec, args.batch_size, args.crop, args.threads)
-        consume["T = 1, DataLoader + webdataset + PIL"] = take_base
-    figures = {name: [] for name in rows}
-    for _ in range(args.rounds):
-        for name, make in rows.items():
-            figures[name].append(measure(make, args.batches, consume[name]))
+        loader = baseline_loader(single, spec, args.batch_size, args.crop, args.threads)
+        figures["T = 1, DataLoader + webdataset + PIL"] = [frames_per_second(endless(lambda: loader), args.batches, 3, take_base)]
+        del loader
     print(f"{clips.num_samples} clips of {t} / {frames_stored(frames)} stored frames (train split), batch {args.batch_size}, "
           f"crop {args.crop}, {args.threads} threads, device {args.device}, {args.rounds} alternating rounds of {args.batches} batches")
     print(f"{'input':<48} {'samples/s':>9} {'range':>13}")
@@ -135,8 +164,9 @@ def main():
     for name, v in figures.items():
         print(f"{name:<48} {median[name]:>9.0f} {min(v):>6.0f}-{max(v):<6.0f}")
     names = list(rows)
-    print(f"T = {t}: region decode of frames shards / before: {median[names[2]] / median[names[0]]:.2f}x "
-          f"(layout alone {median[names[1]] / median[names[0]]:.2f}x); T = {t} / T = 1 (train): {median[names[2]] / median[names[4]]:.2f}")
+    print(f"T = {t}: train / before this round: {median[names[3]] / median[names[0]]:.2f}x; region decode / whole frames on the "
+          f"same shards: {median[names[3]] / median[names[2]]:.2f}x; frames / clips layout, whole frames: "
+          f"{median[names[2]] / median[names[1]]:.2f}x; T = {t} / T = 1 (train): {median[names[3]] / median[names[5]]:.2f}")
 
 
 def frames_stored(folder) -> int:

@@ -62,7 +62,7 @@ def test_crop_larger_than_frames_is_a_clear_error(sample_shards):
 def gpu_graph_ops(shards, region: bool) -> dict:
     """{op schema: devices of its outputs} of the GPU training graph. Building the graph needs
     no GPU; running it would."""
-    pipe = train_pipeline(shards, SPEC, 64, "gpu", 0, 1, 0, 64, True, region=region, batch_size=4, num_threads=1, device_id=0)
+    pipe = train_pipeline(shards, SPEC, 64, "gpu", 0, 1, 0, 64, region=region, batch_size=4, num_threads=1, device_id=0)
     pipe._build_graph()
     by_kind = {}
     for op in pipe._ops:
@@ -74,8 +74,9 @@ def test_with_a_gpu_every_op_after_the_decoder_runs_on_it(sample_shards):
     by_kind = gpu_graph_ops(load_shard_set(sample_shards), region=True)
     assert by_kind["readers__Webdataset"] == {"cpu"}
     assert by_kind["decoders__ImageSlice"] == {"gpu"}  # "mixed": CPU parse, GPU decode of the region
-    for schema in ("GaussianBlur", "Slice", "Flip", "noise__Gaussian"):
+    for schema in ("GaussianBlur", "Slice", "Flip"):
         assert by_kind[schema] == {"gpu"}, schema
+    assert by_kind["Stack"] == {"cpu", "gpu"}  # the T frames' pixels into one sequence, and the window's numbers
     # on the CPU only: the per-sample random arguments (crop position, flip), the frame shapes
     # read from the headers, and the window's integer arithmetic (metadata, no pixels)
     assert {s for s, devices in by_kind.items() if "cpu" in devices} == {

@@ -91,13 +91,13 @@ def test_the_trainer_loops_per_step_work_never_syncs(graphed, shape_on):
     shapes = torch.tensor([[240, 320, 3]] * 4, dtype=torch.int32, device=shape_on)  # made here: a host-to-device tensor syncs
 
     def dali_like_batch():
-        out = {k: torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8, device=device)
-               for k in ("clean", "degraded0", "degraded1", "degraded2")}
+        out = {"clean": torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8, device=device),
+               "degraded": torch.randint(0, 256, (4, 3, 32, 32, 3), dtype=torch.uint8, device=device)}
         out["frame_shape"] = shapes.clone()
         return out
 
     def iteration(step):
-        batch = assemble_batch(dali_like_batch(), 3, DegradationSpec(), boxes, device, torch_noise=False)
+        batch = assemble_batch(dali_like_batch(), 3, DegradationSpec(), boxes, device)
         model.set_lr(2e-4 * (1 - step / 100))
         losses, skipped = optimize(batch)
         ema.update(step)

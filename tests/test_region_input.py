@@ -39,10 +39,10 @@ def both_paths(shards, spec, positions):
     pick = (lambda: fn.random.uniform(values=positions)) if positions else (lambda: fn.random.uniform(range=[0.0, 1.0]))
     pos_x, pos_y, mirror = pick(), pick(), fn.random.coin_flip()
     t = shards.clip_len
-    clean, degraded, shape = region_crops(encoded, t, spec, CROP, "cpu", pos_x, pos_y, mirror, False)
-    clean_w, degraded_w, shape_w = whole_frame_crops(encoded, t, spec, CROP, "cpu", pos_x, pos_y, mirror, False)
+    clean, degraded, shape = region_crops(encoded, t, spec, CROP, "cpu", pos_x, pos_y, mirror)
+    clean_w, degraded_w, shape_w = whole_frame_crops(encoded, t, spec, CROP, "cpu", pos_x, pos_y, mirror)
     x0, y0, _ = crop_window(encoded[t // 2], CROP, pos_x, pos_y)
-    return (clean, *degraded, shape, clean_w, *degraded_w, shape_w, x0, y0, mirror)
+    return (clean, degraded, shape, clean_w, degraded_w, shape_w, x0, y0, mirror)
 
 
 def compare(shards, spec, positions, batches=6) -> set:
@@ -50,7 +50,7 @@ def compare(shards, spec, positions, batches=6) -> set:
     pipe = both_paths(shards, spec, positions, batch_size=8, num_threads=1, device_id=None, seed=3)
     pipe.build()
     drawn = set()
-    half = 2 + len(shards.image_exts) if shards.preset != "real" else 2 + len(shards.damaged_exts)
+    half = 3  # clean, degraded (T, H, W, 3), frame shape
     for _ in range(batches):
         out = [np.stack([np.asarray(o.at(i)) for i in range(len(o))]) for o in pipe.run()]
         region, whole, (x0, y0, mirror) = out[:half], out[half : 2 * half], out[2 * half :]

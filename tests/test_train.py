@@ -63,6 +63,31 @@ def test_torchrun_two_ranks_writes_loadable_weights(sample_shards, tmp_path, nor
     assert line["step"] == 3 and line["val"]["frames"] == 2 and set(line["train"]) == {"G_GAN", "G_L1", "D_real", "D_fake"}
 
 
+def test_rank_average_of_buffers_is_the_mean_a_single_process_computes(tmp_path):
+    """Two gloo ranks hold different batch-norm statistics; after the trainer's average_buffers
+    each holds, for every floating buffer, the mean of the two that a single process computes
+    here from what they held before (not merely the same value on both ranks: a sum would be
+    that too)."""
+    entry = Path(__file__).parent / "entry" / "average_buffers_entry.py"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(entry), str(tmp_path)]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    before = [torch.load(tmp_path / f"before{i}.pt", weights_only=True) for i in range(2)]
+    after = [torch.load(tmp_path / f"rank{i}.pt", weights_only=True) for i in range(2)]
+    buffers = [{n for n, b in net.named_buffers() if b.is_floating_point()}
+               for net in (build_generator(GeneratorConfig(ngf=4, depth=5)), build_discriminator(DiscriminatorConfig(ndf=4)))]
+    checked = 0
+    for net, names in enumerate(buffers):
+        for name in names:
+            b0, b1 = before[0][net][name], before[1][net][name]
+            reference = (b0.float() + b1.float()) / 2
+            assert not torch.equal(b0, b1)  # the ranks really differed
+            for rank in range(2):
+                assert torch.allclose(after[rank][net][name].float(), reference, rtol=0, atol=1e-6), (net, name, rank)
+            checked += 1
+    assert checked >= 4  # running means and variances of both networks' norm layers
+
+
 def two_rank_run(shards, out, *extra, env=None, timeout=240):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "vrestore", "train",
            *tiny_cli(shards, out, *extra)]

@@ -1,15 +1,17 @@
-"""Training batches: DALI reads the shards, decodes, blurs, crops and flips (and adds noise on a
-GPU); torch adds the occlusion boxes (and the noise on the CPU). The validation set's whole
-frames come from the same reader (`first_samples`).
+"""Training batches: DALI reads the shards, decodes only each crop's region, blurs, crops and
+flips (on the GPU when training on one); torch adds the noise and the occlusion boxes with
+`degrade`'s own functions, on the training device. The validation set's whole frames come from
+the same reader (`first_samples`).
 
-Samples are single frames or clips of T frames (make-shards --clip-len). A clip's frames share
-ONE crop window and ONE flip (the same random arguments feed every frame's op), or the model
-could not learn to use its neighbours; blur, noise and boxes are drawn per frame, as `vrestore
-degrade` draws them.
+Samples are single frames or windows of T frames (make-shards --clip-len). A window's frames
+share ONE crop window and ONE flip (the same random arguments feed every frame's op), or the
+model could not learn to use its neighbours; blur, noise and boxes are drawn per frame, as
+`vrestore degrade` draws them.
 
 The pipelines are built from plain functions; the device is a parameter. Batches come out as
 dicts of NCHW float tensors in [-1, 1], channels_last, on the training device.
 """
+import contextlib
 import json
 from math import ceil
 
@@ -52,37 +54,35 @@ def decode_whole(encoded: list, device: str) -> list:
     return [fn.decoders.image(e, device="mixed" if device == "gpu" else "cpu", output_type=types.RGB) for e in encoded]
 
 
-def dali_blur(images, spec: DegradationSpec):
-    sigma = spec.blur_sigma if spec.blur_sigma_max is None else fn.random.uniform(range=[spec.blur_sigma, spec.blur_sigma_max])
+def dali_blur(images, spec: DegradationSpec, frames: int = 0):
+    """The seed preset's blur on decoded frames (`frames` > 0: a sequence of that many, each
+    with its own sigma when the spec draws one, as `degrade` draws per frame)."""
+    sigma = spec.blur_sigma
+    if spec.blur_sigma_max is not None:
+        sigma = fn.random.uniform(range=[spec.blur_sigma, spec.blur_sigma_max], shape=[frames] if frames else None)
+        sigma = fn.per_frame(sigma) if frames else sigma
     return fn.gaussian_blur(images, window_size=spec.blur_window, sigma=sigma)
 
 
-def dali_noise(images, spec: DegradationSpec):
-    std = spec.noise_std if spec.noise_std_max is None else fn.random.uniform(range=[spec.noise_std, spec.noise_std_max])
-    return fn.noise.gaussian(images, stddev=std)
-
-
-def region_crops(encoded: list, t: int, spec, crop, device, pos_x, pos_y, mirror, noise_in_dali):
-    """(clean centre crop, [degraded crop per frame], frame shape), each frame decoded only over
-    the crop and, for the seed preset, the blur's margin (dali_region.py). One window and one flip
-    serve every frame of the clip and the clean centre alike. The real preset's damage is in the
-    shards (make-shards --preset real rendered it, encoder included): its damaged frames
-    (encoded[t:]) are cut at the same window, with no margin."""
+def region_crops(encoded: list, t: int, spec, crop, device, pos_x, pos_y, mirror):
+    """(clean centre crop (H, W, 3), degraded crops (T, H, W, 3), frame shape), each frame
+    decoded only over the crop and, for the seed preset, the blur's margin (dali_region.py).
+    One window and one flip serve every frame of the clip and the clean centre alike. The
+    real preset's damage is in the shards (make-shards --preset real rendered it, encoder
+    included): its damaged frames (encoded[t:]) are cut at the same window, with no margin.
+    The T frames travel as one sequence (layout FHWC): one blur, slice and flip for all."""
     real = len(encoded) > t
     # One window for the sample, placed on its centre frame: the frames of a window (and the
     # real preset's damaged copies) all have the centre's size, as frames of one video do.
     x0, y0, shape = crop_window(encoded[t // 2], crop, pos_x, pos_y)
     region, trim = region_window(x0, y0, shape, crop, 0 if real else spec.blur_window // 2)
-    clean, degraded = None, []
-    for i in [t // 2] if real else range(t):  # the real preset's degraded frames are its damaged ones
-        pixels = decode_region(encoded[i], device, region)
-        if i == t // 2:
-            clean = trim_flip(pixels, trim, mirror)
-        if not real:
-            d = trim_flip(dali_blur(pixels, spec), trim, mirror)
-            degraded.append(dali_noise(d, spec) if noise_in_dali else d)
-    degraded += [trim_flip(decode_region(e, device, region), trim, mirror) for e in encoded[t:]]
-    return clean, degraded, shape
+    if real:
+        clean = trim_flip(decode_region(encoded[t // 2], device, region), trim, mirror)
+        damaged = fn.stack(*[decode_region(e, device, region) for e in encoded[t:]], axis_name="F")
+        return clean, trim_flip(damaged, trim, mirror), shape
+    pixels = [decode_region(e, device, region) for e in encoded]
+    blurred = dali_blur(fn.stack(*pixels, axis_name="F"), spec, t)
+    return trim_flip(pixels[t // 2], trim, mirror), trim_flip(blurred, trim, mirror), shape
 
 
 def crop_flip(images, crop: int, pos_x, pos_y, mirror):
@@ -92,7 +92,7 @@ def crop_flip(images, crop: int, pos_x, pos_y, mirror):
     )
 
 
-def whole_frame_crops(encoded: list, t: int, spec, crop, device, pos_x, pos_y, mirror, noise_in_dali):
+def whole_frame_crops(encoded: list, t: int, spec, crop, device, pos_x, pos_y, mirror):
     """What region_crops gives, the way it was made before it: every frame decoded and blurred
     whole, then cropped (the definition region_crops keeps; its test and bench/loader.py's
     baseline)."""
@@ -102,20 +102,19 @@ def whole_frame_crops(encoded: list, t: int, spec, crop, device, pos_x, pos_y, m
         degraded = [cut(d) for d in frames[t:]]
     else:
         degraded = [cut(dali_blur(images, spec)) for images in frames]
-        degraded = [dali_noise(d, spec) for d in degraded] if noise_in_dali else degraded
-    return cut(frames[t // 2]), degraded, frames[0].shape(dtype=types.INT32)
+    return cut(frames[t // 2]), fn.stack(*degraded, axis_name="F"), frames[0].shape(dtype=types.INT32)
 
 
 @pipeline_def
-def train_pipeline(shards, spec, crop, device, shard_id, num_shards, shuffle_seed, initial_fill, noise_in_dali, with_meta=False, region=True):
-    """One batch of (clean centre crop, degraded crop per frame, frame shape (H, W, C): boxes are
+def train_pipeline(shards, spec, crop, device, shard_id, num_shards, shuffle_seed, initial_fill, with_meta=False, region=True):
+    """One batch of (clean centre crop, the T degraded crops, frame shape (H, W, C): boxes are
     sized on the frame, not the crop, [json]). `region=False` decodes whole frames (slower, same
     pixels)."""
     encoded, meta = read_samples(shards, shard_id, num_shards, True, shuffle_seed, initial_fill, with_meta)
     pos_x, pos_y = fn.random.uniform(range=[0.0, 1.0]), fn.random.uniform(range=[0.0, 1.0])
     crops = region_crops if region else whole_frame_crops
-    clean, degraded, shape = crops(encoded, shards.clip_len, spec, crop, device, pos_x, pos_y, fn.random.coin_flip(), noise_in_dali)
-    return (clean, *degraded, shape, *meta)
+    clean, degraded, shape = crops(encoded, shards.clip_len, spec, crop, device, pos_x, pos_y, fn.random.coin_flip())
+    return (clean, degraded, shape, *meta)
 
 
 @pipeline_def
@@ -145,16 +144,15 @@ class DegradedBatches:
     ceil(ceil(N / ranks) / batch) full batches.
     """
 
-    def __init__(self, pipe, spec: DegradationSpec, device: torch.device, noise_in_dali: bool, box_seed: int,
-                 with_meta: bool = False, box_rng_state=None, frames: int = 1, torch_noise: bool = True, boxes: bool = True):
+    def __init__(self, pipe, spec: DegradationSpec, device: torch.device, box_seed: int, with_meta: bool = False,
+                 box_rng_state=None, frames: int = 1, noise: bool = True, boxes: bool = True):
         pipe.build()
         self.with_meta, self.frames = with_meta, frames
         self.iterator = DALIGenericIterator(
-            [pipe], ["clean", *(f"degraded{i}" for i in range(frames)), "frame_shape"] + (["meta"] if with_meta else []), reader_name=READER, auto_reset=True,
+            [pipe], ["clean", "degraded", "frame_shape"] + (["meta"] if with_meta else []), reader_name=READER, auto_reset=True,
             last_batch_policy=LastBatchPolicy.FILL,
         )
-        self.spec, self.device, self.noise_in_dali = spec, device, noise_in_dali
-        self.torch_noise, self.boxes = torch_noise and not noise_in_dali, boxes
+        self.spec, self.device, self.noise, self.boxes = spec, device, noise, boxes
         self.generator = torch.Generator(device=device).manual_seed(box_seed)
         if box_rng_state is not None:
             self.generator.set_state(box_rng_state)
@@ -169,17 +167,35 @@ class DegradedBatches:
 
     def __iter__(self):
         for (out,) in self.iterator:
-            batch = assemble_batch(out, self.frames, self.spec, self.generator, self.device, self.torch_noise, self.boxes)
+            with one_cpu_thread(self.device):
+                batch = assemble_batch(out, self.frames, self.spec, self.generator, self.device, self.noise, self.boxes)
             if self.with_meta:
                 batch["meta"] = [json.loads(bytes(row).rstrip(b"\0")) for row in out["meta"].cpu().numpy()]
             yield batch
 
 
+@contextlib.contextmanager
+def one_cpu_thread(device: torch.device):
+    """On the CPU, the batch's noise and boxes in one torch thread: DALI's threads are busy with
+    the next batch meanwhile, and torch's parallel loops stall at every barrier when a core they
+    split the work over is taken (measured in bench/loader.py's setting: 1.2-1.4x the batches/s
+    of two threads). The training step keeps its threads."""
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def assemble_batch(out: dict, frames: int, spec: DegradationSpec, generator: torch.Generator, device: torch.device,
-                   torch_noise: bool, boxes: bool = True) -> dict:
-    """A training batch from one DALI batch ("clean", "degraded0".., NHWC uint8, and each
-    frame's "frame_shape"): noise (`torch_noise`: DALI did not add it, and the seed preset) and
-    boxes drawn in torch, [-1, 1].
+                   noise: bool = True, boxes: bool = True) -> dict:
+    """A training batch from one DALI batch ("clean" (N, H, W, 3) and "degraded" (N, T, H, W, 3)
+    uint8, and each frame's "frame_shape"): noise (the seed preset) and boxes drawn in torch, on
+    the training device, with `add_noise` and `add_boxes`, `degrade`'s own functions; [-1, 1].
     Nothing here waits for the GPU, so the next batch is prepared while a step runs."""
     # DALI gives NHWC; its NCHW permute is channels_last in memory, so no copy is made.
     clean = out["clean"].to(device, non_blocking=True).permute(0, 3, 1, 2)
@@ -191,15 +207,11 @@ def assemble_batch(out: dict, frames: int, spec: DegradationSpec, generator: tor
         staged = torch.empty(frame_hw.shape, dtype=frame_hw.dtype, pin_memory=True)
         frame_hw = staged.copy_(frame_hw)
     frame_hw = frame_hw.to(device, non_blocking=True)
-    # All T frames at once, (N*T, 3, H, W) sample-major: one noise draw and one box draw per
-    # frame as before, in two calls instead of 2T (small-tensor calls cost more than pixels here).
-    n = clean.shape[0]
-    stack = torch.stack([out[f"degraded{i}"] for i in range(frames)], dim=1) if frames > 1 else out["degraded0"][:, None]
-    # contiguous NCHW here (one uint8 copy): noise and boxes then run on plain strides
-    degraded = stack.to(device, non_blocking=True).permute(0, 1, 4, 2, 3).reshape(n * frames, 3, *stack.shape[2:4]).float()
-    if torch_noise:
-        # DALI's CPU noise op is the CPU pipeline's bottleneck; torch's randn follows
-        # the same spec (additive, rounded, clipped) at ~9x the speed.
+    # All T frames at once, (N*T, 3, H, W) sample-major, contiguous NCHW (one uint8 copy): one
+    # noise draw and one box draw per frame, in one call each (small calls cost more than pixels).
+    n, _, h, w, _ = out["degraded"].shape
+    degraded = out["degraded"].to(device, non_blocking=True).permute(0, 1, 4, 2, 3).reshape(n * frames, 3, h, w).float()
+    if noise:
         degraded = add_noise(degraded, spec, generator)
     if boxes:
         per_frame_hw = frame_hw[:, None].expand(n, frames, 2).reshape(n * frames, 2)  # (expand: no device sync)
@@ -227,7 +239,7 @@ def train_batches(
     check_crop(crop, shards.min_side)
     gpu = dali_device(device) == "gpu"
     pipe = train_pipeline(
-        shards, spec, crop, dali_device(device), rank, world_size, seed, min(initial_fill, shards.num_samples), gpu and shards.preset != "real", with_meta, region,
+        shards, spec, crop, dali_device(device), rank, world_size, seed, min(initial_fill, shards.num_samples), with_meta, region,
         batch_size=batch_size, num_threads=num_threads,
         # CPU-only DALI wants device_id=None (not 0, -1 or CPU_ONLY_DEVICE_ID).
         device_id=(device.index or 0) if gpu else None,
@@ -239,9 +251,9 @@ def train_batches(
     )
     real = shards.preset == "real"
     return DegradedBatches(
-        pipe, spec, device, noise_in_dali=gpu and not real, box_seed=seed * 1000 + rank, with_meta=with_meta,
+        pipe, spec, device, box_seed=seed * 1000 + rank, with_meta=with_meta,
         box_rng_state=state["torch_rng"] if state else None, frames=shards.clip_len,
-        torch_noise=not real, boxes=not real or bool((shards.real or {}).get("boxes")),
+        noise=not real, boxes=not real or bool((shards.real or {}).get("boxes")),
     )
 
 
