@@ -1,4 +1,4 @@
-"""Restoring each frame from its neighbours (issue 13): clip shards, one crop per clip in DALI,
+"""Restoring each frame from its neighbours (issue 13): shards for T-frame windows, one crop per window in DALI,
 the T-frame generator, sliding-window restore with mirrored ends, and the temporal score."""
 import json
 import math

@@ -1,9 +1,11 @@
 """--engine ray on a real local Ray instance (ray.init(num_cpus=2), one for the whole run):
 the same samples, frames and reports as the local engines; retries; failures that stay alone."""
 import json
+import os
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,11 +29,25 @@ def samples_in(folder):
     return out
 
 
+def dies_once_in_window_1(marker: Path):
+    """make-shards' Ray task, whose worker process dies the first time it takes window 1 (a
+    nested function: Ray ships it by value, so workers need not import this test module)."""
+    from vrestore.pipeline.dataset.make_shards_ray import shard_window
+
+    def task(cfg, w, *args):
+        if w == 1 and not marker.exists():
+            marker.touch()
+            os._exit(1)
+        return shard_window(cfg, w, *args)
+
+    return task
+
+
 def test_make_shards_on_ray_writes_the_local_runs_samples_and_survives_a_dead_worker(sample_tree, tmp_path, ray_local):
     settings = dict(mix_window=2, max_frames=60, progress=False, workers=2, clip_len=3)
     local = make_shards(ShardConfig(sample_tree, tmp_path / "local", **settings))
     marker = tmp_path / "crashed-once"
-    result = make_shards_ray(ShardConfig(sample_tree, tmp_path / "ray", **settings), crash_marker=marker)
+    result = make_shards_ray(ShardConfig(sample_tree, tmp_path / "ray", **settings), task=dies_once_in_window_1(marker))
     assert marker.exists()  # window 1's first worker died mid-job; the retry finished it
     a, b = samples_in(tmp_path / "local"), samples_in(tmp_path / "ray")
     assert len(a) > 100 and a.keys() == b.keys() and all(a[k] == b[k] for k in a)

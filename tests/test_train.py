@@ -88,11 +88,14 @@ def test_rank_average_of_buffers_is_the_mean_a_single_process_computes(tmp_path)
     assert checked >= 4  # running means and variances of both networks' norm layers
 
 
-def two_rank_run(shards, out, *extra, env=None, timeout=240):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "vrestore", "train",
+def two_rank_run(shards, out, *extra, hooks=(), timeout=240):
+    """2 CPU ranks under torchrun; `hooks` ("--clock-scale", "1=1000", ...) go to the test entry
+    (tests/entry/train_entry.py), which runs the CLI's train with them in the loop."""
+    entry = Path(__file__).parent / "entry" / "train_entry.py"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(entry), *hooks, "--",
            *tiny_cli(shards, out, *extra)]
     t0 = time.monotonic()
-    r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})), timeout=timeout)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=timeout)
     return r, time.monotonic() - t0
 
 
@@ -107,7 +110,7 @@ def test_ranks_whose_clocks_disagree_still_agree(tiny_shards, tmp_path):
     in the gather, rank 0 in the next step's all-reduce)."""
     out = tmp_path / "run"
     r, _ = two_rank_run(tiny_shards, out, "--epochs", 4, "--val-interval", 5,
-                        env={"VRESTORE_TEST_CLOCK_SCALE": "1=1000"}, timeout=180)
+                        hooks=("--clock-scale", "1=1000"), timeout=180)
     assert r.returncode == 0, r.stderr[-3000:]
     sums, ckpt = rank_checksums(out)
     assert sums[0] == sums[1]
@@ -120,7 +123,7 @@ def test_max_minutes_runs_end_with_identical_ranks(tiny_shards, tmp_path):
     ranks step with the same rates (the agreed clock) and stop at the same step."""
     out = tmp_path / "run"
     r, _ = two_rank_run(tiny_shards, out, "--epochs", 1000, "--max-minutes", 0.15, "--lr", "1e-3",
-                        env={"VRESTORE_TEST_CLOCK_SCALE": "1=1.5"})
+                        hooks=("--clock-scale", "1=1.5"))
     assert r.returncode == 0, r.stderr[-3000:]
     sums, ckpt = rank_checksums(out)
     assert sums[0] == sums[1] and ckpt["step"] > 10
@@ -128,7 +131,7 @@ def test_max_minutes_runs_end_with_identical_ranks(tiny_shards, tmp_path):
 
 
 def test_an_error_on_one_rank_stops_every_rank_with_its_message(tiny_shards, tmp_path):
-    r, seconds = two_rank_run(tiny_shards, tmp_path / "run", "--epochs", 1000, env={"VRESTORE_TEST_FAIL_AT": "1=3"}, timeout=120)
+    r, seconds = two_rank_run(tiny_shards, tmp_path / "run", "--epochs", 1000, hooks=("--fail-at", "1=3"), timeout=120)
     assert r.returncode != 0
     assert "error: rank 1: RuntimeError: test failure on rank 1 at step 3" in r.stderr
     # rank 0 stopped too, naming rank 1's error, well before any collective timeout

@@ -17,12 +17,6 @@ import torch.distributed as dist
 from vrestore.pipeline.devices import resolve_device
 
 ERROR_KEY = "vrestore/error"
-# Test hook: "RANK=FACTOR[,RANK=FACTOR]" makes that rank's clock run FACTOR times as fast, so a
-# test can make the ranks' clocks disagree (as a slow rank's or another machine's do); unset in
-# real runs.
-CLOCK_SCALE_ENV = "VRESTORE_TEST_CLOCK_SCALE"
-# Test hook: "RANK=STEP" raises an error on that rank before that step.
-FAIL_AT_ENV = "VRESTORE_TEST_FAIL_AT"
 
 
 @dataclass
@@ -59,23 +53,6 @@ def setup(device_name: str = "auto") -> Dist:
 def teardown(d: Dist) -> None:
     if d.enabled and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def _for_rank(env: str, rank: int):
-    for part in filter(None, os.environ.get(env, "").split(",")):
-        r, _, value = part.partition("=")
-        if int(r) == rank:
-            return float(value)
-    return None
-
-
-def clock_scale(rank: int) -> float:
-    return _for_rank(CLOCK_SCALE_ENV, rank) or 1.0
-
-
-def test_failure_step(rank: int):
-    step = _for_rank(FAIL_AT_ENV, rank)
-    return None if step is None else int(step)
 
 
 def agree(d: Dist, seconds: float, flag: bool) -> tuple:

@@ -1,5 +1,5 @@
 """`vrestore preview`: one batch of the training pipeline as a picture: clean | degraded (for
-clip shards: clean centre | degraded t-k .. t+k, one crop window for all)."""
+T-frame shards: clean centre | degraded t-k .. t+k, one crop window for all)."""
 from pathlib import Path
 
 import torch
@@ -17,7 +17,7 @@ def make_preview(shards: Path, out: Path, spec: DegradationSpec, n: int = 8, cro
         raise ValueError(f"--num {n}: must be >= 1")
     check_writable(Path(out).parent, "--out")
     batch = next(iter(train_batches(load_shard_set(shards), spec, n, crop, torch.device(device), seed=seed)))
-    # clean centre | each degraded frame of the clip (one column for per-frame shards)
+    # clean centre | each degraded frame of the window (one column for per-frame shards)
     degraded = [hwc_uint8(to_255(frame)) for frame in batch["degraded"].split(3, dim=1)]
     write_png(out, image_grid([hwc_uint8(to_255(batch["clean"])), *degraded]))
     return Path(out)

@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -160,7 +160,7 @@ def stream_state(cfg: TrainConfig, d, state: Optional[dict]) -> Optional[dict]:
 
 
 def shards_from_videos(cfg: TrainConfig, d) -> tuple:
-    """--videos: make-shards into OUT/shards/train (clips of --frames frames), and, without
+    """--videos: make-shards into OUT/shards/train (for windows of --frames frames), and, without
     --val-shards, a seeded --val-fraction of whole videos (whole UCF-101 groups) into
     OUT/shards/val for validation; reusing what a previous run made there when the settings
     match (make-shards' own resume check). Returns (train shards, validation shards or None)."""
@@ -205,7 +205,17 @@ def shards_from_videos(cfg: TrainConfig, d) -> tuple:
     return made["train"], made.get("val")
 
 
-def train(cfg: TrainConfig) -> TrainResult:
+@dataclass
+class LoopHooks:
+    """What a caller may put into the loop (tests/entry/train_entry.py, under torchrun, gives
+    each rank a clock of its own or an error at some step, as Lightning's callbacks do): the
+    clock this rank reads (agreed across ranks after every step), and a call before each step
+    with (rank, step)."""
+    clock: Callable[[], float] = time.monotonic
+    on_step: Optional[Callable[[int, int], None]] = None
+
+
+def train(cfg: TrainConfig, hooks: Optional[LoopHooks] = None) -> TrainResult:
     if cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's condition for deterministic results
     d = distributed.setup(cfg.device)
@@ -217,7 +227,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         if cfg.videos is not None:
             cfg.shards, held_out = shards_from_videos(cfg, d)
             cfg.val_shards = cfg.val_shards or held_out
-        return run(cfg, d)
+        return run(cfg, d, hooks or LoopHooks())
     except Exception as e:
         if d.enabled:
             # One rank's error stops every rank within seconds, each naming the rank that failed
@@ -318,8 +328,8 @@ class LossMeter:
         return means
 
 
-def run(cfg: TrainConfig, d) -> TrainResult:
-    t0 = time.monotonic()
+def run(cfg: TrainConfig, d, hooks: LoopHooks) -> TrainResult:
+    t0 = hooks.clock()
     torch.manual_seed(cfg.seed * 1000 + d.rank)  # dropout draws differ per rank
     shards, val_shards = training_shards(cfg)
     frames = shards.clip_len
@@ -343,7 +353,7 @@ def run(cfg: TrainConfig, d) -> TrainResult:
         vset = validation_set(val_shards, cfg.spec, cfg.val_frames, d.device)
         print(f"training on {d.world_size} x {d.device} ({str(model.dtype).split('.')[-1] if model.dtype else 'fp32'}"
               f"{', channels_last' if cfg.channels_last else ''}{', compiled' if cfg.compile else ''}): "
-              f"{shards.num_samples} {'frames' if frames == 1 else f'clips of {frames} frames'}, {steps_per_epoch} steps per epoch of {cfg.batch_size} x {d.world_size}, "
+              f"{shards.num_samples} {'frames' if frames == 1 else f'windows of {frames} frames'}, {steps_per_epoch} steps per epoch of {cfg.batch_size} x {d.world_size}, "
               f"{total_steps} steps in all" + (f" or {cfg.max_minutes:g} minutes, whichever comes first" if cfg.max_minutes else "")
               + (f", resuming at step {step}" if state else "") + f"; {describe_schedule(cfg, schedule_steps)}; "
               + (f"EMA of G with decay {cfg.ema_decay:g}" if ema else "no EMA") + f"; validation on {len(vset)} whole frames; "
@@ -384,16 +394,15 @@ def run(cfg: TrainConfig, d) -> TrainResult:
     stop, meter = StopRequest(), LossMeter(d.device)
     # This launch's seconds as all ranks agree on them (the largest of their clocks, agreed after
     # every step): the lr under --max-minutes, the time limit and validate-and-save all follow it.
-    clock, last_segment, clock_scale = 0.0, 0.0, distributed.clock_scale(d.rank)
-    fail_at = distributed.test_failure_step(d.rank)
+    clock, last_segment = 0.0, 0.0
     bar = tqdm(total=total_steps, initial=step, unit="step", disable=not (cfg.progress and d.is_main), dynamic_ncols=True)
     last_val, stopped, timed, loop_end = {}, None, None, None
     try:
         while epoch < cfg.epochs and stopped is None:
             for batch in batches:
                 model.set_lr(lr_at(cfg, progress(cfg, step, schedule_steps, clock)))
-                if step == fail_at:
-                    raise RuntimeError(f"test failure on rank {d.rank} at step {step} ({distributed.FAIL_AT_ENV})")
+                if hooks.on_step:
+                    hooks.on_step(d.rank, step)
                 losses, skipped = optimize(batch)
                 step, epoch_step = step + 1, epoch_step + 1
                 if ema:
@@ -414,7 +423,7 @@ def run(cfg: TrainConfig, d) -> TrainResult:
                 bar.update(1)
                 loop_end = (step, time.monotonic())  # the final save is left out of the rate
 
-                clock, signalled = distributed.agree(d, (time.monotonic() - t0) * clock_scale, stop.signal is not None)
+                clock, signalled = distributed.agree(d, hooks.clock() - t0, stop.signal is not None)
                 stopped = stop_reason(cfg, step, clock, signalled)
                 end_of_epoch = epoch_step == steps_per_epoch
                 if cfg.val_every and step % cfg.val_every == 0 and not (stopped or end_of_epoch):

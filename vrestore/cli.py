@@ -307,7 +307,7 @@ def preview_cmd(shards, out, num, crop, device, seed, preset, **options):
         fail(f"--preset {preset}, but {shards} was made with --preset {held}; make shards with make-shards --preset {preset}")
     device = resolve_device(device)
     path = make_preview(shards, out, pop_spec(options), n=num, crop=crop, device=device, seed=seed)
-    click.echo(f"wrote {path} ({num} samples: clean | degraded (every frame of a clip), {crop}x{crop} crops, device {device}, "
+    click.echo(f"wrote {path} ({num} samples: clean | degraded (every frame of a window), {crop}x{crop} crops, device {device}, "
                f"preset {held})")
 
 

@@ -8,11 +8,10 @@ writes one manifest.json at the end. Samples (keys and bytes) are those of a loc
 same settings; only their grouping into shard files differs.
 """
 import json
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from tqdm import tqdm
 
@@ -35,12 +34,9 @@ def done_path(cfg: ShardConfig, w: int) -> Path:
     return cfg.out / f".{window_prefix(cfg, w)}.done.json"
 
 
-def shard_window(cfg: ShardConfig, w: int, entries: list, params: dict, fingerprint: str, crash_marker: Optional[str] = None) -> dict:
+def shard_window(cfg: ShardConfig, w: int, entries: list, params: dict, fingerprint: str) -> dict:
     """One Ray task: a window of videos into shards, then its done file; returns the done file's
     content. Idempotent: a retry rewrites the same shards with the same bytes."""
-    if crash_marker and not os.path.exists(crash_marker):  # tests: the first attempt's worker dies here
-        Path(crash_marker).touch()
-        os._exit(1)
     prefix = window_prefix(cfg, w)
     remove_stale_temp_files(cfg.out, prefix)  # an earlier attempt's, if its worker died mid-shard
     results = [shard_video(e, cfg) for e in entries]
@@ -68,9 +64,10 @@ def _check_done(path: Path, params: dict, fingerprint: str) -> dict:
     return stats
 
 
-def make_shards_ray(cfg: ShardConfig, address: Optional[str] = None, crash_marker: Optional[Path] = None) -> ShardResult:
+def make_shards_ray(cfg: ShardConfig, address: Optional[str] = None, task: Callable = shard_window) -> ShardResult:
     """Shard `cfg.src` into `cfg.out` with Ray tasks; resumes from the windows already done.
-    `crash_marker` (tests): the worker of the second window dies once, to show the retry."""
+    `task`: what each Ray task runs, `shard_window`'s arguments and result (a test wraps it in a
+    worker that dies once, to show the retry)."""
     t0 = time.perf_counter()
     require_ffmpeg()
     entries, missing = select_videos(cfg)
@@ -106,8 +103,7 @@ def make_shards_ray(cfg: ShardConfig, address: Optional[str] = None, crash_marke
                 bar.write(f"{'skipped' if r['skipped'] else 'partial'}: {r['path']}: {r.get('reason') or r.get('warning')}")
 
     try:
-        marker = str(crash_marker) if crash_marker else None
-        ray_engine.run_tasks(shard_window, [(cfg, w, windows[w], params, fingerprint, marker if w == 1 else None) for w in todo], done)
+        ray_engine.run_tasks(task, [(cfg, w, windows[w], params, fingerprint) for w in todo], done)
     finally:
         bar.close()
         ray_engine.shutdown(started)
