@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import count_frames
@@ -34,6 +35,7 @@ def test_degrade_keeps_fps_size_and_frame_count_and_applies_the_spec(sample_tree
     assert abs(residual.mean()) < 0.5 and 14.0 < residual.std() < 15.5
 
 
+@pytest.mark.slow
 def test_degrade_is_reproducible_with_a_seed(sample_tree, tmp_path):
     src = sample_tree / "Astronaut"
     runs = {}

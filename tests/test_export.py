@@ -54,6 +54,7 @@ def export(weights, out, fmt):
     assert "input (N, 9, H, W)" in r.stdout and out.is_file()
 
 
+@pytest.mark.slow
 def test_onnx_export_runs_in_onnxruntime(three_frame_weights, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     export(three_frame_weights, tmp_path / "g.onnx", "onnx")
@@ -64,6 +65,7 @@ def test_onnx_export_runs_in_onnxruntime(three_frame_weights, tmp_path):
         np.testing.assert_allclose(y, reference(three_frame_weights, x), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_torchscript_export_loads_without_this_package(three_frame_weights, tmp_path):
     export(three_frame_weights, tmp_path / "g.pt", "torchscript")
     scripted = torch.jit.load(str(tmp_path / "g.pt"))

@@ -20,6 +20,7 @@ def headless(*args, timeout=120):
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (scripts/setup_env.sh test installs it)")
 def test_gallery_opens_from_disk_with_every_video_playing(tmp_path, weights):
     src, originals = tmp_path / "degraded", tmp_path / "originals"

@@ -228,6 +228,7 @@ def test_interrupted_run_resumes_to_the_same_shards_writing_nothing_twice(sample
     assert again.already_complete
 
 
+@pytest.mark.slow
 def test_killed_run_leaves_no_truncated_shard_and_resumes(sample_tree, tmp_path):
     settings = ["--max-frames", "40", "--mix-window", "2", "--workers", "1", "--quiet"]
     assert run_cli(sample_tree, tmp_path / "whole", *settings).returncode == 0

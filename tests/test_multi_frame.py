@@ -250,6 +250,7 @@ def degrade_and_restore(clean, tmp_path):
                                         originals=clean, progress=False, codec="ffv1"))
 
 
+@pytest.mark.slow
 def test_restore_reports_in_box_and_temporal_scores_with_masks(sample_tree, tmp_path):
     clean = sample_tree / "Cat"
     result = degrade_and_restore(clean, tmp_path)
@@ -260,6 +261,7 @@ def test_restore_reports_in_box_and_temporal_scores_with_masks(sample_tree, tmp_
         assert r.temporal_psnr_input is not None and r.temporal_psnr_restored is not None
 
 
+@pytest.mark.slow
 def test_restores_all_row_is_bench_qualitys_figure(sample_tree, tmp_path):
     """One definition of every score: restore's "all" row (per-video sums pooled) equals what
     bench/quality.py computes over the same videos in one pass, and its PSNR is the mean over

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from vrestore.pipeline.evaluation.pictures import image_grid, write_png
@@ -25,6 +26,7 @@ def test_grid_places_columns_with_white_gaps():
     assert (grid[:4, 5:7] == 255).all() and (grid[:4, 7:] == 7).all() and (grid[4:6] == 255).all()
 
 
+@pytest.mark.slow
 def test_preview_and_training_run_without_an_ffmpeg_binary(sample_shards, tmp_path):
     bin_dir = Path(sys.executable).parent  # the venv's scripts, and no ffmpeg on the PATH
     env = dict(os.environ, PATH=str(bin_dir))

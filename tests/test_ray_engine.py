@@ -43,6 +43,7 @@ def dies_once_in_window_1(marker: Path):
     return task
 
 
+@pytest.mark.slow
 def test_make_shards_on_ray_writes_the_local_runs_samples_and_survives_a_dead_worker(sample_tree, tmp_path, ray_local):
     settings = dict(mix_window=2, max_frames=60, progress=False, workers=2, clip_len=3)
     local = make_shards(ShardConfig(sample_tree, tmp_path / "local", **settings))
@@ -96,6 +97,7 @@ def degraded_folder(sample_tree, tmp_path):
     return src, tmp_path / "degraded"
 
 
+@pytest.mark.slow
 def test_restore_on_ray_gives_the_local_frames_and_report(degraded_folder, weights, tmp_path, ray_local):
     clean, degraded = degraded_folder
     runs = {}
@@ -118,6 +120,7 @@ def test_restore_on_ray_gives_the_local_frames_and_report(degraded_folder, weigh
     assert len(again.skipped) == 2 and not again.videos
 
 
+@pytest.mark.slow
 def test_degrade_on_ray_writes_the_local_outputs(sample_tree, tmp_path, ray_local):
     for engine in ("local", "ray"):
         r = degrade_videos(DegradeConfig(sample_tree, tmp_path / engine, split_file=sample_tree / "ucfTrainTestlist/vallist01.txt",

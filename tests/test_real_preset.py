@@ -149,6 +149,7 @@ def test_frame_operations_do_what_their_names_say():
     assert luma(faded).std() < 0.97 * luma(x).std() and warmth(gray) == 0 and warmth(frame_damage(gray, RealDraw(fade=0.3), g())) > 5
 
 
+@pytest.mark.slow
 def test_the_codec_stage_is_a_real_encoders_damage(tmp_path):
     """libx264 at a high CRF: PSNR against the clean frames in a plausible band, lower than at a
     low CRF, and 8x8 blocking across macroblock borders appears (not in the clean video)."""
@@ -192,6 +193,7 @@ def index_windows(shard_set) -> list:
     return out
 
 
+@pytest.mark.slow
 def test_make_shards_stores_what_degrade_writes_and_dali_reads_it(tmp_path):
     """make-shards --preset real keeps, beside each clean frame, the very frame `vrestore degrade
     --preset real` writes for that video (one function, one seed rule), each frame once; DALI's
@@ -235,6 +237,7 @@ def find_window(frame: np.ndarray, crop: np.ndarray) -> tuple:
     return hits[0]
 
 
+@pytest.mark.slow
 def test_real_training_batches_pair_the_clean_centre_with_its_damaged_clip(tmp_path):
     """A training batch from real shards: the target is the window's clean centre frame, the
     input its damaged frames (the copy `degrade --preset real` writes), all under one crop window
@@ -296,6 +299,7 @@ def test_real_draws_damage_runs_of_frames_each_with_its_own_draw(tmp_path):
         assert {n.split("/")[0] for n in names} == {centre.split("/")[0]}  # one run, one damage
 
 
+@pytest.mark.slow
 def test_a_real_model_says_so_in_its_weights_and_restore_report(tmp_path):
     src = tmp_path / "in"
     src.mkdir()

@@ -104,6 +104,7 @@ def test_ids_and_output_names_are_unique_per_input_path(corpus):
     assert {e.rel: e.video_id for e in again} == {e.rel: e.video_id for e in entries}
 
 
+@pytest.mark.slow
 def test_make_shards_preview_and_train_take_every_readable_file(corpus, tmp_path):
     before = tree_hashes(corpus)
     out = tmp_path / "shards"
@@ -153,6 +154,7 @@ def test_degrade_keeps_orientation_frames_and_duration_and_fails_only_the_unread
     assert tree_hashes(corpus) == before
 
 
+@pytest.mark.slow
 def test_restore_a_real_world_folder(corpus, weights, tmp_path):
     before = tree_hashes(corpus)
     out = tmp_path / "restored"
@@ -170,6 +172,7 @@ def test_restore_a_real_world_folder(corpus, weights, tmp_path):
     assert tree_hashes(corpus) == before
 
 
+@pytest.mark.slow
 def test_outputs_never_replace_or_reread_inputs(corpus, weights, tmp_path):
     work = tmp_path / "w"
     work.mkdir()
@@ -188,6 +191,7 @@ def test_outputs_never_replace_or_reread_inputs(corpus, weights, tmp_path):
     assert [p.relative_to(work).as_posix() for p in (work / "restored").rglob("*.avi")] == ["restored/a.avi"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["degrade", "restore"])
 def test_sigterm_leaves_no_temp_file_and_exits_130(command, weights, tmp_path):
     src = tmp_path / "src"
@@ -211,6 +215,7 @@ def test_sigterm_leaves_no_temp_file_and_exits_130(command, weights, tmp_path):
     assert list(out.rglob("*")) == [], list(out.rglob("*"))
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_make_shards_exits_130_without_noise(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
@@ -243,6 +248,7 @@ def one_line_error(r, *words):
         assert w in lines[0], (w, lines[0])
 
 
+@pytest.mark.slow
 def test_every_bad_argument_is_one_line_with_exit_2(corpus, weights, sample_shards, tmp_path):
     video = corpus / "pair.avi"
     empty = tmp_path / "empty.pth"

@@ -33,6 +33,7 @@ def weights(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_phone_mp4_with_aac_keeps_even_timestamps_and_audio_in_step(tmp_path, weights):
     """H.264 + AAC (the encoder's priming packet at -0.023 s) restored to .avi: 100 frames at
     0, 0.04, 0.08 ..., the duration of the source, the audio starting with the video."""
@@ -50,6 +51,7 @@ def test_phone_mp4_with_aac_keeps_even_timestamps_and_audio_in_step(tmp_path, we
         assert float(audio["start_time"]) == 0.0 and audio["codec_name"] == "pcm_s16le"
 
 
+@pytest.mark.slow
 def test_anamorphic_video_keeps_its_display_aspect(tmp_path, weights):
     src = tmp_path / "in" / "dv.mp4"
     src.parent.mkdir()
@@ -62,6 +64,7 @@ def test_anamorphic_video_keeps_its_display_aspect(tmp_path, weights):
         assert (s["width"], s["height"], s["sample_aspect_ratio"], s["display_aspect_ratio"]) == (64, 48, "16:11", "64:33"), cmd
 
 
+@pytest.mark.slow
 def test_report_and_its_csv_never_replace_an_input_or_a_stranger(tmp_path, weights):
     src = tmp_path / "in"
     src.mkdir()
@@ -94,6 +97,7 @@ def test_report_in_an_unwritable_place_fails_before_any_video(tmp_path, weights)
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.avi"))  # nothing restored first
 
 
+@pytest.mark.slow
 def test_originals_are_matched_by_their_whole_name(tmp_path, weights):
     """scene.v2 is scored against scene.v2, not scene; degrade's same-stem names (a_avi, a_mp4)
     find a.avi and a.mp4; one original file for a folder of inputs is refused."""
@@ -118,6 +122,7 @@ def test_originals_are_matched_by_their_whole_name(tmp_path, weights):
         f"error: --originals {clean / 'a.avi'} is one file but INPUT {tmp_path / 'deg'} is a folder: give the originals' folder"]
 
 
+@pytest.mark.slow
 def test_names_as_long_as_the_file_system_allows(tmp_path, weights):
     src = tmp_path / "in"
     src.mkdir()
@@ -130,6 +135,7 @@ def test_names_as_long_as_the_file_system_allows(tmp_path, weights):
     assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name]
 
 
+@pytest.mark.slow
 def test_dangling_links_are_reported_not_ignored(tmp_path, weights):
     src = tmp_path / "in"
     src.mkdir()
@@ -162,6 +168,7 @@ def test_degrade_into_a_file_is_a_usage_error(tmp_path):
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"error: DST {tmp_path / 'taken'} is a file; give a folder for the degraded videos"]
 
 
+@pytest.mark.slow
 def test_onnx_export_is_one_file(tmp_path, weights):
     pytest.importorskip("onnx")
     for _ in range(2):  # a re-export leaves nothing behind either
@@ -198,6 +205,7 @@ def test_make_shards_into_a_read_only_folder_is_one_line(tmp_path):
     (["degrade", "{shards}", "{tmp}/d", "--box-value", "300"], "--box-value 300"),
     (["make-shards", "{shards}", "{tmp}/s", "--num-nodes", "0"], "--num-nodes 0"),
 ])
+@pytest.mark.slow
 def test_numeric_errors_name_their_option(sample_shards, tmp_path, args, option):
     args = [a.format(shards=sample_shards, tmp=tmp_path) for a in args]
     r = run("vrestore", *args)
@@ -249,6 +257,7 @@ def test_make_shards_on_a_full_disk_is_one_line_and_leaves_nothing_partial(tmp_p
     assert tree_hashes(src) == before
 
 
+@pytest.mark.slow
 def test_train_save_on_a_full_disk_is_one_line(sample_shards, tmp_path):
     # ngf 64 weights (~200 MB) cannot fit a 2 MB disk; the first save fails after one step
     rc, lines, left, disk = on_small_disk(tmp_path, 2048, "vrestore", "train", "--shards", sample_shards, "--out", tmp_path / "disk" / "run",
@@ -260,6 +269,7 @@ def test_train_save_on_a_full_disk_is_one_line(sample_shards, tmp_path):
     assert not [n for n in left if ".tmp-" in n], left
 
 
+@pytest.mark.slow
 def test_export_on_a_full_disk_is_one_line(tmp_path, weights):
     big = tmp_path / "big.pth"
     torch.manual_seed(0)

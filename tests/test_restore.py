@@ -177,6 +177,7 @@ def test_max_memory_bounds_the_generator_tensors_and_keeps_the_result(weights):
         Restorer(weights, "cpu", max_memory=0)
 
 
+@pytest.mark.slow
 def test_memory_stays_flat_with_video_length(weights, tmp_path):
     """Peak RSS of a restore process for a 4 s and a 20 s video: all frames in memory would add
     ~70 MB for the longer one (100 vs 500 frames of 320x240 raw RGB, before any float copies)."""

@@ -42,6 +42,7 @@ def read_sources(root):
     return list(csv.DictReader((root / "ucfTrainTestlist" / "sources.csv").open()))
 
 
+@pytest.mark.slow
 def test_split_files_follow_ucf101_format_and_record_sources(full_tree):
     split = full_tree / "ucfTrainTestlist"
     lines = {s: split.joinpath(f"{s}list01.txt").read_text().splitlines() for s in ("train", "val", "test")}
@@ -58,6 +59,7 @@ def test_split_files_follow_ucf101_format_and_record_sources(full_tree):
     assert kinds == {"photo", "video"}  # real camera footage among the test sources
 
 
+@pytest.mark.slow
 def test_no_test_clip_shares_a_source_with_training_or_validation(full_tree):
     """From the recorded sources, and from the pictures themselves: every test clip's nearest
     clip (colour histogram of its frames) is another test clip, never a training or validation

@@ -36,6 +36,7 @@ def torchrun(nproc, args, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, **kw)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("norm", ["batch", "instance"])
 def test_torchrun_two_ranks_writes_loadable_weights(sample_shards, tmp_path, norm):
     out = tmp_path / "run"
@@ -104,6 +105,7 @@ def rank_checksums(out):
     return [r["checksum"] for r in ckpt["ranks"]], ckpt
 
 
+@pytest.mark.slow
 def test_ranks_whose_clocks_disagree_still_agree(tiny_shards, tmp_path):
     """Rank 1's clock runs 1000 times as fast. Validate-and-save at an epoch end is decided on
     the agreed clock, so both ranks enter it together (a per-rank decision would hang here: rank 1
@@ -118,6 +120,7 @@ def test_ranks_whose_clocks_disagree_still_agree(tiny_shards, tmp_path):
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 4
 
 
+@pytest.mark.slow
 def test_max_minutes_runs_end_with_identical_ranks(tiny_shards, tmp_path):
     """Under --max-minutes the lr follows the clock; rank 1's runs 1.5 times as fast, yet both
     ranks step with the same rates (the agreed clock) and stop at the same step."""
@@ -130,6 +133,7 @@ def test_max_minutes_runs_end_with_identical_ranks(tiny_shards, tmp_path):
     assert "(max-minutes)" in r.stderr
 
 
+@pytest.mark.slow
 def test_an_error_on_one_rank_stops_every_rank_with_its_message(tiny_shards, tmp_path):
     r, seconds = two_rank_run(tiny_shards, tmp_path / "run", "--epochs", 1000, hooks=("--fail-at", "1=3"), timeout=120)
     assert r.returncode != 0
@@ -139,6 +143,7 @@ def test_an_error_on_one_rank_stops_every_rank_with_its_message(tiny_shards, tmp
     assert seconds < 60
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_resume_continues_at_saved_step(sample_shards, tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "vrestore", "train", *tiny_cli(sample_shards, out, "--epochs", 1000)]
@@ -181,6 +186,7 @@ def tiny_frame_shards(sample_tree, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch,frames", [("unet", 1), ("nafnet", 1), ("unet", 3)])
 def test_resume_is_exact(tiny_shards, tiny_frame_shards, tmp_path, arch, frames):
     """Stopped at an epoch's end, then mid-epoch, and resumed each time, a run ends with the very
@@ -215,6 +221,7 @@ def test_resume_refuses_another_architecture(sample_shards, tmp_path):
         train(TrainConfig(sample_shards, out=tmp_path, max_steps=2, resume=True, **(TINY | {"ngf": 8})))
 
 
+@pytest.mark.slow
 def test_overfit_lowers_validation_l1(sample_shards, tmp_path):
     """A small run learns: validation L1 (fixed whole frames and degradations) falls by a fifth
     or more between step 40 and step 200, and PSNR rises by more than 1 dB."""
@@ -319,6 +326,7 @@ def test_best_weights_are_the_best_validations(sample_shards, tmp_path):
         assert np.unique(np.asarray(picture.convert("L"))).size > 10  # lines were drawn, not a blank canvas
 
 
+@pytest.mark.slow
 def test_sync_bn_weights_load_into_the_plain_network_and_gpu_options_are_refused_on_the_cpu(sample_shards, tmp_path):
     G = build_generator(GeneratorConfig(ngf=4, depth=5))
     synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(G)
@@ -466,6 +474,7 @@ def test_tensorboard_scalars_and_pictures(tiny_shards, tmp_path):
     assert events.Tags()["images"] == ["val/degraded|restored|clean"]
 
 
+@pytest.mark.slow
 def test_train_from_a_video_folder_shards_once_and_reuses_the_shards(tmp_path):
     """--videos without --val-shards holds out whole videos for validation (and says so); a
     second run reuses both shard sets."""
@@ -509,6 +518,7 @@ def test_hold_out_keeps_ucf_groups_whole():
     assert hold_out(entries[:3], 0.5)[1] == []  # one group: nothing to hold out
 
 
+@pytest.mark.slow
 def test_train_from_videos_with_a_validation_list(sample_tree, tmp_path):
     """sample-videos' vallist01.txt as --val-split-file: those videos validate, the rest train."""
     out = tmp_path / "run"
