@@ -96,3 +96,18 @@ def test_real_preset_region_crops_match_whole_frames(tmp_path):
     shards = load_shard_set(tmp_path / "shards")
     assert shards.damaged_exts == ["d0.png", "d1.png", "d2.png"]
     assert_every_edge(compare(shards, DegradationSpec(), [0.0, 0.4, 1.0], batches=4))
+
+
+def test_ranks_read_disjoint_parts_of_the_window_index_that_cover_it(seed_shards):
+    """DDP sharding over the window index: in an epoch, rank 0 and rank 1 of 2 draw disjoint
+    sets of windows (named by their centre frame) whose union is every window."""
+    cpu = torch.device("cpu")
+    seen = []
+    for rank in range(2):
+        batches = train_batches(seed_shards, DegradationSpec(), 2, CROP, cpu, rank=rank, world_size=2, num_threads=1, with_meta=True)
+        centres = set()
+        for _, batch in zip(range(len(batches)), batches):
+            centres |= {(m["video"], m["frame"]) for m in batch["meta"]}
+        seen.append(centres)
+    assert not seen[0] & seen[1]
+    assert len(seen[0] | seen[1]) == seed_shards.num_samples == sum(7 for _ in SIZES)  # every frame of both videos a centre

@@ -215,6 +215,19 @@ def test_resume_is_exact(tiny_shards, tiny_frame_shards, tmp_path, arch, frames)
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
+@pytest.mark.slow
+def test_two_ranks_train_on_windows_of_frames_stored_once(tiny_frame_shards, tmp_path):
+    """DDP over the frames layout: both ranks end with one network, a 3-frame generator (which
+    windows each rank reads: tests/test_region_input.py)."""
+    out = tmp_path / "run"
+    r = torchrun(2, tiny_cli(tiny_frame_shards, out, "--max-steps", 3, "--frames", 3))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "windows of 3 frames" in r.stderr
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 3 and ckpt["ranks"][0]["checksum"] == ckpt["ranks"][1]["checksum"]
+    assert load_network(out / "generator.pth").cfg.frames == 3
+
+
 def test_resume_refuses_another_architecture(sample_shards, tmp_path):
     train(TrainConfig(sample_shards, out=tmp_path, max_steps=1, **TINY))
     with pytest.raises(ValueError, match="ngf: 4 in the checkpoint, 8 now"):
