@@ -134,11 +134,12 @@ def main():
     def before(shards, t):
         return lambda: before_this_round(dali(shards, False)(), t, spec, device)
 
+    windows = load_shard_set(frames, t)  # the window index, built once for both rows
     rows = {
         f"T = {t}, before this round": before(clips, t),
         f"T = {t}, clips shards, whole frames": dali(clips, False),
-        f"T = {t}, frames shards, whole frames": dali(load_shard_set(frames, t), False),
-        f"T = {t}, frames shards, region decode (train)": dali(load_shard_set(frames, t), True),
+        f"T = {t}, frames shards, whole frames": dali(windows, False),
+        f"T = {t}, frames shards, region decode (train)": dali(windows, True),
         "T = 1, before this round": before(single, 1),
         "T = 1, region decode (train)": dali(single, True),
     }
