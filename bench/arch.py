@@ -23,7 +23,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from quality import evaluate  # bench/quality.py, beside this script
 from recipe import ensure_data, eval_sets, train_run
 from vrestore.models.weights import load_network
-from vrestore.pipeline.inference.restore import Restorer, restore_video
+from vrestore.pipeline.inference.restore_video import restore_video
+from vrestore.pipeline.inference.restorer import Restorer
 
 # All at width 16 unless named. "lite": no NAFNet block at full resolution (encoder 0-1-1-2,
 # decoder 1-1-1-0): full-resolution blocks cost most of the time at 320x240.
@@ -104,7 +105,7 @@ def main():
             s = r[split]
             cost = (f"{r['params_M']:6.2f}M {r['gflops_per_frame']:8.2f} {r['train_img_s']:11.1f} {r['model_fps']:9.1f} {r['restore_fps']:11.1f}"
                     if "steps" in r else f"{'':>7} {'':>8} {'':>11} {'':>9} {'':>11}")
-            print(f"{name:<14} {cost}  {s['psnr']:6.2f} {s['psnr_inside_boxes']:6.2f} {s['psnr_outside_boxes']:7.2f} "
+            print(f"{name:<14} {cost}  {s['psnr']:6.2f} {s['psnr_boxes']:6.2f} {s['psnr_outside']:7.2f} "
                   f"{s['temporal_psnr']:8.2f} {s['ssim']:6.4f}")
     (args.work / "arch.json").write_text(json.dumps({"minutes": args.minutes, "frames": args.frames, "rows": rows}, indent=1) + "\n")
 

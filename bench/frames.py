@@ -20,7 +20,7 @@ import torch
 
 from quality import evaluate, print_table  # bench/quality.py, beside this script
 from recipe import ensure_data, eval_sets, train_run
-from vrestore.pipeline.inference.restore import Restorer
+from vrestore.pipeline.inference.restorer import Restorer
 
 
 def main():

@@ -35,7 +35,7 @@ from vrestore.pipeline.degrade.degradations import DegradationSpec
 from vrestore.pipeline.degrade.degrade_videos import DegradeConfig, degrade_videos, mask_path, output_path
 from vrestore.pipeline.evaluation.niqe import niqe, sample_indices
 from vrestore.pipeline.evaluation.pictures import side_by_side, write_png
-from vrestore.pipeline.inference.restore import Restorer
+from vrestore.pipeline.inference.restorer import Restorer
 from vrestore.pipeline.media.discover import list_source_videos
 from vrestore.pipeline.media.probe import probe_video
 from vrestore.pipeline.media.video_io import VideoWriter, read_frames

@@ -17,6 +17,7 @@ import argparse
 import itertools
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -26,7 +27,8 @@ from vrestore.pipeline.degrade.degradations import DegradationSpec
 from vrestore.pipeline.media.discover import list_source_videos
 from vrestore.pipeline.evaluation.metrics import VideoScores
 from vrestore.pipeline.media.probe import probe_video
-from vrestore.pipeline.inference.restore import FrameQueue, Restorer
+from vrestore.pipeline.inference.restorer import Restorer
+from vrestore.pipeline.inference.video_scores import FrameQueue
 from vrestore.pipeline.dataset.sample_videos import SampleConfig, make_sample_videos
 from vrestore.pipeline.media.video_io import read_frames
 
@@ -70,7 +72,7 @@ def evaluate(method, videos: list, with_ssim=True) -> dict:
                 raise RuntimeError(f"{degraded}: output and original differ in length")
             scores.add(to(y), to(c), torch.from_numpy(m[..., :1] > 127).permute(0, 3, 1, 2))
         scores.end_video()
-    return scores.result()
+    return asdict(scores.result())  # JSON-ready, the names of metrics.Scores
 
 
 def degraded_set(clean_root: Path, split, work: Path, spec, seed, limit=None) -> list:
@@ -88,7 +90,7 @@ def print_table(rows: dict) -> None:
     width = max(len(k) for k in rows)
     print(f"{'method':<{width}}  {'PSNR':>6}  {'SSIM':>6}  {'PSNR boxes':>10}  {'PSNR outside':>12}  {'temporal PSNR':>13}")
     for name, r in rows.items():
-        print(f"{name:<{width}}  {r['psnr']:6.2f}  {r['ssim']:6.4f}  {r['psnr_inside_boxes']:10.2f}  {r['psnr_outside_boxes']:12.2f}"
+        print(f"{name:<{width}}  {r['psnr']:6.2f}  {r['ssim']:6.4f}  {r['psnr_boxes']:10.2f}  {r['psnr_outside']:12.2f}"
               f"  {r['temporal_psnr']:13.2f}")
 
 

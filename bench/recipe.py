@@ -23,10 +23,10 @@ import torch
 from quality import degraded_set, evaluate  # bench/quality.py, beside this script
 from vrestore.models import GeneratorConfig, build_generator
 from vrestore.pipeline.degrade.degradations import DegradationSpec
-from vrestore.pipeline.inference.restore import Restorer
+from vrestore.pipeline.inference.restorer import Restorer
 from vrestore.pipeline.dataset.sample_videos import SampleConfig, make_sample_videos
 from vrestore.models.weights import save_weights
-from vrestore.trainer.train import swing
+from vrestore.trainer.schedule import swing
 
 DEMO = ["--crop", "64", "--ngf", "16", "--ndf", "16", "--batch-size", "16", "--lr", "1e-3", "--val-every", "500", "--quiet"]
 
@@ -103,8 +103,8 @@ def main():
     print(f"{'recipe':<{width}}  {'val PSNR':>8}  |  {'test PSNR':>9}  {'SSIM':>6}  {'boxes':>6}  {'outside':>7}  {'val swing':>9}")
     for name, r in rows.items():
         t = r["test"]
-        print(f"{name:<{width}}  {r['val']['psnr']:8.2f}  |  {t['psnr']:9.2f}  {t['ssim']:6.4f}  {t['psnr_inside_boxes']:6.2f}  "
-              f"{t['psnr_outside_boxes']:7.2f}  {r['swing_last_third']:7.2f} dB")
+        print(f"{name:<{width}}  {r['val']['psnr']:8.2f}  |  {t['psnr']:9.2f}  {t['ssim']:6.4f}  {t['psnr_boxes']:6.2f}  "
+              f"{t['psnr_outside']:7.2f}  {r['swing_last_third']:7.2f} dB")
     (args.work / "recipe.json").write_text(json.dumps({"minutes": args.minutes, "rows": rows}, indent=1) + "\n")
 
 

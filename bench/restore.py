@@ -19,7 +19,8 @@ import torch
 
 from vrestore.models import GeneratorConfig, build_generator
 from vrestore.pipeline.media.probe import probe_video
-from vrestore.pipeline.inference.restore import Restorer, restore_video
+from vrestore.pipeline.inference.restore_video import restore_video
+from vrestore.pipeline.inference.restorer import Restorer
 from vrestore.pipeline.media.video_io import VideoWriter, read_frames
 from vrestore.models.weights import save_weights
 

@@ -16,7 +16,8 @@ from vrestore.pipeline.inference.frame_windows import sliding_windows
 from vrestore.pipeline.neighbours import window_indices
 from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
 from vrestore.pipeline.evaluation.metrics import temporal_squared_error
-from vrestore.pipeline.inference.restore import RestoreConfig, Restorer, restore_videos
+from vrestore.pipeline.inference.restore import RestoreConfig, restore_videos
+from vrestore.pipeline.inference.restorer import Restorer
 from vrestore.pipeline.media.video_io import VideoWriter
 from vrestore.models.weights import load_network, save_weights, weights_payload
 from test_restore import decode, make_video
@@ -270,7 +271,7 @@ def test_restores_all_row_is_bench_qualitys_figure(sample_tree, tmp_path):
     from pathlib import Path
 
     from vrestore.pipeline.degrade.degrade_videos import mask_path
-    from vrestore.pipeline.inference.restore import Restorer, overall
+    from vrestore.pipeline.inference.report import overall
     from vrestore.pipeline.media.video_io import read_frames
 
     spec = importlib.util.spec_from_file_location("bench_quality", Path(__file__).parents[1] / "bench" / "quality.py")
@@ -283,8 +284,8 @@ def test_restores_all_row_is_bench_qualitys_figure(sample_tree, tmp_path):
     videos = [(clean / r.video, tmp_path / "deg" / r.video, mask_path(tmp_path / "deg" / r.video)) for r in result.videos]
     bench = quality.evaluate(("generator", Restorer(tmp_path / "g.pth", "cpu")), videos)
     assert row["frames"] == bench["frames"] == sum(r.frames for r in result.videos)
-    for ours, theirs in (("psnr_restored", "psnr"), ("ssim_restored", "ssim"), ("psnr_boxes_restored", "psnr_inside_boxes"),
-                         ("psnr_outside_restored", "psnr_outside_boxes"), ("temporal_psnr_restored", "temporal_psnr")):
+    for ours, theirs in (("psnr_restored", "psnr"), ("ssim_restored", "ssim"), ("psnr_boxes_restored", "psnr_boxes"),
+                         ("psnr_outside_restored", "psnr_outside"), ("temporal_psnr_restored", "temporal_psnr")):
         assert row[ours] == pytest.approx(bench[theirs], abs=1e-6), ours  # SSIM runs in float32, over other batch sizes
     # whole-frame PSNR: the mean over all frames, from the outputs on disk, computed here with numpy
     per_frame = []

@@ -8,7 +8,7 @@ from test_export import ARCHS, tiny_generator
 from vrestore.models import pad_to_multiple
 from vrestore.models.nafnet import temporal_shift
 from vrestore.models.weights import load_network, save_weights
-from vrestore.pipeline.inference.restore import Restorer
+from vrestore.pipeline.inference.restorer import Restorer
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))

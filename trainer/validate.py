@@ -13,7 +13,7 @@ import torch
 
 from vrestore.models import centre_frame, pad_to_multiple
 from vrestore.pipeline.degrade.degradations import DegradationSpec, add_boxes, degrade
-from vrestore.pipeline.evaluation.metrics import box_squared_errors, pooled_psnr, psnr, ssim, to_255
+from vrestore.pipeline.evaluation.metrics import VideoScores, psnr, ssim, to_255
 from vrestore.pipeline.evaluation.pictures import hwc_uint8
 from vrestore.pipeline.dataset.shard_set import ShardSet
 from vrestore.trainer.dali_input import first_samples
@@ -65,25 +65,24 @@ def validate(G, vset: ValidationSet, autocast, samples: int = 0):
     uint8 NHWC degraded | restored | clean for the first `samples` frames of the first frame's size."""
     was_training = G.training
     G.eval()
-    sums = torch.zeros(3, dtype=torch.float64)  # l1, psnr, ssim
-    boxes = torch.zeros(4, dtype=torch.float64)
+    scores, l1 = VideoScores(), 0.0  # the one score record restore and bench report (metrics.Scores)
     shown = [[], [], []]
     try:
         for x, c, m in zip(vset.degraded, vset.clean, vset.masks):
             padded, crop_back = pad_to_multiple(x, G.cfg.multiple)
             with autocast():
                 y = to_255(crop_back(G(padded)))
-            sums += torch.tensor([(y - c).abs().mean().item(), psnr(y, c).item(), ssim(y, c).item()], dtype=torch.float64)
-            boxes += box_squared_errors(y, c, m)
+            l1 += (y - c).abs().mean().item()
+            scores.add(y, c, m)
+            scores.end_video()  # samples are unrelated frames: no temporal pairs between them
             if len(shown[0]) < samples and c.shape == vset.clean[0].shape:
                 for column, t in zip(shown, (to_255(centre_frame(x)), y, c)):
                     column.append(hwc_uint8(t)[0])
     finally:
         G.train(was_training)
-    n = max(len(vset), 1)
-    metrics = dict(zip(("l1", "psnr", "ssim"), (sums / n).tolist())) | vset.input_metrics
-    sq_in, n_in, sq_out, n_out = boxes.tolist()
-    metrics |= {"psnr_boxes": pooled_psnr(sq_in, n_in), "psnr_outside": pooled_psnr(sq_out, n_out), "frames": len(vset)}
+    r = scores.result()
+    metrics = {"l1": l1 / max(len(vset), 1), "psnr": r.psnr, "ssim": r.ssim} | vset.input_metrics
+    metrics |= {"psnr_boxes": r.psnr_boxes, "psnr_outside": r.psnr_outside, "frames": len(vset)}
     columns = [np.stack(col) for col in shown] if shown[0] else None
     return metrics, columns
 

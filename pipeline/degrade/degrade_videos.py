@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from vrestore.pipeline.atomic import remove_dead_temp_files, temp_path_for
-from vrestore.pipeline.cluster import ray_engine
+from vrestore.pipeline.cluster.jobs import run_jobs
 from vrestore.pipeline.cluster.ray_engine import check_engine
 from vrestore.pipeline.degrade.degradations import DegradationSpec, add_boxes, degrade
 from vrestore.pipeline.degrade.real_world import PRESETS, RealSpec, damage_codec, draw, frame_damage
@@ -166,34 +166,15 @@ def degrade_videos(cfg: DegradeConfig) -> DegradeResult:
         else:
             jobs.append(DegradeJob(rel, root / rel, names[rel], cfg.spec, video_seed(cfg.seed, rel), cfg.codec, cfg.save_masks, cfg.batch_size,
                                   cfg.real if cfg.preset == "real" else None))
-    outcomes = {}
-    if cfg.engine == "local":
-        bar = tqdm(total=len(jobs), unit="video", disable=not cfg.progress, dynamic_ncols=True)
-        frames = [0]
-
-        def count(n):
-            frames[0] += n
-            bar.set_postfix(frames=frames[0], refresh=False)
-        for i, job in enumerate(jobs):
-            outcomes[i] = degrade_job(None, job, count)
-            bar.update(1)
-        bar.close()
-    elif jobs:
-        started = ray_engine.connect(cfg.ray_address, num_cpus=ray_engine.local_cpu_count())
-        try:
-            slots = ray_engine.worker_slots("cpu", cfg.ray_workers)  # torch ops on the CPU, as the local engine runs them
-            sent = [ray_engine.absolute_paths(job) for job in jobs]
-            frames_of = lambda outcome: outcome[1] if outcome[0] == "done" else 0
-            for i, outcome in ray_engine.map_videos(sent, _no_state, degrade_job, slots, frames_of, "degrade", cfg.progress):
-                outcomes[i] = outcome
-        finally:
-            ray_engine.shutdown(started)
+    frames_of = lambda outcome: outcome[1] if outcome[0] == "done" else 0
+    # torch ops on the CPU on either engine, as the local engine runs them
+    outcomes = run_jobs(jobs, _no_state, degrade_job, frames_of, "degrade", cfg.engine, "cpu", cfg.ray_address, cfg.ray_workers,
+                        cfg.progress)
     say = tqdm.write if cfg.progress else (lambda line: None)  # --quiet: the summary alone
     for i, job in enumerate(jobs):  # in input order, whichever engine ran them
         outcome = outcomes[i]
-        if outcome[0] == "failed":
+        if outcome[0] == "failed":  # its line was printed as it failed
             result.failed.append((job.rel, outcome[1]))
-            say(f"failed: {job.rel}: {outcome[1]}")
             continue
         result.done.append((job.rel, outcome[1]))
         if outcome[2]:

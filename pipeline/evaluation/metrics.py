@@ -7,6 +7,8 @@ temporal form). Inputs are float tensors on the 0..255 scale, NCHW, already roun
 all frames of all videos.
 """
 import math
+from dataclasses import asdict, dataclass
+from typing import Optional
 
 import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
@@ -84,6 +86,23 @@ DEFINITIONS = {
 }
 
 
+@dataclass
+class Scores:
+    """The one record of a method's figures against the originals (DEFINITIONS says what each
+    is): VideoScores makes it; restore's rows and report, the gallery, validation and bench read
+    it by these names. None: not measured (no SSIM asked for, no masks, one frame)."""
+    psnr: float
+    ssim: Optional[float]
+    psnr_boxes: Optional[float]
+    psnr_outside: Optional[float]
+    temporal_psnr: Optional[float]
+    frames: int
+
+    def named(self, which: str) -> dict:
+        """{"psnr_<which>": ..., ...}: the figures as a report row's columns (frames left out)."""
+        return {f"{k}_{which}": v for k, v in asdict(self).items() if k != "frames"}
+
+
 class VideoScores:
     """One method's output against the originals over many frames of many videos: mean per-frame
     PSNR and SSIM; PSNR pooled inside and outside the boxes (when masks are given); temporal
@@ -129,9 +148,8 @@ class VideoScores:
             total.temporal += torch.tensor(p["temporal"], dtype=torch.float64)
         return total
 
-    def result(self) -> dict:
+    def result(self) -> Scores:
         n = max(self.frames, 1)
         sq_in, n_in, sq_out, n_out = self.boxes.tolist()
-        return {"psnr": self.psnr / n, "ssim": self.ssim / n if self.with_ssim else None,
-                "psnr_inside_boxes": pooled_psnr(sq_in, n_in), "psnr_outside_boxes": pooled_psnr(sq_out, n_out),
-                "temporal_psnr": pooled_psnr(*self.temporal.tolist()), "frames": self.frames}
+        return Scores(psnr=self.psnr / n, ssim=self.ssim / n if self.with_ssim else None, psnr_boxes=pooled_psnr(sq_in, n_in),
+                      psnr_outside=pooled_psnr(sq_out, n_out), temporal_psnr=pooled_psnr(*self.temporal.tolist()), frames=self.frames)

@@ -8,13 +8,14 @@ pixel count, so that figure times H x W is one window's peak; the budget divided
 windows per forward pass, and when not even one fits, the largest tile side that does.
 Not counted: decoding and encoding buffers (a few frames each) and the weights themselves.
 """
-import os
 from typing import Optional
 
 import torch
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
+
+from vrestore.pipeline.limits import memory_free
 
 AUTO_FRACTION = 0.5  # the automatic budget: this share of the memory available when restore starts
 PROBE_SIDE_MULTIPLES = 4  # the probe frame is this many times the generator's multiple on a side
@@ -59,23 +60,19 @@ def bytes_per_pixel(forward, channels: int, multiple: int, device: torch.device)
 
 
 def available_bytes(device: torch.device) -> int:
-    """Memory free for restore now: the GPU's free memory, or the machine's MemAvailable."""
+    """Memory free for restore now: the GPU's free memory, or what this job may still use (the
+    host's MemAvailable, or its cgroup's room when lower: limits.memory_free)."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    return memory_free()
 
 
-def budget_bytes(device: torch.device, max_memory_gib: Optional[float]) -> int:
+def budget_bytes(device: torch.device, max_memory_gib: Optional[float], share: int = 1) -> int:
+    """--max-memory, else AUTO_FRACTION of what is free, split over `share` workers that draw on
+    the same memory (Ray's CPU actors on one node)."""
     if max_memory_gib is not None:
         return int(max_memory_gib * 2**30)
-    return int(AUTO_FRACTION * available_bytes(device))
+    return int(AUTO_FRACTION * available_bytes(device) / max(1, share))
 
 
 def windows_per_pass(per_pixel: float, height: int, width: int, budget: int) -> int:

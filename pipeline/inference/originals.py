@@ -1,0 +1,56 @@
+"""Which original (and which occlusion mask) belongs to an input video, and whether the two can be
+compared frame for frame."""
+from pathlib import Path
+from typing import Optional
+
+from vrestore.pipeline.media.discover import VIDEO_EXTENSIONS
+
+
+def original_names(rel: str) -> list:
+    """The relative names (without extension) an input's original may have: its own, dots
+    included (`scene.v2.avi` -> `scene.v2`, never `scene`), then the name `vrestore degrade` gave
+    to one of several same-stem inputs (`a_mp4.avi` -> `a.mp4`, see discover.output_names)."""
+    stem = rel[: -len(Path(rel).suffix)] if Path(rel).suffix else rel
+    names = [(stem, VIDEO_EXTENSIONS)]
+    base, _, ext = stem.rpartition("_")
+    if base and f".{ext}" in VIDEO_EXTENSIONS:
+        names.append((base, (f".{ext}",)))
+    return names
+
+
+def find_original(originals: Path, rel: str) -> Optional[Path]:
+    """A file is the original of a single input; in a folder, the same relative name (any video
+    extension) wins, then a unique file name anywhere below with that name."""
+    if originals.is_file():
+        return originals
+    for stem, exts in original_names(rel):
+        for ext in exts:
+            if (p := originals / f"{stem}{ext}").is_file():
+                return p
+    for stem, exts in original_names(rel):
+        name = Path(stem).name
+        matches = [p for p in originals.rglob("*") if p.is_file() and p.name in {f"{name}{e}" for e in exts}]
+        if len(matches) == 1:
+            return matches[0]
+    return None
+
+
+def is_mask(path: Path) -> bool:
+    """A NAME_mask.ext beside NAME.ext (see mask_beside) is not a video to restore."""
+    return path.stem.endswith("_mask") and any(path.with_name(path.stem[: -len("_mask")] + e).exists() for e in VIDEO_EXTENSIONS)
+
+
+def mask_beside(src: Path) -> Optional[Path]:
+    """`vrestore degrade --save-masks` writes NAME_mask.EXT beside NAME.EXT: 255 inside the boxes."""
+    for ext in VIDEO_EXTENSIONS:
+        if (p := src.with_name(f"{src.stem}_mask{ext}")).is_file():
+            return p
+    return None
+
+
+def pair_check(info, original_info) -> Optional[str]:
+    if (info.width, info.height) != (original_info.width, original_info.height):
+        return f"size {info.width}x{info.height} but original {original_info.width}x{original_info.height}"
+    if info.fps != original_info.fps:
+        return f"{float(info.fps):g} fps but original {float(original_info.fps):g} fps"
+    return None
