@@ -40,8 +40,10 @@ def read_weights(path, kind: str) -> dict:
     path = Path(path)
     if path.is_dir():
         raise WeightsError(f"{path}: is a folder; give the {kind}.pth file in it")
-    if not path.is_file():
+    if not path.exists():
         raise WeightsError(f"{path}: no such file")
+    if not path.is_file():
+        raise WeightsError(f"{path}: not a regular file (a device or pipe), not a weights file")
     if path.stat().st_size == 0:
         raise WeightsError(f"{path}: empty file (0 bytes), not a weights file")
     try:
@@ -67,4 +69,7 @@ def load_network(path, kind: str = "generator"):
         net.load_state_dict(payload["state_dict"])
     except (TypeError, ValueError, RuntimeError) as e:
         raise WeightsError(f"{path}: weights do not fit the architecture they name ({first_line(e)})") from None
+    for name, t in net.state_dict().items():  # a corrupted file can still unpickle; NaN weights restore nothing
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise WeightsError(f"{path}: {name} holds NaN or infinite values (a corrupted or diverged file)")
     return net

@@ -1,22 +1,43 @@
 """Write files under a temporary name and rename them, so a crash never leaves a half-written
 file under its real name."""
+import functools
+import glob
 import hashlib
 import json
 import os
+import re
+import socket
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Optional
 
-TMP_MARK = ".tmp-"
-
-
+TMP_MARK = ".vrestore-tmp-"  # only this tool writes names with this marker; cleanup touches nothing else
 NAME_MAX = 255  # bytes in one file name on ext4, xfs, btrfs, APFS
+# NAME.vrestore-tmp-<host>-<pid>: <host> tells this machine's processes from another's on a shared disk
+TEMP_NAME = re.compile(re.escape(TMP_MARK) + r"(?P<host>[0-9a-f]{10})-(?P<pid>\d+)$")
+
+
+@functools.cache
+def host_token() -> str:
+    """Ten hex digits naming this host and PID namespace: two machines (or two containers on
+    one, each with its own process table) never share one, so a PID is only ever judged dead by
+    a process that could see it alive."""
+    try:
+        pid_ns = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        pid_ns = 0
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = ""
+    return hashlib.sha1(f"{socket.gethostname()}/{boot}/{pid_ns}".encode()).hexdigest()[:10]
 
 
 def temp_path_for(path: Path) -> Path:
-    """PATH.tmp-PID beside PATH. The pid keeps two processes (e.g. two nodes on a shared disk)
-    from sharing a temp file. A name too long for the suffix is shortened, with a hash of the
-    whole name so two long names never share a temp file."""
-    suffix = f"{TMP_MARK}{os.getpid()}"
+    """PATH.vrestore-tmp-HOST-PID beside PATH: host and pid keep two processes (on one machine
+    or on two nodes sharing a disk) from ever sharing a temp file. A name too long for the suffix
+    is shortened, with a hash of the whole name so two long names never share a temp file."""
+    suffix = f"{TMP_MARK}{host_token()}-{os.getpid()}"
     name = path.name
     if len((name + suffix).encode()) > NAME_MAX:
         digest = hashlib.sha1(name.encode()).hexdigest()[:12]
@@ -51,15 +72,33 @@ def naming(path):
         raise
 
 
+def fsync_path(path: Path) -> None:
+    """Flush a file's (or a folder's: its entries, i.e. a rename) data to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
-def atomic_path(path):
-    """Yield a temporary path to write; rename it onto `path` only if the block succeeds."""
+def atomic_path(path, durable: bool = False, keep_previous: Optional[Path] = None):
+    """Yield a temporary path to write; rename it onto `path` only if the block succeeds.
+    durable: the file and then its folder are fsynced, so after a power cut the new name holds
+    the whole new file (or the rename never happened). keep_previous: the file `path` held is
+    first renamed there, so a reader finds a complete older one even if the new one is lost."""
     path = Path(path)
     tmp = temp_path_for(path)
     try:
         with naming(path):
             yield tmp
+            if durable:
+                fsync_path(tmp)
+            if keep_previous is not None and path.exists():
+                os.replace(path, keep_previous)
             os.replace(tmp, path)
+            if durable:
+                fsync_path(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -70,13 +109,11 @@ def write_json_atomic(path, obj) -> None:
         tmp.write_text(json.dumps(obj, indent=1) + "\n")
 
 
-def remove_stale_temp_files(folder: Path, stem_prefix: str) -> int:
-    """Delete temp files an interrupted run left behind; returns how many."""
-    removed = 0
-    for p in folder.glob(f"{stem_prefix}*{TMP_MARK}*"):
-        p.unlink()
-        removed += 1
-    return removed
+def ours_and_dead(p: Path) -> bool:
+    """A temp file this tool wrote, on this host, whose process is gone. Another host's files
+    are never judged: its PIDs mean nothing here."""
+    m = TEMP_NAME.search(p.name)
+    return bool(m) and m["host"] == host_token() and not pid_alive(int(m["pid"]))
 
 
 def pid_alive(pid: int) -> bool:
@@ -89,15 +126,51 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_dead_temp_files(folder: Path) -> int:
-    """Delete, below `folder`, the temp files of processes that no longer run (a run killed
-    before it could clean up); another live run's files are left alone. Returns how many."""
+def remove_dead_temp_files(folder: Path, prefix: str = "") -> int:
+    """Delete, in `folder` and below, the temp files (names starting with `prefix`) of this
+    host's processes that no longer run (a run killed before it could clean up). A live run's
+    files, another host's, and anything without this tool's marker are left alone."""
     removed = 0
     if not Path(folder).is_dir():
         return 0
-    for p in Path(folder).rglob(f"*{TMP_MARK}*"):
-        pid = p.name.rsplit(TMP_MARK, 1)[1]
-        if p.is_file() and pid.isdigit() and not pid_alive(int(pid)):
+    for p in Path(folder).rglob(f"{glob.escape(prefix)}*{TMP_MARK}*"):
+        if p.is_file() and not p.is_symlink() and ours_and_dead(p):
             p.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+class Busy(ValueError):
+    pass
+
+
+@contextmanager
+def exclusive(lock: Path, what: str):
+    """Hold `lock` (created with O_EXCL, naming this host and process) for the block, so a second
+    run into the same place stops at once with one line instead of interleaving its files.
+    A lock left by a dead process of this host is taken over; another host's is respected."""
+    lock = Path(lock)
+    mine = f"{host_token()} {os.getpid()}\n"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            break
+        except FileExistsError:
+            try:
+                host, pid = lock.read_text().split()
+            except (OSError, ValueError):
+                host, pid = "", "0"
+            if host == host_token() and pid.isdigit() and not pid_alive(int(pid)):
+                lock.unlink(missing_ok=True)  # a killed run's; ours to take
+                continue
+            where = "this machine" if host == host_token() else "another machine"
+            raise Busy(f"{what}: another run (process {pid} on {where}) is writing there; wait for it, or remove {lock} "
+                       f"if it is gone") from None
+    else:
+        raise Busy(f"{what}: could not take {lock}")
+    try:
+        os.write(fd, mine.encode())
+        os.close(fd)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)

@@ -66,51 +66,33 @@ def test_graphed_step_matches_the_eager_step_and_skips_alike():
 
 
 @pytest.mark.parametrize("graphed", [False, True])
-@pytest.mark.parametrize("shape_on", ["cpu", "cuda"])
-def test_the_trainer_loops_per_step_work_never_syncs(graphed, shape_on):
-    """Everything the training loop does per step besides reading DALI: the batch assembled from
-    DALI's outputs (boxes drawn in torch; the frame shapes arrive on the host or the device
-    depending on DALI's placement), the learning rate set, the step, the EMA update, the losses
-    counted. A sync anywhere here would make the host wait for each step before preparing the
-    next; the loop's only sync is its loss readout every --log-every steps."""
+def test_the_trainers_own_loop_never_syncs_between_loss_readouts(graphed, sample_tree, tmp_path):
+    """The trainer's loop itself (trainer.train, DALI on the GPU, boxes in torch, lr, step, EMA,
+    loss meter, the agreed clock), watched through its on_step hook: from step 6 to step 12 CUDA's
+    sync debug mode is "error", so any device-to-host wait in that stretch raises and fails the
+    run. The loop's only sync is its loss readout every --log-every steps (100 here)."""
     pytest.importorskip("nvidia.dali")  # trainer.dali_input imports it (a GPU machine may lack it)
-    from vrestore.pipeline.degrade.degradations import DegradationSpec
-    from vrestore.trainer.dali_input import assemble_batch
-    from vrestore.trainer.ema import GeneratorEMA
-    from vrestore.trainer.pix2pix_step import GraphedStep
-    from vrestore.trainer.train import LossMeter
+    from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
+    from vrestore.trainer.config import TrainConfig
+    from vrestore.trainer.train import LoopHooks, train
 
-    device = torch.device("cuda")
-    G = build_generator(GeneratorConfig(ngf=8, depth=5, frames=3)).to(device, memory_format=torch.channels_last)
-    D = build_discriminator(DiscriminatorConfig(ndf=8)).to(device, memory_format=torch.channels_last)
-    model = Pix2Pix(G, D, D, make_adam(G.parameters(), 2e-4, 0.5, graphed), make_adam(D.parameters(), 2e-4, 0.5, graphed),
-                    torch.amp.GradScaler("cuda", enabled=False), GANLoss().to(device), 100.0, device, torch.bfloat16)
-    optimize = GraphedStep(model, warmup=2).optimize if graphed else model.optimize
-    ema, meter = GeneratorEMA(G, 0.999), LossMeter(device)
-    boxes = torch.Generator(device=device).manual_seed(0)
-    shapes = torch.tensor([[240, 320, 3]] * 4, dtype=torch.int32, device=shape_on)  # made here: a host-to-device tensor syncs
+    shards = tmp_path / "shards"
+    make_shards(ShardConfig(sample_tree, shards, limit=2, clip_len=3, progress=False, workers=2))
+    watched = []
 
-    def dali_like_batch():
-        out = {"clean": torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8, device=device),
-               "degraded": torch.randint(0, 256, (4, 3, 32, 32, 3), dtype=torch.uint8, device=device)}
-        out["frame_shape"] = shapes.clone()
-        return out
+    def on_step(rank, step):
+        if step == 6:
+            torch.cuda.synchronize()
+            torch.cuda.set_sync_debug_mode("error")
+        elif step == 12:
+            torch.cuda.set_sync_debug_mode(0)
+        watched.append(step)
 
-    def iteration(step):
-        batch = assemble_batch(dali_like_batch(), 3, DegradationSpec(), boxes, device)
-        model.set_lr(2e-4 * (1 - step / 100))
-        losses, skipped = optimize(batch)
-        ema.update(step)
-        meter.add(losses, 4, skipped)
-
-    for step in range(1, 5):  # warm-up, capture, first EMA copy, pinned-memory pool
-        iteration(step)
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
+    cfg = TrainConfig(shards=shards, out=tmp_path / "run", device="cuda", amp="bf16", cuda_graphs=graphed, max_steps=14,
+                      log_every=100, val_interval=1e6, save_every_minutes=0, crop=32, ngf=8, ndf=8, batch_size=4, val_frames=2,
+                      samples=2, num_threads=1, progress=False)
     try:
-        for step in range(5, 10):
-            iteration(step)
+        result = train(cfg, LoopHooks(on_step=on_step))
     finally:
         torch.cuda.set_sync_debug_mode(0)
-    named, _ = meter.read()
-    assert meter.skipped == 0 and all(v == v for v in named.values())
+    assert result.step == 14 and {6, 11} <= set(watched) and result.skipped_steps == 0

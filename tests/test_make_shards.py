@@ -15,6 +15,7 @@ import webdataset as wds
 from PIL import Image
 
 from conftest import count_frames, videos_in
+from vrestore.pipeline.atomic import TMP_MARK
 from vrestore.pipeline.media.discover import SourceError
 from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
 
@@ -216,7 +217,7 @@ def test_interrupted_run_resumes_to_the_same_shards_writing_nothing_twice(sample
     with pytest.raises(Interrupt):
         make_shards(ShardConfig(sample_tree, out, progress=False, workers=2, **settings), on_shard=stop_after_three)
     assert not (out / "manifest.json").exists()
-    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+    assert not [p for p in out.iterdir() if TMP_MARK in p.name]
     kept = {name: (out / name).stat().st_mtime_ns for name in closed}
     rewritten = []
     result = make_shards(ShardConfig(sample_tree, out, progress=False, workers=2, **settings), on_shard=lambda i: rewritten.append(i.tar))
@@ -247,7 +248,7 @@ def test_killed_run_leaves_no_truncated_shard_and_resumes(sample_tree, tmp_path)
     r = run_cli(sample_tree, out, *settings)
     assert r.returncode == 0, r.stderr
     assert "resumed" in r.stdout
-    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+    assert not [p for p in out.iterdir() if TMP_MARK in p.name]
     assert shard_bytes(out) == shard_bytes(tmp_path / "whole")
 
 

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from conftest import count_frames
+from vrestore.pipeline.atomic import TMP_MARK, host_token
 from vrestore.pipeline.degrade.degradations import DegradationSpec, blur
 from vrestore.pipeline.media.discover import find_videos, output_names, with_unique_ids
 from vrestore.pipeline.media.probe import probe_video
@@ -199,12 +200,12 @@ def test_sigterm_leaves_no_temp_file_and_exits_130(command, weights, tmp_path):
     clip(src / "long.avi", seconds=40, rate=25, size="320x240")
     out = tmp_path / "out"
     out.mkdir()
-    stale = out / "long.avi.tmp-999999999"  # a dead process's leftover: removed by the next run
+    stale = out / f"long.avi{TMP_MARK}{host_token()}-999999999"  # a dead process's leftover: removed by the next run
     stale.write_bytes(b"x")
     args = [src, out, "--quiet"] if command == "degrade" else [src, "--weights", weights, "--output-dir", out, "--quiet"]
     proc = subprocess.Popen([str(BIN / "vrestore"), command, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not [p for p in out.glob("long.avi.tmp-*") if p != stale] and time.monotonic() < deadline:
+    while not [p for p in out.glob(f"long.avi{TMP_MARK}*") if p != stale] and time.monotonic() < deadline:
         time.sleep(0.1)  # wait until it is writing
     assert not stale.exists(), "the dead process's temp file was not removed"
     time.sleep(0.5)
@@ -237,7 +238,7 @@ def test_ctrl_c_in_make_shards_exits_130_without_noise(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Exception ignored" not in err and "Traceback" not in err, err
-    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+    assert not [p for p in out.iterdir() if TMP_MARK in p.name]
 
 
 def one_line_error(r, *words):

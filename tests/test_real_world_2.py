@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from test_real_world import BIN, clip, ffmpeg, run, tree_hashes
+from vrestore.pipeline.atomic import TMP_MARK
 from vrestore.models import GeneratorConfig, build_generator
 from vrestore.models.weights import save_weights
 
@@ -132,7 +133,7 @@ def test_names_as_long_as_the_file_system_allows(tmp_path, weights):
     assert r.returncode == 0 and (tmp_path / "deg" / name).is_file(), r.stdout + r.stderr
     r = run("vrestore", "restore", tmp_path / "deg", "--weights", weights, "--output-dir", tmp_path / "out", "--quiet")
     assert r.returncode == 0 and (tmp_path / "out" / name).is_file(), r.stdout + r.stderr
-    assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name]
+    assert not [p for p in tmp_path.rglob("*") if TMP_MARK in p.name]
 
 
 @pytest.mark.slow
@@ -253,7 +254,7 @@ def test_make_shards_on_a_full_disk_is_one_line_and_leaves_nothing_partial(tmp_p
     rc, lines, left, disk = on_small_disk(tmp_path, 200, "make-shards", src, tmp_path / "disk" / "shards", "--quiet",
                                           "--workers", "1", "--format", "png")
     assert rc == 1 and len(lines) == 1 and "No space left on device" in lines[0] and str(disk) in lines[0], lines
-    assert not [n for n in left if ".tmp-" in n], left
+    assert not [n for n in left if TMP_MARK in n], left
     assert tree_hashes(src) == before
 
 
@@ -266,7 +267,7 @@ def test_train_save_on_a_full_disk_is_one_line(sample_shards, tmp_path):
     errors = [ln for ln in lines if ln.startswith("error: ")]
     assert rc == 1 and lines[-1] == errors[-1] and len(errors) == 1 and "Traceback" not in "\n".join(lines), lines
     assert "No space left on device" in errors[0] and str(disk) in errors[0], lines
-    assert not [n for n in left if ".tmp-" in n], left
+    assert not [n for n in left if TMP_MARK in n], left
 
 
 @pytest.mark.slow

@@ -19,7 +19,8 @@ from vrestore.trainer.pix2pix_step import Pix2Pix, load_adam_state, make_adam, s
 from vrestore.pipeline.degrade.degradations import DegradationSpec
 from vrestore.pipeline.dataset.shard_set import load_shard_set
 from vrestore.trainer.ema import GeneratorEMA
-from vrestore.trainer.train import lr_at, progress, train
+from vrestore.trainer.schedule import lr_at, progress
+from vrestore.trainer.train import train
 from vrestore.trainer.validate import validate, validation_set
 
 TINY = dict(crop=32, ngf=4, ndf=4, batch_size=4, val_frames=2, samples=2, num_threads=1, progress=False)

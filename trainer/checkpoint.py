@@ -3,9 +3,12 @@
 Both networks and the generator's EMA, both optimisers, the GradScaler, epoch and step (the lr
 schedule is a function of them), the best validation so far, and per rank: the torch RNGs
 (dropout) and the input stream's position and RNGs. Plain types and tensors only, so it loads
-with `weights_only=True`. Written to a temporary name and renamed; `generator.pth` /
+with `weights_only=True`. Written to a temporary name, fsynced and renamed, the previous one
+kept as `checkpoint.prev.pt` until the new one is complete: a checkpoint torn by a crash (or a
+disk that lied) resumes from the one before, with a one-line warning. `generator.pth` /
 `discriminator.pth` are written beside it at the same moments.
 """
+import sys
 from pathlib import Path
 
 import torch
@@ -14,6 +17,8 @@ from vrestore.pipeline.atomic import atomic_path
 from vrestore.models.weights import first_line, save_weights
 
 CHECKPOINT = "checkpoint.pt"
+PREVIOUS = "checkpoint.prev.pt"
+LOCK = ".vrestore-train.lock"  # held by the run writing into --out
 FORMAT = 2  # 2: the generator's EMA and the best validation
 
 
@@ -48,7 +53,7 @@ def save_checkpoint(out: Path, G, D, ema, opt_G, opt_D, scaler, epoch: int, step
         "ranks": ranks,
         "config": config,
     }
-    with atomic_path(out / CHECKPOINT) as tmp:
+    with atomic_path(out / CHECKPOINT, durable=True, keep_previous=out / PREVIOUS) as tmp:
         torch.save(state, tmp)
     write_weights(out / "generator.pth", ema.module if ema else G)
     write_weights(out / "discriminator.pth", D)
@@ -56,18 +61,36 @@ def save_checkpoint(out: Path, G, D, ema, opt_G, opt_D, scaler, epoch: int, step
 
 def write_weights(path: Path, net) -> None:
     """A weights file (models/weights.py) under a temporary name, renamed when complete."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, durable=True) as tmp:
         save_weights(tmp, net)
 
 
-def load_checkpoint(out: Path) -> dict:
-    path = Path(out) / CHECKPOINT
-    if not path.is_file():
-        raise FileNotFoundError(f"--resume: no {CHECKPOINT} in {out}")
+def read_checkpoint(path: Path) -> dict:
+    """One checkpoint file, checked whole: loadable, of our format, every float tensor finite
+    (a corrupted middle can still unpickle; NaN weights must not become generator.pth)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file: pickle/zip errors of many kinds
-        raise ValueError(f"{path}: unreadable checkpoint ({first_line(e)}); --overwrite starts over") from None
+        raise ValueError(f"{path}: unreadable checkpoint ({first_line(e)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path}: not a checkpoint of format {FORMAT}")
+    for key in ("G", "D", "G_ema"):
+        for name, t in (state.get(key) or {}).items():
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all():
+                raise ValueError(f"{path}: {key}.{name} holds NaN or infinite values (a corrupted file)")
     return state
+
+
+def load_checkpoint(out: Path) -> dict:
+    """The latest checkpoint in `out`; if it is missing or torn, the previous one, with a warning."""
+    path, previous = Path(out) / CHECKPOINT, Path(out) / PREVIOUS
+    if not path.is_file() and not previous.is_file():
+        raise FileNotFoundError(f"--resume: no {CHECKPOINT} in {out}")
+    try:
+        return read_checkpoint(path) if path.is_file() else read_checkpoint(previous)
+    except ValueError as e:
+        if not previous.is_file() or not path.is_file():
+            raise ValueError(f"{e}; --overwrite starts over") from None
+        state = read_checkpoint(previous)
+        print(f"warning: {e}; resuming from the previous checkpoint {previous} (step {state['step']})", file=sys.stderr)
+        return state

@@ -62,6 +62,7 @@ class TrainConfig:
     seed: int = 0
     val_every: Optional[int] = None  # also validate (and save) every N steps, besides epoch ends
     val_interval: float = 60.0  # seconds: epoch ends validate and save only if this long has passed since the last
+    save_every_minutes: float = 10.0  # also save (no validation) when this long has passed since the last save; 0: off
     val_frames: int = 16  # validation size: whole frames (fixed, with fixed degradations)
     samples: int = 8  # rows in the samples/ picture
     log_every: int = 10  # steps between loss readouts (each one is a CPU-GPU sync)
@@ -100,6 +101,7 @@ class TrainConfig:
             (self.val_frames >= 1 and self.log_every >= 1 and self.num_threads >= 1 and self.prefetch >= 1,
              "--val-frames, --log-every, --num-threads and --prefetch must be >= 1"),
             (self.val_interval >= 0, "--val-interval must be >= 0"),
+            (self.save_every_minutes >= 0, f"--save-every-minutes {self.save_every_minutes:g}: must be >= 0 (0: off)"),
             (self.max_steps is None or self.max_steps >= 1, f"--max-steps {self.max_steps}: must be >= 1"),
             (self.max_minutes is None or self.max_minutes > 0, f"--max-minutes {self.max_minutes}: must be > 0"),
             (not (self.resume and self.overwrite), "--resume and --overwrite contradict each other"),

@@ -39,6 +39,10 @@ class Dist:
 def setup(device_name: str = "auto") -> Dist:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if world_size > 1 and ":" in device_name:
+        # every rank would take that one GPU; torchrun's ranks each take their LOCAL_RANK's
+        raise ValueError(f"--device {device_name} under torchrun: each rank uses the GPU of its LOCAL_RANK; pass --device cuda "
+                         f"(and CUDA_VISIBLE_DEVICES to choose which GPUs)")
     device = resolve_device(device_name, local_rank)
     if world_size == 1:
         return Dist(device=device)
@@ -101,28 +105,32 @@ def weights_checksum(nets) -> str:
     return h.hexdigest()[:16]
 
 
-def report_failure(d: Dist, message: str) -> None:
+def report_failure(d: Dist, message: str, code: int = 1) -> None:
     """This rank failed: leave its message where the other ranks find it (the rendezvous store),
     say it, and leave at once. A normal exit would wait in destroy_process_group or atexit
     handlers while the other ranks wait in a collective for this one (up to the 30-minute
     timeout); exiting closes its connections, so their collective fails within seconds and
-    torchrun stops the rest."""
+    torchrun stops the rest. `code`: the exit status (2 for a usage error), the same on every
+    rank: a rank stopped by another's failure exits with that rank's code."""
     line = f"error: rank {d.rank}: {message}"
     try:
-        dist.distributed_c10d._get_default_store().set(ERROR_KEY, line)
+        dist.distributed_c10d._get_default_store().set(ERROR_KEY, f"{code}|{line}")
     except Exception:  # the store may be gone already; the message is still printed
         pass
     print(line, file=sys.stderr, flush=True)
     sys.stdout.flush()
-    os._exit(1)
+    os._exit(code)
 
 
-def other_rank_failure(d: Dist) -> str:
-    """The message another rank left when it failed, or ''."""
+def other_rank_failure(d: Dist) -> tuple:
+    """(message, exit code) another rank left when it failed, or ("", 0)."""
     if not d.enabled:
-        return ""
+        return "", 0
     try:
         store = dist.distributed_c10d._get_default_store()
-        return store.get(ERROR_KEY).decode() if store.check([ERROR_KEY]) else ""
+        if not store.check([ERROR_KEY]):
+            return "", 0
+        code, _, line = store.get(ERROR_KEY).decode().partition("|")
+        return line, int(code)
     except Exception:
-        return ""
+        return "", 0

@@ -5,7 +5,6 @@ fetch -> pix2pix step -> log -> (validate, save) with stop conditions agreed by 
 """
 import math
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -16,17 +15,19 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from vrestore.models import DiscriminatorConfig, GANLoss, GeneratorConfig, build_discriminator, build_generator
-from vrestore.pipeline.atomic import check_writable, write_json_atomic
+from vrestore.pipeline.atomic import check_writable, exclusive, write_json_atomic
 from vrestore.pipeline.precision import amp_dtype
 from vrestore.trainer import distributed
 from vrestore.models.weights import first_line
-from vrestore.trainer.checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state, write_weights
+from vrestore.trainer.checkpoint import CHECKPOINT, LOCK, PREVIOUS, load_checkpoint, rng_state, save_checkpoint, set_rng_state, write_weights
 from vrestore.trainer.config import TrainConfig
 from vrestore.pipeline.dataset.shard_set import load_shard_set
 from vrestore.trainer.dali_input import train_batches
 from vrestore.trainer.ema import GeneratorEMA
 from vrestore.trainer.pix2pix_step import LOSS_NAMES, GraphedStep, Pix2Pix, load_adam_state, make_adam
 from vrestore.trainer.run_log import RunLog
+from vrestore.trainer.stop_request import StopRequest
+from vrestore.trainer.schedule import describe_schedule, lr_at, progress, swing
 from vrestore.trainer.validate import format_metrics, validate, validation_set
 
 
@@ -42,56 +43,6 @@ class TrainResult:
     val: dict = field(default_factory=dict)
     skipped_steps: int = 0
     images_per_s: Optional[float] = None  # all ranks, from the first loss readout to the last step (validations and saves between included)
-
-
-class StopRequest:
-    """SIGTERM/SIGINT ask the loop to save and stop at the next step; a second SIGINT stops now."""
-
-    def __init__(self):
-        self.signal: Optional[int] = None
-        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
-
-    def _handle(self, signum, frame):
-        if self.signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signal = signum
-
-    def restore(self):
-        for s, h in self._old.items():
-            signal.signal(s, h)
-
-
-def progress(cfg: TrainConfig, step: int, schedule_steps: int, seconds: float) -> float:
-    """How far training is, 0..1: by steps of the --epochs schedule, or by this launch's clock
-    under --max-minutes, whichever is further (a time budget is where a demo or a quick run
-    ends). --max-steps only stops a run; it does not reshape the schedule, so a run stopped
-    by it and resumed continues exactly."""
-    p = step / schedule_steps
-    if cfg.max_minutes:
-        p = max(p, seconds / (cfg.max_minutes * 60))
-    return min(p, 1.0)
-
-
-def lr_at(cfg: TrainConfig, progress: float) -> float:
-    """pix2pix's 'linear' policy per step: constant, then linear to zero over the last
-    `decay_fraction` of training."""
-    if cfg.decay_fraction == 0:
-        return cfg.lr
-    return cfg.lr * min(1.0, (1.0 - progress) / cfg.decay_fraction)
-
-
-def describe_schedule(cfg: TrainConfig, schedule_steps: int) -> str:
-    if cfg.decay_fraction == 0:
-        return f"lr {cfg.lr:g} constant"
-    start = round(schedule_steps * (1 - cfg.decay_fraction))
-    clock = f" (or from minute {cfg.max_minutes * (1 - cfg.decay_fraction):g} of {cfg.max_minutes:g}, whichever comes first)" if cfg.max_minutes else ""
-    return f"lr {cfg.lr:g} until step {start}, then linear to 0 at step {schedule_steps}{clock}"
-
-
-def swing(values: list) -> float:
-    """Largest change between consecutive validations in the last third of them."""
-    tail = values[len(values) - max(2, len(values) // 3):]
-    return max((abs(b - a) for a, b in zip(tail, tail[1:])), default=0.0)
 
 
 def network_configs(cfg: TrainConfig, frames: int, preset: str = "seed"):
@@ -129,10 +80,12 @@ def training_shards(cfg: TrainConfig):
 
 def prepare_out(cfg: TrainConfig, d, frames: int, preset: str) -> Optional[dict]:
     """Refuse to train over an earlier run's checkpoint unless told; load it for --resume."""
-    has_checkpoint = (cfg.out / CHECKPOINT).is_file()
+    has_checkpoint = (cfg.out / CHECKPOINT).is_file() or (cfg.out / PREVIOUS).is_file()
     if has_checkpoint and not (cfg.resume or cfg.overwrite):
         raise ValueError(f"{cfg.out} holds a checkpoint of an earlier run; --resume continues it, --overwrite starts over")
     if not cfg.resume:
+        if d.is_main:  # else the first save would keep the earlier run's checkpoint as this run's fallback
+            (cfg.out / PREVIOUS).unlink(missing_ok=True)
         return None
     state = load_checkpoint(cfg.out)
     g, dc = network_configs(cfg, frames, preset)
@@ -159,52 +112,6 @@ def stream_state(cfg: TrainConfig, d, state: Optional[dict]) -> Optional[dict]:
     return state["ranks"][d.rank]
 
 
-def shards_from_videos(cfg: TrainConfig, d) -> tuple:
-    """--videos: make-shards into OUT/shards/train (for windows of --frames frames), and, without
-    --val-shards, a seeded --val-fraction of whole videos (whole UCF-101 groups) into
-    OUT/shards/val for validation; reusing what a previous run made there when the settings
-    match (make-shards' own resume check). Returns (train shards, validation shards or None)."""
-    # imported here: training from shards needs neither ffmpeg nor webdataset
-    from vrestore.pipeline.atomic import atomic_path
-    from vrestore.pipeline.dataset.holdout import hold_out
-    from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards, select_videos
-
-    if d.enabled:
-        raise ValueError("--videos shards in one process; under torchrun, run make-shards first and pass --shards")
-    root = cfg.out / "shards"
-    common = dict(split_file=cfg.split_file, use_first_100=cfg.use_first_100)
-    entries, _ = select_videos(ShardConfig(cfg.videos, root, **common))
-    if cfg.val_split_file:  # a validation list of its own (sample-videos' vallist01.txt): no hold-out
-        val_entries, _ = select_videos(ShardConfig(cfg.videos, root, split_file=cfg.val_split_file))
-        held = {e.rel for e in val_entries}
-        train_entries = [e for e in entries if e.rel not in held]
-    else:
-        train_entries, val_entries = hold_out(entries, 0 if cfg.val_shards else cfg.val_fraction, cfg.seed)
-    lists = {"train": train_entries, "val": val_entries}
-    made = {}
-    for name, chosen in lists.items():
-        if not chosen:
-            continue
-        out = root / name
-        out.mkdir(parents=True, exist_ok=True)
-        split = root / f"{name}_videos.txt"
-        text = "".join(f"{e.rel}\n" for e in chosen)
-        if not split.is_file() or split.read_text() != text:
-            with atomic_path(split) as tmp:
-                tmp.write_text(text)
-        result = make_shards(ShardConfig(cfg.videos, out, split_file=split, clip_len=cfg.frames or 1, progress=cfg.progress,
-                                         preset=cfg.preset or "seed", real=cfg.real))
-        m = result.manifest
-        print(("reusing " if result.already_complete else "made ") + f"{out}: {m['num_samples']} samples "
-              f"from {len(m['videos'])} videos ({len(m['skipped'])} skipped)", file=sys.stderr)
-        made[name] = out
-    if val_entries:
-        why = f"from {cfg.val_split_file}" if cfg.val_split_file else f"held out: {cfg.val_fraction:g} of the groups"
-        print(f"validation: {len(val_entries)} videos ({why}; listed in {root / 'val_videos.txt'}), none of them trained on",
-              file=sys.stderr)
-    return made["train"], made.get("val")
-
-
 @dataclass
 class LoopHooks:
     """What a caller may put into the loop (tests/entry/train_entry.py, under torchrun, gives
@@ -224,16 +131,21 @@ def train(cfg: TrainConfig, hooks: Optional[LoopHooks] = None) -> TrainResult:
             raise ValueError("--sync-bn needs GPUs: torch's SyncBatchNorm runs on CUDA tensors only")
         if cfg.cuda_graphs and (d.device.type != "cuda" or d.enabled or cfg.compile):
             raise ValueError("--cuda-graphs needs one GPU (no torchrun ranks) and no --compile")
-        if cfg.videos is not None:
-            cfg.shards, held_out = shards_from_videos(cfg, d)
-            cfg.val_shards = cfg.val_shards or held_out
-        return run(cfg, d, hooks or LoopHooks())
+        if cfg.videos is not None and cfg.shards is None:
+            raise ValueError("--videos is turned into shards by the command line (vrestore.train_data); pass --shards here")
+        if not d.is_main:
+            return run(cfg, d, hooks or LoopHooks())
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        with exclusive(cfg.out / LOCK, f"--out {cfg.out}"):  # a second run into one --out stops at once
+            return run(cfg, d, hooks or LoopHooks())
     except Exception as e:
         if d.enabled:
             # One rank's error stops every rank within seconds, each naming the rank that failed
             # first (a rank waiting in a collective for a dead peer fails with a socket error).
-            other = distributed.other_rank_failure(d)
-            distributed.report_failure(d, f"stopped: {other.removeprefix('error: ')}" if other else first_line(e))
+            other, code = distributed.other_rank_failure(d)
+            usage = isinstance(e, (ValueError, FileNotFoundError, NotADirectoryError))  # the CLI's exit 2
+            distributed.report_failure(d, f"stopped: {other.removeprefix('error: ')}" if other else first_line(e),
+                                       code if other else (2 if usage else 1))
         raise
     finally:
         distributed.teardown(d)
@@ -261,7 +173,7 @@ def build(cfg: TrainConfig, d, state: Optional[dict], mine: Optional[dict], fram
     elif d.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one crop and batch all run long: time the kernels once, keep the fastest
     ema = None
-    if cfg.ema_decay and d.is_main:
+    if cfg.ema_decay:  # on every rank: its batch-norm buffers are averaged across ranks with G's before saving
         ema = GeneratorEMA(G, cfg.ema_decay)
         if state and state.get("G_ema"):
             ema.load_state_dict(state["G_ema"])
@@ -366,8 +278,9 @@ def run(cfg: TrainConfig, d, hooks: LoopHooks) -> TrainResult:
     def end_segment(with_validation=True):
         """Validate (rank 0) and save (all ranks send their RNG and input position). After a
         signal only save: torchrun kills its workers 30 s after it."""
-        val = {}
-        distributed.average_buffers(d, [G, D])  # one network on every rank before judging and saving it
+        nonlocal last_save
+        val, last_save = {}, clock
+        distributed.average_buffers(d, [G, D] + ([ema.module] if ema else []))  # one network on every rank before judging and saving it
         if d.is_main and with_validation:
             G_eval = ema.module if ema else G  # what generator.pth holds
             val, columns = validate(G_eval, vset, model.autocast, cfg.samples)
@@ -382,7 +295,7 @@ def run(cfg: TrainConfig, d, hooks: LoopHooks) -> TrainResult:
                 note = ", best so far -> generator_best.pth"
             bar.write(f"step {step} (epoch {epoch + epoch_step / steps_per_epoch:.2f}): {format_metrics(val)} -> {picture}{note}")
         ranks = distributed.gather_to_main(d, {"rng": rng_state(d.device), "data": batches.state(),
-                                                "checksum": distributed.weights_checksum([G, D])})
+                                                "checksum": distributed.weights_checksum([G, D] + ([ema.module] if ema else []))})
         if d.is_main:
             if len({r["checksum"] for r in ranks}) > 1:
                 print(f"warning: step {step}: the ranks hold different weights ({[r['checksum'] for r in ranks]})", file=sys.stderr)
@@ -394,7 +307,7 @@ def run(cfg: TrainConfig, d, hooks: LoopHooks) -> TrainResult:
     stop, meter = StopRequest(), LossMeter(d.device)
     # This launch's seconds as all ranks agree on them (the largest of their clocks, agreed after
     # every step): the lr under --max-minutes, the time limit and validate-and-save all follow it.
-    clock, last_segment = 0.0, 0.0
+    clock, last_segment, last_save = 0.0, 0.0, 0.0
     bar = tqdm(total=total_steps, initial=step, unit="step", disable=not (cfg.progress and d.is_main), dynamic_ncols=True)
     last_val, stopped, timed, loop_end = {}, None, None, None
     try:
@@ -428,6 +341,8 @@ def run(cfg: TrainConfig, d, hooks: LoopHooks) -> TrainResult:
                 end_of_epoch = epoch_step == steps_per_epoch
                 if cfg.val_every and step % cfg.val_every == 0 and not (stopped or end_of_epoch):
                     last_val, last_segment = end_segment(), clock
+                elif cfg.save_every_minutes and clock - last_save >= 60 * cfg.save_every_minutes and not (stopped or end_of_epoch):
+                    end_segment(with_validation=False)  # a machine that dies without a signal loses at most this long
                 # At an epoch's last batch let the loop end by itself, so the input stream is
                 # saved past its epoch boundary and a resume starts the next epoch cleanly.
                 if stopped and not end_of_epoch:

@@ -5,88 +5,32 @@ reason), 2 a usage error (one line naming the option or file), 130 interrupted (
 SIGTERM; temporary files are removed on the way out).
 """
 import functools
-import os
-import signal
 import sys
 from pathlib import Path
 
 import click
 
+from vrestore.cli_options import PRESET_HELP, degradation_options, fail, one_line_errors, parse_counts, parse_size, pop_real, pop_spec, real_options
 from vrestore.models.networks import ARCHS, NORMS, TEMPORAL
-from vrestore.models.weights import WeightsError
-from vrestore.pipeline.dataset.make_shards import IMAGE_FORMATS, ShardConfig, format_summary, make_shards
-from vrestore.pipeline.dataset.manifest import ManifestError, merge_manifests
+from vrestore.pipeline.dataset.make_shards import IMAGE_FORMATS, ShardConfig, make_shards
+from vrestore.pipeline.dataset.shard_summary import format_summary
+from vrestore.pipeline.dataset.manifest import merge_manifests
 from vrestore.pipeline.dataset.shard_set import LAYOUTS
 from vrestore.pipeline.cluster.ray_engine import ENGINES, check_engine
 from vrestore.pipeline.cluster.slurm import slurm_array_part
 from vrestore.pipeline.dataset.sample_videos import SOURCES, SampleConfig, make_sample_videos
-from vrestore.pipeline.degrade.degradations import DegradationSpec
-from vrestore.pipeline.degrade.real_world import PRESETS, PROBABILITIES, RANGES, VIDEO_CODECS, RealSpec
+from vrestore.pipeline.degrade.real_world import PRESETS
 from vrestore.pipeline.inference.export import FORMATS
-from vrestore.pipeline.media.discover import SourceError
+from vrestore.pipeline.limits import cpu_count
 from vrestore.pipeline.media.video_io import CODECS
 from vrestore.pipeline.precision import AMP_MODES
 from vrestore.trainer.config import GAN_MODES
 
-# What the library raises for bad options or inputs as a whole: shown as one line, exit 2.
-USAGE_ERRORS = (ValueError, SourceError, ManifestError, WeightsError, FileNotFoundError, NotADirectoryError)
-
-
-def fail(message: str, code: int = 2):
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
-def one_line_errors(interrupted: str = "interrupted; no half-written file was left"):
-    """Usage errors as one line (exit 2); Ctrl-C and SIGTERM unwind like an exception, so every
-    `with` block removes its temporary files, and exit 130.
-
-    SIGINT is set here too: Python installs its Ctrl-C handler only when the process did not
-    inherit SIGINT as ignored, and a non-interactive shell starts its background jobs (`cmd &`)
-    with it ignored, so `kill -INT` would otherwise go unheard and the command run on."""
-    def wrap(command):
-        @functools.wraps(command)
-        def run(*args, **kwargs):
-            old = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
-            try:
-                return command(*args, **kwargs)
-            except KeyboardInterrupt:
-                fail(interrupted, 130)
-            except USAGE_ERRORS as e:
-                fail(str(e))
-            except OSError as e:  # a full disk or an I/O error once work began: one line naming the file, exit 1
-                where = f"{e.filename}: " if e.filename else ""
-                fail(f"{where}{e.strerror or e}; files written under temporary names were removed", 1)
-            finally:
-                for s, handler in old.items():
-                    signal.signal(s, handler)
-        return run
-    return wrap
-
-
-def parse_counts(ctx, param, value):
-    try:
-        counts = tuple(int(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter("expected counts like 1,1,1,2") from None
-    return counts
-
-
-def parse_size(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        w, h = (int(v) for v in value.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter("expected WxH, for example 320x240") from None
-    return (w, h)
+DISTRIBUTION = "video-restoration-gan"  # the installed package whose version --version prints
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name=DISTRIBUTION, prog_name="vrestore")
 def cli():
     """Train a pix2pix GAN that restores blurred, noisy, occluded video, and restore videos with it."""
 
@@ -97,7 +41,7 @@ def cli():
 @click.option("--groups", default=3, show_default=True, help="Groups per class: regions of a photograph, time segments of a video.")
 @click.option("--clips", default=2, show_default=True, help="Clips per group: motions over a photograph, crop windows of a wide video.")
 @click.option("--seed", default=0, show_default=True, help="Same seed, same videos.")
-@click.option("--workers", default=os.cpu_count() or 1, show_default="CPU count", help="ffmpeg processes at once.")
+@click.option("--workers", type=int, default=cpu_count, show_default="the job's CPUs: affinity and cgroup quota", help="ffmpeg processes at once.")
 @one_line_errors()
 def sample_videos_cmd(out, sources, groups, clips, seed, workers):
     """Write a small UCF-101-shaped tree of AVI clips to OUT, with train/val/test split files.
@@ -117,45 +61,8 @@ def sample_videos_cmd(out, sources, groups, clips, seed, workers):
     )
 
 
-def parse_range(ctx, param, value):
-    try:
-        low, high = (float(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: expected LOW,HIGH") from None
-    return low, high
-
-
-PRESET_HELP = ("seed: the blur, noise and boxes above; real: blur, resize, noise, JPEG, grain, fade and a real "
-               "video encoder, drawn per video (the --real-* options; README: Degradation presets).")
-
-
-def real_options(command, preset_default="seed", preset_help=PRESET_HELP):
-    """--preset and the real preset's ranges and probabilities (real_world.py), one option each."""
-    options = [click.option("--preset", type=click.Choice(PRESETS), default=preset_default, show_default=preset_default is not None,
-                            help=preset_help)]
-    for name, (low, high) in RANGES.items():
-        options.append(click.option(f"--real-{name.replace('_', '-')}", default=f"{low:g},{high:g}", show_default=True, callback=parse_range,
-                                    help=f"real: the range {name.replace('_', ' ')} is drawn from, LOW,HIGH."))
-    for name, p in PROBABILITIES.items():
-        options.append(click.option(f"--real-p-{name.replace('_', '-')}", type=float, default=p, show_default=True,
-                                    help=f"real: chance per video of {name.replace('_', ' ')}."))
-    options += [
-        click.option("--real-codecs", default=",".join(VIDEO_CODECS), show_default=True, help="real: the encoders drawn from."),
-        click.option("--real-boxes", is_flag=True, help="real: the seed's gray boxes on top (after the codec)."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def pop_real(options: dict) -> RealSpec:
-    ranges = {name: options.pop(f"real_{name}") for name in RANGES}
-    probabilities = {name: options.pop(f"real_p_{name}") for name in PROBABILITIES}
-    codecs = tuple(c for c in options.pop("real_codecs").split(",") if c)
-    return RealSpec(ranges, probabilities, codecs, options.pop("real_boxes"))
-
-
 @click.command("make-shards", context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name=DISTRIBUTION, prog_name="make-shards")
 @click.argument("src", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path), default="shards")
 @click.option("--split-file", type=click.Path(path_type=Path), help="UCF-101 trainlist/testlist file; paths are relative to SRC.")
@@ -173,7 +80,7 @@ def pop_real(options: dict) -> RealSpec:
 @click.option("--max-size-mb", default=512.0, show_default=True, help="Shard size cap in MB.")
 @click.option("--mix-window", default=32, show_default=True, help="Videos whose frames are shuffled together into shards (memory grows with it).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the writer-side shuffle.")
-@click.option("--workers", default=os.cpu_count() or 1, show_default="CPU count", help="Videos decoded in parallel.")
+@click.option("--workers", type=int, default=cpu_count, show_default="the job's CPUs: affinity and cgroup quota", help="Videos decoded in parallel.")
 @click.option("--prefix", default="shard", show_default=True, help="Shard file name prefix.")
 @click.option("--real-draws", default=1, show_default=True, help="--preset real: damage draws per video; its frames are split into this many runs, each damaged by its own draw (more kinds of damage from few videos; a damaged copy is made per draw).")
 @click.option("--overwrite", is_flag=True, help="Delete this run's shards in OUT and start over (default: resume).")
@@ -220,31 +127,6 @@ def merge_manifests_cmd(out):
     """Merge the manifest-nodeNNN.json files of a --num-nodes run in OUT into OUT/manifest.json."""
     m = merge_manifests(out)
     click.echo(f"{out / 'manifest.json'}: {m['num_samples']} frames in {m['num_shards']} shards from {m['params']['num_nodes']} nodes")
-
-
-def degradation_options(command):
-    """The spec's numbers as options, shared by every command that degrades (one set of defaults)."""
-    d = DegradationSpec()
-    options = [
-        click.option("--blur-window", default=d.blur_window, show_default=True, help="Gaussian blur window (odd)."),
-        click.option("--blur-sigma", default=d.blur_sigma, show_default=True, help="Blur sigma (lower end of the range when --blur-sigma-max is set)."),
-        click.option("--blur-sigma-max", type=float, help="Draw sigma per frame from [blur-sigma, this]."),
-        click.option("--noise-std", default=d.noise_std, show_default=True, help="Gaussian noise std on the 0-255 scale."),
-        click.option("--noise-std-max", type=float, help="Draw the std per frame from [noise-std, this]."),
-        click.option("--boxes-min", default=d.boxes_min, show_default=True, help="Fewest occlusion boxes per frame."),
-        click.option("--boxes-max", default=d.boxes_max, show_default=True, help="Most occlusion boxes per frame."),
-        click.option("--box-min-frac", default=d.box_min_frac, show_default=True, help="Smallest box side, as a fraction of the frame side."),
-        click.option("--box-max-frac", default=d.box_max_frac, show_default=True, help="Largest box side, as a fraction of the frame side."),
-        click.option("--box-value", default=d.box_value, show_default=True, help="Gray level of the boxes."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def pop_spec(options: dict) -> DegradationSpec:
-    names = DegradationSpec.__dataclass_fields__
-    return DegradationSpec(**{k: options.pop(k) for k in list(options) if k in names})
 
 
 @cli.command("degrade")
@@ -351,6 +233,7 @@ def preview_cmd(shards, out, num, crop, device, seed, preset, **options):
 @click.option("--overwrite", is_flag=True, help="Start over although OUT holds a checkpoint.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--val-every", type=int, help="Also validate and save every N steps.")
+@click.option("--save-every-minutes", default=10.0, show_default=True, help="Also save the checkpoint (without validating) when this many minutes have passed since the last save, agreed across ranks; 0: only at validations and the end.")
 @click.option("--val-interval", default=60.0, show_default=True, help="Seconds: an epoch end validates and saves only if this long has passed since the last time (0: every epoch).")
 @click.option("--val-frames", default=16, show_default=True, help="Validation size: whole frames of --val-shards, degraded once with a fixed seed.")
 @click.option("--log-every", default=10, show_default=True, help="Steps between loss readouts.")
@@ -377,6 +260,11 @@ def train_cmd(quiet, **options):
     from vrestore.trainer.train import NonFiniteLosses, train
 
     cfg = TrainConfig(spec=pop_spec(options), real=pop_real(options), progress=not quiet, **options)
+    if cfg.videos is not None:
+        from vrestore.train_data import shards_from_videos
+
+        cfg.shards, held_out = shards_from_videos(cfg)
+        cfg.val_shards = cfg.val_shards or held_out
     try:
         result = train(cfg)
     except NonFiniteLosses as e:
@@ -414,7 +302,8 @@ def restore_cmd(quiet, **options):
     multiple and cropped back) into an ffmpeg encoder; frame count, fps and size are kept and
     the audio is copied. A video that fails is reported and the rest go on (exit 1 at the end).
     """
-    from vrestore.pipeline.inference.restore import RestoreConfig, format_table, restore_videos
+    from vrestore.pipeline.inference.report import format_table
+    from vrestore.pipeline.inference.restore import RestoreConfig, restore_videos
 
     cfg = RestoreConfig(progress=not quiet, **options)
     result = restore_videos(cfg)

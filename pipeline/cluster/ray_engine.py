@@ -9,7 +9,7 @@ dies is restarted and its task retried. One progress bar covers the whole job on
 """
 import dataclasses
 import logging
-import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +17,11 @@ from typing import Callable, Iterator, Optional
 
 from tqdm import tqdm
 
-RETRIES = 3  # a task whose worker died (or raised) runs again, up to this many times
+from vrestore.pipeline.limits import cpu_count, set_thread_share
+
+RETRIES = 3  # a task whose worker or node was lost runs again, up to this many times; an error
+# raised by the work itself (a corrupt video) is not retried: it fails that video once, reported
+CONNECT_TIMEOUT_S = 10  # --ray-address: how long to wait for the cluster's port before saying so
 ENGINES = ("local", "ray")
 
 
@@ -52,10 +56,25 @@ def connect(address: Optional[str] = None, num_cpus: Optional[int] = None) -> bo
     if ray.is_initialized():
         return False
     if address:
+        check_reachable(address)
         ray.init(address=address, logging_level=logging.WARNING)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+        # "local": a new instance even when RAY_ADDRESS is set in the environment (Ray would
+        # otherwise try to join that address and fail with its own error)
+        ray.init(address="local", num_cpus=num_cpus or cpu_count(), include_dashboard=False, logging_level=logging.WARNING)
     return True
+
+
+def check_reachable(address: str) -> None:
+    """host:port must accept a connection within CONNECT_TIMEOUT_S, or one line says so (Ray
+    itself would wait on a dead address without end). "auto" and ray:// addresses are Ray's."""
+    if address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--ray-address {address}: nothing answers there ({e})") from None
 
 
 def shutdown(started: bool) -> None:
@@ -78,9 +97,11 @@ def worker_slots(device: str, workers: Optional[int]) -> Slots:
     gpus = int(resources.get("GPU", 0)) if device != "cpu" else 0
     if device.startswith("cuda") and not gpus:
         raise ValueError(f"--device {device} with --engine ray: the Ray cluster has no GPUs")
+    cpus = max(1, int(resources.get("CPU", 1)))
     if gpus:
-        return Slots(workers or gpus, True, 1)
-    return Slots(workers or max(1, int(resources.get("CPU", 1))), False, 1)
+        return Slots(min(workers or gpus, gpus), True, 1)
+    # more actors than CPUs would wait for a CPU that never comes: the job would hang near its end
+    return Slots(min(workers or cpus, cpus), False, 1)
 
 
 class VideoWorker:
@@ -91,6 +112,7 @@ class VideoWorker:
         import torch
 
         torch.set_num_threads(threads)
+        set_thread_share(threads)  # the actor's share, not a thread per core of the node
         self.state = make_state()
 
     def run(self, work: Callable, job):
@@ -135,15 +157,12 @@ class _indexed:
 
 def run_tasks(fn: Callable, args_list: list, on_done: Callable) -> None:
     """Run `fn(*args)` as one Ray task per entry of `args_list` (one CPU each), retried if its
-    worker dies or it raises; `on_done(i, result)` on the driver as each finishes."""
+    worker or node is lost (never for an error `fn` raises); `on_done(i, result)` on the driver
+    as each finishes."""
     ray = import_ray()
-    task = ray.remote(fn).options(num_cpus=1, max_retries=RETRIES, retry_exceptions=True)
+    task = ray.remote(fn).options(num_cpus=1, max_retries=RETRIES, retry_exceptions=False)
     pending = {task.remote(*args): i for i, args in enumerate(args_list)}
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         for ref in done:
             on_done(pending.pop(ref), ray.get(ref))
-
-
-def local_cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

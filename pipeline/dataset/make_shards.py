@@ -9,7 +9,6 @@ finished shard again.
 """
 import hashlib
 import json
-import os
 import random
 import tempfile
 import time
@@ -20,10 +19,11 @@ from typing import Callable, Optional, Tuple
 
 from tqdm import tqdm
 
-from vrestore.pipeline.atomic import check_writable, remove_stale_temp_files, write_json_atomic
+from vrestore.pipeline.atomic import check_writable, exclusive, remove_dead_temp_files, write_json_atomic
 from vrestore.pipeline.degrade.degradations import DegradationSpec
 from vrestore.pipeline.degrade.degrade_videos import degrade_video, video_seed
 from vrestore.pipeline.degrade.real_world import PRESETS, RealSpec, draw
+from vrestore.pipeline.limits import cpu_count
 from vrestore.pipeline.media.discover import SourceError, VideoEntry, list_source_videos
 from vrestore.pipeline.media.ffmpeg_cmd import decode_problem, partial_decode
 from vrestore.pipeline.media.frame_reader import ffmpeg_version, read_encoded_frames, require_ffmpeg
@@ -64,7 +64,7 @@ class ShardConfig:
     max_size_mb: float = 512.0  # bytes per shard (WebDataset recommends 100 MB - 1 GB)
     mix_window: int = 32  # videos whose frames are interleaved; memory ~ window x clip size
     seed: int = 0
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    workers: int = field(default_factory=cpu_count)  # the job's CPUs (affinity, cgroup quota), not the host's
     prefix: str = "shard"
     overwrite: bool = False
     strict: bool = False  # a skipped video makes the run fail (exit 1)
@@ -266,9 +266,9 @@ def _prepare_out_dir(cfg: ShardConfig, state_path: Path, manifest_path: Path) ->
     if cfg.overwrite:
         for p in [*ours, state_path, manifest_path]:
             p.unlink(missing_ok=True)
-    remove_stale_temp_files(cfg.out, cfg.file_prefix)
-    remove_stale_temp_files(cfg.out, manifest_path.name)
-    remove_stale_temp_files(cfg.out, state_path.name)
+    remove_dead_temp_files(cfg.out, cfg.file_prefix)
+    remove_dead_temp_files(cfg.out, manifest_path.name)
+    remove_dead_temp_files(cfg.out, state_path.name)
     if ours and not cfg.overwrite and not state_path.exists() and not manifest_path.exists():
         raise SourceError(f"{cfg.out} already holds {cfg.file_prefix}-*.tar shards of an unknown run; pass --overwrite to replace them")
 
@@ -288,10 +288,17 @@ def _load_previous(path: Path, params: dict, fingerprint: str, what: str) -> Opt
 
 
 def make_shards(cfg: ShardConfig, on_shard: Optional[Callable[[ShardInfo], None]] = None) -> ShardResult:
-    """Shard `cfg.src` into `cfg.out`; resumes a run that stopped part-way."""
+    """Shard `cfg.src` into `cfg.out`; resumes a run that stopped part-way. One run per node's
+    files at a time: a second into the same OUT (same --node-rank) stops with one line."""
     t0 = time.perf_counter()
     require_ffmpeg()
-    entries, missing = select_videos(cfg)
+    entries, missing = select_videos(cfg)  # bad sources fail before OUT is created
+    check_writable(cfg.out, "OUT")
+    with exclusive(cfg.out / f".{cfg.file_prefix}.lock", f"OUT {cfg.out}"):
+        return _make_shards(cfg, on_shard, t0, entries, missing)
+
+
+def _make_shards(cfg: ShardConfig, on_shard, t0: float, entries: list, missing: list) -> ShardResult:
     params, fingerprint = cfg.output_params(), videos_fingerprint(entries)
     manifest_path = cfg.out / node_manifest_name(cfg.node_rank, cfg.num_nodes)
     state_path = cfg.out / f".{cfg.file_prefix}.state.json"
@@ -363,37 +370,3 @@ def make_shards(cfg: ShardConfig, on_shard: Optional[Callable[[ShardInfo], None]
     write_json_atomic(manifest_path, manifest)
     state_path.unlink(missing_ok=True)
     return ShardResult(cfg.out, manifest_path, manifest, time.perf_counter() - t0, resumed_shards=resumed)
-
-
-def format_summary(result: ShardResult) -> str:
-    m = result.manifest
-    mb = sum(s["bytes"] for s in m["shards"]) / 2**20
-    partial = sum(1 for v in m["videos"] if v.get("partial"))
-    lines = []
-    if result.already_complete:
-        lines.append(f"{result.manifest_path} is already complete with these settings; nothing to do (--overwrite starts over)")
-    stride = m["params"].get("frame_stride", 1)
-    # With a stride the kept frames undersell the work: ffmpeg decodes every frame.
-    unit = "frames/s" if stride == 1 else f"kept frames/s; --frame-stride {stride}: ffmpeg decoded about {stride}x as many"
-    clip_len = m["params"].get("clip_len", 1)
-    if clip_len == 1:
-        samples = "frames"
-    elif m["params"].get("layout", "clips") == "frames":
-        windows = sum(v.get("clips", 0) for v in m["videos"])
-        samples = f"frames, each stored once ({windows} windows of up to {clip_len})"
-    else:
-        samples = f"clips of {clip_len} frames"
-    frames = sum(v["frames"] for v in m["videos"])
-    rate = frames / result.seconds if result.seconds > 0 and not result.already_complete else None
-    lines.append(
-        f"{len(m['videos'])} videos -> {m['num_samples']} {samples} in {m['num_shards']} shards ({mb:.1f} MB) in {result.out}"
-        + (f", {result.seconds:.1f} s ({rate:.0f} {unit})" if rate else "")
-    )
-    if result.resumed_shards:
-        lines.append(f"resumed: kept {result.resumed_shards} finished shards from the interrupted run")
-    if partial:
-        lines.append(f"{partial} videos decoded only partly (kept the frames ffmpeg could decode)")
-    lines.append(f"{len(m['skipped'])} skipped" + ("" if not m["skipped"] else ":"))
-    lines += [f"  {s['path']}: {s['reason']}" for s in m["skipped"]]
-    lines.append(f"manifest: {result.manifest_path}")
-    return "\n".join(lines)

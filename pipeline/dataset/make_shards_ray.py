@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 from tqdm import tqdm
 
-from vrestore.pipeline.atomic import check_writable, remove_stale_temp_files, write_json_atomic
+from vrestore.pipeline.atomic import check_writable, remove_dead_temp_files, write_json_atomic
 from vrestore.pipeline.cluster import ray_engine
 from vrestore.pipeline.dataset.make_shards import (
     NoReadableVideo, ShardConfig, ShardResult, select_videos, shard_video, videos_fingerprint, window_rng,
@@ -38,7 +38,7 @@ def shard_window(cfg: ShardConfig, w: int, entries: list, params: dict, fingerpr
     """One Ray task: a window of videos into shards, then its done file; returns the done file's
     content. Idempotent: a retry rewrites the same shards with the same bytes."""
     prefix = window_prefix(cfg, w)
-    remove_stale_temp_files(cfg.out, prefix)  # an earlier attempt's, if its worker died mid-shard
+    remove_dead_temp_files(cfg.out, prefix)  # an earlier attempt's, if its worker died mid-shard
     results = [shard_video(e, cfg) for e in entries]
     groups = [g for r in results for g in r.samples]
     window_rng(cfg, w).shuffle(groups)

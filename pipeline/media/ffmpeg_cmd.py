@@ -3,6 +3,8 @@ out; plus the one rule for a decode that ffmpeg complained about."""
 import re
 from typing import Optional
 
+from vrestore.pipeline.limits import thread_share
+
 # "[mpeg4 @ 0x55d0] [error] ac-tex damaged at 0 9": a context, a level tag (with -loglevel
 # level+...), the message; the first two are optional.
 LOG_LINE = re.compile(r"^(?:\[(?P<ctx>\w+) @ 0x[0-9a-f]+\] )?(?:\[(?P<level>\w+)\] )?(?P<msg>.*)$")
@@ -20,7 +22,13 @@ def ffmpeg_command(output_stream, *global_opts: str, loglevel: str = "error", ff
     # ffmpeg-python appends global args after the output file, where ffmpeg ignores
     # per-file options as "trailing"; put them right after the binary instead.
     args = output_stream.compile(cmd=ffmpeg_bin)
-    return [args[0], "-nostdin", "-hide_banner", "-loglevel", loglevel, *global_opts, *args[1:]]
+    n = thread_share()
+    if n is None:  # ffmpeg's own choice: a thread per CPU of this process's affinity
+        return [args[0], "-nostdin", "-hide_banner", "-loglevel", loglevel, *global_opts, *args[1:]]
+    # a worker's share (a Ray actor): filter threads are global; -threads before the output file
+    # bounds its encoder (an explicit per-stream threads=1, as the frame reader sets, still wins)
+    return [args[0], "-nostdin", "-hide_banner", "-loglevel", loglevel, "-filter_threads", str(n), *global_opts, *args[1:-1],
+            "-threads", str(n), args[-1]]
 
 
 def clean_log_line(line: str) -> str:

@@ -186,6 +186,17 @@ class VideoWriter:
         self._log.close()
         return "" if code == 0 else decode_problem(log_problems(errors, level_tagged=False), code)
 
+    def _short_of_frames(self) -> str:
+        """'' when the finished file holds every frame written, else what is missing: an encoder
+        can exit 0 after a write failed (a full disk), and a short file must not take the name."""
+        args = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_packets", "-show_entries", "stream=nb_read_packets",
+                "-of", "csv=p=0", f"file:{self._tmp.absolute()}"]  # file: so no name is read as an option
+        r = subprocess.run(args, capture_output=True, text=True)
+        held = r.stdout.strip().split(",")[0]
+        if r.returncode or not held.isdigit():
+            return f"the finished file cannot be read back ({r.stderr.strip() or 'no video stream'})"
+        return "" if int(held) == self.frames else f"the finished file holds {held} of the {self.frames} frames written (a full disk?)"
+
     def _fail(self, problem: str):
         self._tmp.unlink(missing_ok=True)
         raise RuntimeError(f"ffmpeg could not write {self.path}: {problem or 'it stopped reading frames'}")
@@ -194,6 +205,8 @@ class VideoWriter:
         if self._log.closed:  # already finished (or failed)
             return
         problem = self._finish()
+        if ok and not problem:
+            problem = self._short_of_frames()
         if ok and not problem:
             os.replace(self._tmp, self.path)
         elif ok:

@@ -1,0 +1,133 @@
+"""What every command of the CLI shares: one-line errors and exit codes, signal handling, and the
+option groups several commands take (the seed degradations, the real preset's ranges)."""
+import functools
+import signal
+import sys
+
+import click
+
+from vrestore.models.weights import WeightsError
+from vrestore.pipeline.dataset.manifest import ManifestError
+from vrestore.pipeline.degrade.degradations import DegradationSpec
+from vrestore.pipeline.degrade.real_world import PRESETS, PROBABILITIES, RANGES, VIDEO_CODECS, RealSpec
+from vrestore.pipeline.media.discover import SourceError
+
+# What the library raises for bad options or inputs as a whole: shown as one line, exit 2.
+USAGE_ERRORS = (ValueError, SourceError, ManifestError, WeightsError, FileNotFoundError, NotADirectoryError)
+
+
+def fail(message: str, code: int = 2):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def one_line_errors(interrupted: str = "interrupted; no half-written file was left"):
+    """Usage errors as one line (exit 2); Ctrl-C and SIGTERM unwind like an exception, so every
+    `with` block removes its temporary files, and exit 130.
+
+    SIGINT is set here too: Python installs its Ctrl-C handler only when the process did not
+    inherit SIGINT as ignored, and a non-interactive shell starts its background jobs (`cmd &`)
+    with it ignored, so `kill -INT` would otherwise go unheard and the command run on."""
+    def wrap(command):
+        @functools.wraps(command)
+        def run(*args, **kwargs):
+            old = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
+            try:
+                return command(*args, **kwargs)
+            except KeyboardInterrupt:
+                fail(interrupted, 130)
+            except USAGE_ERRORS as e:
+                fail(str(e))
+            except OSError as e:  # a full disk or an I/O error once work began: one line naming the file, exit 1
+                where = f"{e.filename}: " if e.filename else ""
+                fail(f"{where}{e.strerror or e}; files written under temporary names were removed", 1)
+            finally:
+                for s, handler in old.items():
+                    signal.signal(s, handler)
+        return run
+    return wrap
+
+
+def parse_counts(ctx, param, value):
+    try:
+        counts = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter("expected counts like 1,1,1,2") from None
+    return counts
+
+
+def parse_size(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        w, h = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter("expected WxH, for example 320x240") from None
+    return (w, h)
+
+
+def parse_range(ctx, param, value):
+    try:
+        low, high = (float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected LOW,HIGH") from None
+    return low, high
+
+
+PRESET_HELP = ("seed: the blur, noise and boxes above; real: blur, resize, noise, JPEG, grain, fade and a real "
+               "video encoder, drawn per video (the --real-* options; README: Degradation presets).")
+
+
+def real_options(command, preset_default="seed", preset_help=PRESET_HELP):
+    """--preset and the real preset's ranges and probabilities (real_world.py), one option each."""
+    options = [click.option("--preset", type=click.Choice(PRESETS), default=preset_default, show_default=preset_default is not None,
+                            help=preset_help)]
+    for name, (low, high) in RANGES.items():
+        options.append(click.option(f"--real-{name.replace('_', '-')}", default=f"{low:g},{high:g}", show_default=True, callback=parse_range,
+                                    help=f"real: the range {name.replace('_', ' ')} is drawn from, LOW,HIGH."))
+    for name, p in PROBABILITIES.items():
+        options.append(click.option(f"--real-p-{name.replace('_', '-')}", type=float, default=p, show_default=True,
+                                    help=f"real: chance per video of {name.replace('_', ' ')}."))
+    options += [
+        click.option("--real-codecs", default=",".join(VIDEO_CODECS), show_default=True, help="real: the encoders drawn from."),
+        click.option("--real-boxes", is_flag=True, help="real: the seed's gray boxes on top (after the codec)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def pop_real(options: dict) -> RealSpec:
+    ranges = {name: options.pop(f"real_{name}") for name in RANGES}
+    probabilities = {name: options.pop(f"real_p_{name}") for name in PROBABILITIES}
+    codecs = tuple(c for c in options.pop("real_codecs").split(",") if c)
+    return RealSpec(ranges, probabilities, codecs, options.pop("real_boxes"))
+
+
+def degradation_options(command):
+    """The spec's numbers as options, shared by every command that degrades (one set of defaults)."""
+    d = DegradationSpec()
+    options = [
+        click.option("--blur-window", default=d.blur_window, show_default=True, help="Gaussian blur window (odd)."),
+        click.option("--blur-sigma", default=d.blur_sigma, show_default=True, help="Blur sigma (lower end of the range when --blur-sigma-max is set)."),
+        click.option("--blur-sigma-max", type=float, help="Draw sigma per frame from [blur-sigma, this]."),
+        click.option("--noise-std", default=d.noise_std, show_default=True, help="Gaussian noise std on the 0-255 scale."),
+        click.option("--noise-std-max", type=float, help="Draw the std per frame from [noise-std, this]."),
+        click.option("--boxes-min", default=d.boxes_min, show_default=True, help="Fewest occlusion boxes per frame."),
+        click.option("--boxes-max", default=d.boxes_max, show_default=True, help="Most occlusion boxes per frame."),
+        click.option("--box-min-frac", default=d.box_min_frac, show_default=True, help="Smallest box side, as a fraction of the frame side."),
+        click.option("--box-max-frac", default=d.box_max_frac, show_default=True, help="Largest box side, as a fraction of the frame side."),
+        click.option("--box-value", default=d.box_value, show_default=True, help="Gray level of the boxes."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def pop_spec(options: dict) -> DegradationSpec:
+    names = DegradationSpec.__dataclass_fields__
+    return DegradationSpec(**{k: options.pop(k) for k in list(options) if k in names})
