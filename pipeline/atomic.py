@@ -39,10 +39,11 @@ def temp_path_for(path: Path) -> Path:
     is shortened, with a hash of the whole name so two long names never share a temp file."""
     suffix = f"{TMP_MARK}{host_token()}-{os.getpid()}"
     name = path.name
-    if len((name + suffix).encode()) > NAME_MAX:
-        digest = hashlib.sha1(name.encode()).hexdigest()[:12]
+    # os.fsencode: a name that is not valid UTF-8 (bytes kept as surrogates) is still a name
+    if len(os.fsencode(name + suffix)) > NAME_MAX:
+        digest = hashlib.sha1(os.fsencode(name)).hexdigest()[:12]
         keep = NAME_MAX - len(suffix.encode()) - len(digest) - 1
-        name = name.encode()[:keep].decode(errors="ignore") + "~" + digest
+        name = os.fsdecode(os.fsencode(name)[:keep]) + "~" + digest
     return path.with_name(name + suffix)
 
 

@@ -249,39 +249,50 @@ def one_line_error(r, *words):
         assert w in lines[0], (w, lines[0])
 
 
-@pytest.mark.slow
+def cli_run(program, *args):
+    """`program ARGS` run in this process by click's runner: the installed command's own code
+    (its one-line errors and exit codes), without a Python and torch start-up for each of the
+    many calls below."""
+    from click.testing import CliRunner
+
+    from vrestore.cli import cli, make_shards_cmd
+
+    r = CliRunner().invoke(make_shards_cmd if program == "make-shards" else cli, [str(a) for a in args], catch_exceptions=False)
+    return subprocess.CompletedProcess([program, *args], r.exit_code, r.stdout, r.stderr)
+
+
 def test_every_bad_argument_is_one_line_with_exit_2(corpus, weights, sample_shards, tmp_path):
     video = corpus / "pair.avi"
     empty = tmp_path / "empty.pth"
     empty.write_bytes(b"")
-    one_line_error(run("vrestore", "restore", video, "--weights", empty, "--output-dir", tmp_path / "o"), "empty.pth")
-    one_line_error(run("vrestore", "restore", video, "--weights", tmp_path, "--output-dir", tmp_path / "o"), "folder")
-    one_line_error(run("vrestore", "restore", video, "--weights", weights, "--device", "foo", "--output-dir", tmp_path / "o"), "--device")
+    one_line_error(cli_run("vrestore", "restore", video, "--weights", empty, "--output-dir", tmp_path / "o"), "empty.pth")
+    one_line_error(cli_run("vrestore", "restore", video, "--weights", tmp_path, "--output-dir", tmp_path / "o"), "folder")
+    one_line_error(cli_run("vrestore", "restore", video, "--weights", weights, "--device", "foo", "--output-dir", tmp_path / "o"), "--device")
     if not torch.cuda.is_available():
-        one_line_error(run("vrestore", "restore", video, "--weights", weights, "--device", "cuda", "--output-dir", tmp_path / "o"), "--device cuda")
-        one_line_error(run("vrestore", "preview", sample_shards, "--device", "cuda", "--out", tmp_path / "p.png"), "--device cuda")
+        one_line_error(cli_run("vrestore", "restore", video, "--weights", weights, "--device", "cuda", "--output-dir", tmp_path / "o"), "--device cuda")
+        one_line_error(cli_run("vrestore", "preview", sample_shards, "--device", "cuda", "--out", tmp_path / "p.png"), "--device cuda")
     for crop in ("0", "100"):
-        one_line_error(run("vrestore", "preview", sample_shards, "--crop", crop, "--out", tmp_path / "p.png"), f"--crop {crop}")
-    one_line_error(run("vrestore", "train", "--shards", sample_shards, "--ngf", "0", "--out", tmp_path / "t"), "--ngf")
-    one_line_error(run("vrestore", "sample-videos", tmp_path / "s", "--workers", "0"), "--workers")
+        one_line_error(cli_run("vrestore", "preview", sample_shards, "--crop", crop, "--out", tmp_path / "p.png"), f"--crop {crop}")
+    one_line_error(cli_run("vrestore", "train", "--shards", sample_shards, "--ngf", "0", "--out", tmp_path / "t"), "--ngf")
+    one_line_error(cli_run("vrestore", "sample-videos", tmp_path / "s", "--workers", "0"), "--workers")
     for side in ("0", "-5", "33"):
-        one_line_error(run("make-shards", corpus, tmp_path / f"s{side}", "--short-side", side), "--short-side")
-    one_line_error(run("vrestore", "degrade", corpus, tmp_path / "d", "--batch-size", "0"), "--batch-size")
+        one_line_error(cli_run("make-shards", corpus, tmp_path / f"s{side}", "--short-side", side), "--short-side")
+    one_line_error(cli_run("vrestore", "degrade", corpus, tmp_path / "d", "--batch-size", "0"), "--batch-size")
 
     # broken training inputs: a truncated checkpoint, a missing or truncated shard, a corrupt manifest
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated")
-    one_line_error(run("vrestore", "train", "--shards", sample_shards, "--out", run_dir, "--resume", "--crop", "32"), "checkpoint.pt")
+    one_line_error(cli_run("vrestore", "train", "--shards", sample_shards, "--out", run_dir, "--resume", "--crop", "32"), "checkpoint.pt")
     broken = tmp_path / "broken"
     shutil.copytree(sample_shards, broken)
     first_tar = sorted(broken.glob("*.tar"))[0]
     first_tar.write_bytes(first_tar.read_bytes()[:1000])
-    one_line_error(run("vrestore", "preview", broken, "--crop", "32", "--out", tmp_path / "p.png"), first_tar.name, "truncated")
+    one_line_error(cli_run("vrestore", "preview", broken, "--crop", "32", "--out", tmp_path / "p.png"), first_tar.name, "truncated")
     first_tar.unlink()
-    one_line_error(run("vrestore", "preview", broken, "--crop", "32", "--out", tmp_path / "p.png"), first_tar.name, "missing")
+    one_line_error(cli_run("vrestore", "preview", broken, "--crop", "32", "--out", tmp_path / "p.png"), first_tar.name, "missing")
     (broken / "manifest.json").write_text('{"format_version": 1, "shards": [')
-    one_line_error(run("vrestore", "train", "--shards", broken, "--out", tmp_path / "t2", "--crop", "32"), "manifest.json")
+    one_line_error(cli_run("vrestore", "train", "--shards", broken, "--out", tmp_path / "t2", "--crop", "32"), "manifest.json")
 
 
 def test_frame_stride_summary_says_frames_are_kept_not_decoded(corpus, tmp_path):

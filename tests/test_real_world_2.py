@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_real_world import BIN, clip, ffmpeg, run, tree_hashes
+from test_real_world import BIN, clip, cli_run, ffmpeg, run, tree_hashes
 from vrestore.pipeline.atomic import TMP_MARK
 from vrestore.models import GeneratorConfig, build_generator
 from vrestore.models.weights import save_weights
@@ -206,10 +206,9 @@ def test_make_shards_into_a_read_only_folder_is_one_line(tmp_path):
     (["degrade", "{shards}", "{tmp}/d", "--box-value", "300"], "--box-value 300"),
     (["make-shards", "{shards}", "{tmp}/s", "--num-nodes", "0"], "--num-nodes 0"),
 ])
-@pytest.mark.slow
 def test_numeric_errors_name_their_option(sample_shards, tmp_path, args, option):
     args = [a.format(shards=sample_shards, tmp=tmp_path) for a in args]
-    r = run("vrestore", *args)
+    r = cli_run("vrestore", *args)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and option in r.stderr, r.stderr
 
 

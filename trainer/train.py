@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from vrestore.models import DiscriminatorConfig, GANLoss, GeneratorConfig, build_discriminator, build_generator
 from vrestore.pipeline.atomic import check_writable, exclusive, write_json_atomic
+from vrestore.pipeline.degrade.real_world import RealSpec
 from vrestore.pipeline.precision import amp_dtype
 from vrestore.trainer import distributed
 from vrestore.models.weights import first_line
@@ -63,6 +64,10 @@ def shards_preset(cfg: TrainConfig, shards, val_shards) -> str:
     if cfg.preset is not None and cfg.preset != shards.preset:
         raise ValueError(f"--preset {cfg.preset}, but {cfg.shards} was made with --preset {shards.preset}; "
                          f"make shards with make-shards --preset {cfg.preset}")
+    if cfg.videos is None and cfg.real != RealSpec():
+        # the real preset's damage is drawn by make-shards into the shards; here it would only be recorded
+        raise ValueError("--real-* options shape the damage make-shards writes into shards, and these shards are made: "
+                         "pass them to make-shards --preset real (or train with --videos)")
     if val_shards.preset != shards.preset:
         raise ValueError(f"{cfg.val_shards} was made with --preset {val_shards.preset}, {cfg.shards} with --preset {shards.preset}: "
                          "make both with the same make-shards --preset")

@@ -336,8 +336,9 @@ def restore_cmd(quiet, **options):
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="onnx", show_default=True,
               help="onnx (onnxruntime, TensorRT) or torchscript (torch.jit.load, C++ libtorch).")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists (never the weights file itself).")
 @one_line_errors()
-def export_cmd(weights, out, fmt):
+def export_cmd(weights, out, fmt, overwrite):
     """Export a generator.pth as an ONNX or TorchScript file with dynamic batch, height and width.
 
     \b
@@ -346,16 +347,26 @@ def export_cmd(weights, out, fmt):
     """
     from vrestore.pipeline.inference.export import ExportConfig, export_generator
 
-    info = export_generator(ExportConfig(weights, out, fmt))
+    info = export_generator(ExportConfig(weights, out, fmt, overwrite))
     click.echo(f"wrote {out} ({fmt}): input {info['input']}")
 
 
 cli.add_command(make_shards_cmd)
 
 
+def printable_names() -> None:
+    """A file name that is not valid UTF-8 is printed with its odd bytes escaped (\\udcff), not
+    turned into an error halfway through a summary."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main():
+    printable_names()
     cli(prog_name="vrestore")
 
 
 def make_shards_main():
+    printable_names()
     make_shards_cmd(prog_name="make-shards")

@@ -10,8 +10,14 @@ def slurm_array_part(environ=os.environ) -> Optional[Tuple[int, int, str]]:
     count = environ.get("SLURM_ARRAY_TASK_COUNT")
     if task is None or count is None:
         return None
-    first = int(environ.get("SLURM_ARRAY_TASK_MIN", "0"))
-    index, count = int(task) - first, int(count)
+    values = {}
+    for name, value in (("SLURM_ARRAY_TASK_ID", task), ("SLURM_ARRAY_TASK_COUNT", count),
+                        ("SLURM_ARRAY_TASK_MIN", environ.get("SLURM_ARRAY_TASK_MIN", "0"))):
+        if not value.strip().isdigit():
+            raise ValueError(f"{name}={value!r} in the environment is not a number; unset it, or give --num-nodes and --node-rank")
+        values[name] = int(value)
+    first, count = values["SLURM_ARRAY_TASK_MIN"], values["SLURM_ARRAY_TASK_COUNT"]
+    index = values["SLURM_ARRAY_TASK_ID"] - first
     if not 0 <= index < count:
         raise ValueError(f"SLURM_ARRAY_TASK_ID {task} is outside the array ({count} tasks from {first}); give --num-nodes and --node-rank")
     return count, index, (f"Slurm array task {task} (SLURM_ARRAY_TASK_ID; {count} tasks from {first}): "

@@ -6,6 +6,7 @@ clips of one group come from one recording), as UCF-101's own splits do.
 """
 import hashlib
 import math
+import os
 
 from vrestore.pipeline.media.discover import VideoEntry
 
@@ -22,6 +23,6 @@ def hold_out(entries: list, fraction: float, seed: int = 0) -> tuple:
     if len(keys) < 2 or fraction <= 0:
         return list(entries), []
     n = min(max(1, math.ceil(fraction * len(keys))), len(keys) - 1)
-    ranked = sorted(keys, key=lambda k: hashlib.sha256(f"holdout/{seed}/{k}".encode()).hexdigest())
+    ranked = sorted(keys, key=lambda k: hashlib.sha256(os.fsencode(f"holdout/{seed}/{k}")).hexdigest())
     held = set(ranked[:n])
     return [e for e in entries if holdout_key(e) not in held], [e for e in entries if holdout_key(e) in held]

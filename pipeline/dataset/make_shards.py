@@ -9,6 +9,7 @@ finished shard again.
 """
 import hashlib
 import json
+import os
 import random
 import tempfile
 import time
@@ -26,7 +27,7 @@ from vrestore.pipeline.degrade.real_world import PRESETS, RealSpec, draw
 from vrestore.pipeline.limits import cpu_count
 from vrestore.pipeline.media.discover import SourceError, VideoEntry, list_source_videos
 from vrestore.pipeline.media.ffmpeg_cmd import decode_problem, partial_decode
-from vrestore.pipeline.media.frame_reader import ffmpeg_version, read_encoded_frames, require_ffmpeg
+from vrestore.pipeline.media.frame_reader import ffmpeg_version, read_encoded_frames, require_ffmpeg, resized_copy
 from vrestore.pipeline.media.image_stream import image_size
 from vrestore.pipeline.dataset.manifest import build_manifest, node_manifest_name
 from vrestore.pipeline.media.probe import UnreadableVideo, probe_video
@@ -231,14 +232,19 @@ def real_record(entry: VideoEntry, cfg: ShardConfig):
 
 def damaged_frames(entry: VideoEntry, cfg: ShardConfig) -> list:
     """The video's real-preset copies, one per draw, each made by `vrestore degrade`'s own
-    function into a lossless file in a temporary folder, then decoded as the clean frames are
-    (stride, size), to PNG so no second lossy step is added."""
+    function into a lossless file in a temporary folder (from a lossless copy resized as the
+    clean frames are, when --size/--short-side resize), then decoded with the clean frames'
+    stride, to PNG so no second lossy step is added."""
     copies = []
     with tempfile.TemporaryDirectory(prefix="vrestore-real-") as tmp:
+        source = entry.path
+        if cfg.size or cfg.short_side:  # resized first, then damaged: the damage at the size trained on
+            source = Path(tmp) / "resized.avi"
+            resized_copy(entry.path, source, cfg.size, cfg.short_side)
         for k, seed in enumerate(draw_seeds(entry, cfg)):
             copy = Path(tmp) / f"damaged{k}.avi"
-            degrade_video(entry.path, copy, DegradationSpec(), seed, codec="ffv1", warnings=[], real=cfg.real)
-            copies.append(read_encoded_frames(copy, "png", cfg.quality, cfg.frame_stride, cfg.size, cfg.short_side).images)
+            degrade_video(source, copy, DegradationSpec(), seed, codec="ffv1", warnings=[], real=cfg.real)
+            copies.append(read_encoded_frames(copy, "png", cfg.quality, cfg.frame_stride).images)
             copy.unlink()
     return copies
 
@@ -248,7 +254,7 @@ def window_rng(cfg: ShardConfig, window: int) -> random.Random:
 
 
 def videos_fingerprint(entries) -> str:
-    return hashlib.sha256("\n".join(e.rel for e in entries).encode()).hexdigest()[:16]
+    return hashlib.sha256(os.fsencode("\n".join(e.rel for e in entries))).hexdigest()[:16]
 
 
 def _decoded_windows(windows, start, pool, cfg):

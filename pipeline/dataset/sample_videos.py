@@ -26,7 +26,7 @@ from typing import Optional
 import ffmpeg
 
 from vrestore.pipeline.atomic import atomic_path, check_writable
-from vrestore.pipeline.media.ffmpeg_cmd import ffmpeg_command
+from vrestore.pipeline.media.ffmpeg_cmd import arg_path, ffmpeg_command
 
 SPLITS = ("train", "val", "test")
 
@@ -115,7 +115,7 @@ def photo_clip_args(photo: Path, out: Path, m: dict) -> list:
     # Scale so the photo covers the frame `zoom` times over, then crop a moving window.
     cover = f"max({WIDTH}/iw,{HEIGHT}/ih)"
     stream = (
-        ffmpeg.input(str(photo), framerate=FPS, threads=1)
+        ffmpeg.input(arg_path(photo), framerate=FPS, threads=1)
         # Decode the photo once and repeat the frame (an input -loop would re-decode it per frame).
         .filter("loop", loop=-1, size=1, start=0)
         .filter("setpts", f"N/{FPS}/TB")
@@ -123,7 +123,7 @@ def photo_clip_args(photo: Path, out: Path, m: dict) -> list:
         .filter("scale", w=f"2*trunc(iw*{cover}*{lerp('z0', 'z1')}/2)", h=f"2*trunc(ih*{cover}*{lerp('z0', 'z1')}/2)", eval="frame", flags="bilinear")
         .crop(x=f"(iw-{WIDTH})*{lerp('px0', 'px1')}", y=f"(ih-{HEIGHT})*{lerp('py0', 'py1')}", width=WIDTH, height=HEIGHT)
     )
-    return ffmpeg_command(stream.output(str(out), t=t, **ENCODE))
+    return ffmpeg_command(stream.output(arg_path(out), t=t, **ENCODE))
 
 
 def video_clip_args(video: Path, out: Path, src: Source, group: int, groups: int, clip: int, clips: int) -> Optional[list]:
@@ -132,11 +132,11 @@ def video_clip_args(video: Path, out: Path, src: Source, group: int, groups: int
     is too narrow for that window: it would repeat another)."""
     length = min(src.seconds / groups, 4.0)
     start = (group - 1) * src.seconds / groups
-    stream = ffmpeg.input(str(video), ss=f"{start:.3f}", t=f"{length:.3f}", threads=1)["v:0"]
+    stream = ffmpeg.input(arg_path(video), ss=f"{start:.3f}", t=f"{length:.3f}", threads=1)["v:0"]
     # fit inside 320x240 by height first (wide clips keep their detail, cropped across the width)
     stream = stream.filter("scale", w="-2", h=f"min(ih,{HEIGHT})", flags="area")
     stream = stream.filter("crop", w=f"min(iw,{WIDTH})", h="ih", x=f"(iw-min(iw,{WIDTH}))*{(clip - 1) / max(clips - 1, 1):.4f}", y=0)
-    return ffmpeg_command(stream.output(str(out), **ENCODE))
+    return ffmpeg_command(stream.output(arg_path(out), **ENCODE))
 
 
 def ucf_name(cls: str, group: int, clip: int) -> str:
@@ -156,6 +156,7 @@ def clip_jobs(cfg: SampleConfig) -> list:
 def make_sample_videos(cfg: SampleConfig) -> dict:
     """Write the tree and its split files; returns {"train": [...], "val": [...], "test": [...]}."""
     jobs = clip_jobs(cfg)
+    refuse_foreign_folder(cfg.out)
     check_writable(cfg.out, "OUT")
 
     def render(job):
@@ -170,8 +171,11 @@ def make_sample_videos(cfg: SampleConfig) -> dict:
                 args = video_clip_args(source_path(src), tmp, src, g, cfg.groups, c, clips)
             subprocess.run(args, check=True, stdin=subprocess.DEVNULL, capture_output=True)
 
-    with ThreadPoolExecutor(cfg.workers) as pool:
+    pool = ThreadPoolExecutor(cfg.workers)
+    try:
         list(pool.map(render, jobs))
+    finally:  # on Ctrl-C or SIGTERM: the clips not started are dropped, not rendered first
+        pool.shutdown(wait=True, cancel_futures=True)
     classes = list(dict.fromkeys(cls for cls, *_ in jobs))
     label = {cls: i + 1 for i, cls in enumerate(classes)}
     splits = {s: [ucf_name(cls, g, c) for cls, g, c, _ in jobs if SOURCES[cls].split == s] for s in SPLITS}
@@ -185,12 +189,30 @@ def make_sample_videos(cfg: SampleConfig) -> dict:
     write("testlist01.txt", "".join(f"{p}\n" for p in splits["test"]))
     rows = io.StringIO()
     w = csv.writer(rows, lineterminator="\n")
-    w.writerow(["path", "split", "source", "package", "kind"])
+    w.writerow(SOURCES_HEADER.split(","))
     for cls, g, c, _ in jobs:
         src = SOURCES[cls]
         w.writerow([ucf_name(cls, g, c), src.split, src.file.rsplit("/", 1)[1], src.package, src.kind])
     write("sources.csv", rows.getvalue())
     return splits
+
+
+SOURCES_HEADER = "path,split,source,package,kind"  # the first line of OUT/ucfTrainTestlist/sources.csv
+
+
+def refuse_foreign_folder(out: Path) -> None:
+    """OUT must be new, empty, or an earlier sample-videos tree (its sources.csv says so): the
+    tree's names (Astronaut/v_Astronaut_g01_c01.avi, trainlist01.txt, ...) would otherwise
+    replace a user's own clips and split files of the same names."""
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    marker = out / "ucfTrainTestlist" / "sources.csv"
+    try:
+        ours = marker.read_text().splitlines()[0] == SOURCES_HEADER
+    except (OSError, IndexError, UnicodeDecodeError):
+        ours = False
+    if not ours:
+        raise ValueError(f"OUT {out} holds files sample-videos did not write; give a new or empty folder")
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -93,7 +93,11 @@ def load_shard_set(folder, clip_len: Optional[int] = None) -> ShardSet:
         if tar.stat().st_size != s["bytes"]:
             raise ManifestError(f"{tar}: {tar.stat().st_size} bytes, the manifest says {s['bytes']} (truncated or replaced); "
                                 "run make-shards again with --overwrite")
-    params = m["params"]
+    params = m.get("params")
+    if not isinstance(params, dict) or "image_format" not in params:
+        raise ManifestError(f"{folder / 'manifest.json'}: no make-shards settings (params) in it; run make-shards again with --overwrite")
+    if not m.get("videos") or not m.get("shards"):
+        raise ManifestError(f"{folder / 'manifest.json'}: lists no videos or shards; nothing to read (run make-shards on a folder with videos)")
     stored = params.get("clip_len", 1)
     layout = params.get("layout", "clips")
     if layout not in LAYOUTS:

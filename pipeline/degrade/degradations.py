@@ -60,7 +60,9 @@ def blur(images: torch.Tensor, spec: DegradationSpec, generator=None) -> torch.T
     sigma = draw_uniform(spec.blur_sigma, spec.blur_sigma_max, n, generator, images.device)
     k = gaussian_kernel1d(spec.blur_window, sigma).repeat_interleave(c, dim=0)  # (N*C, K)
     r = spec.blur_window // 2
-    x = F.pad(images.float().reshape(1, n * c, h, w), (r, r, r, r), mode="reflect")
+    # reflect needs the frame larger than the blur's radius; a frame of a few pixels (no
+    # training crop is that small) repeats its edge instead of failing
+    x = F.pad(images.float().reshape(1, n * c, h, w), (r, r, r, r), mode="reflect" if min(h, w) > r else "replicate")
     x = F.conv2d(x, k[:, None, :, None], groups=n * c)  # vertical
     x = F.conv2d(x, k[:, None, None, :], groups=n * c)  # horizontal
     return x.reshape(n, c, h, w).round_().clamp_(0, 255)

@@ -4,6 +4,7 @@ Same code path as training's reference ops (vrestore.pipeline.degrade.degradatio
 losslessly so compression adds no error of its own.
 """
 import hashlib
+import os
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vrestore.pipeline.atomic import remove_dead_temp_files, temp_path_for
+from vrestore.pipeline.atomic import check_writable, remove_dead_temp_files, temp_path_for
 from vrestore.pipeline.cluster.jobs import run_jobs
 from vrestore.pipeline.cluster.ray_engine import check_engine
 from vrestore.pipeline.degrade.degradations import DegradationSpec, add_boxes, degrade
@@ -62,7 +63,7 @@ class DegradeResult:
 
 def video_seed(seed: int, rel: str) -> int:
     """A stable per-video seed: the same video gets the same boxes whatever else is in the folder."""
-    return int.from_bytes(hashlib.sha256(f"{seed}/{rel}".encode()).digest()[:8], "little") & (2**63 - 1)
+    return int.from_bytes(hashlib.sha256(os.fsencode(f"{seed}/{rel}")).digest()[:8], "little") & (2**63 - 1)
 
 
 def output_path(dst_root: Path, rel: str, codec: str) -> Path:
@@ -157,6 +158,7 @@ def degrade_videos(cfg: DegradeConfig) -> DegradeResult:
     names = {rels[0]: single_out} if single_out else {rel: cfg.dst / n for rel, n in output_names(rels, "." + CODECS[cfg.codec].container).items()}
     outputs = list(names.values())
     refuse_replacing_inputs([root / rel for rel in rels], outputs + ([mask_path(p) for p in outputs] if cfg.save_masks else []))
+    check_writable(single_out.parent if single_out else cfg.dst, "DST")  # read-only or blocked: one line before any work
     remove_dead_temp_files(single_out.parent if single_out else cfg.dst)
     result = DegradeResult(failed=list(missing))
     jobs = []

@@ -120,6 +120,8 @@ class VideoScores:
     def add(self, out: torch.Tensor, ref: torch.Tensor, mask=None) -> None:
         """(N, 3, H, W) levels 0..255; `mask` (N, 1, H, W), true inside the boxes."""
         self.psnr += psnr(out, ref).sum().item()
+        if min(out.shape[-2:]) < SSIM_WINDOW:  # SSIM's window does not fit: not measured (None)
+            self.with_ssim = False
         if self.with_ssim:
             self.ssim += ssim(out, ref).sum().item()
         self.frames += len(out)

@@ -26,11 +26,16 @@ class ExportConfig:
     weights: Path
     out: Path
     format: str = "onnx"
+    overwrite: bool = False  # replace an existing OUT (never the weights themselves)
 
     def __post_init__(self):
         self.weights, self.out = Path(self.weights), Path(self.out)
         if self.format not in FORMATS:
             raise ValueError(f"--format must be one of {', '.join(FORMATS)}")
+        if self.out.exists() and self.weights.exists() and self.out.resolve() == self.weights.resolve():
+            raise ValueError(f"OUT {self.out} is the weights file: the export would replace it; choose another OUT")
+        if self.out.exists() and not self.overwrite:
+            raise ValueError(f"OUT {self.out} exists; choose another name or pass --overwrite to replace it")
 
 
 def export_generator(cfg: ExportConfig) -> dict:

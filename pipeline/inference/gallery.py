@@ -1,13 +1,15 @@
-"""`vrestore restore --gallery`: one self-contained gallery.html beside the restored videos.
+"""`vrestore restore --gallery`: gallery.html and its folder gallery_files/ beside the restored
+videos.
 
 Per video: degraded | restored | original (when given) players that start, pause and scrub
-together, a still of the middle frame of each, and the video's scores. Everything is inside the
-file (previews as VP9 WebM and stills as PNG, base64 data URIs), so it opens from the file
-system, with no server, and can be mailed or copied alone. Previews are made by ffmpeg at most
-`max_width` wide and `max_seconds` long (the restored files themselves are .avi/.mp4 that
-browsers do not all play); their size is the price of one file: about 50-300 kB per player.
+together, a still of the middle frame of each, and the video's scores. Previews (VP9 WebM) and
+stills (PNG) are files in gallery_files/, written one at a time and linked by relative paths, so
+the page opens from the file system with no server, stays small however many videos it shows
+(a browser loads the players it scrolls to), and the process never holds more than one preview.
+Copy the page together with its folder. Previews are made by ffmpeg at most `max_width` wide and
+`max_seconds` long (the restored files themselves are .avi/.mp4 that browsers do not all play):
+about 50-300 kB per player.
 """
-import base64
 import html
 import json
 import subprocess
@@ -16,28 +18,33 @@ from pathlib import Path
 import ffmpeg
 
 from vrestore.pipeline.atomic import atomic_path
-from vrestore.pipeline.media.ffmpeg_cmd import ffmpeg_command
+from vrestore.pipeline.media.ffmpeg_cmd import arg_path, ffmpeg_command
 from vrestore.pipeline.media.probe import probe_video
 
 GALLERY = "gallery.html"
+GALLERY_FILES = "gallery_files"  # beside gallery.html: its previews and stills
 
 
 def preview_webm(path: Path, max_width: int, max_seconds: float) -> bytes:
     """A small VP9 WebM of the video's first `max_seconds`, no audio; width at most `max_width`."""
-    stream = ffmpeg.input(str(path), t=max_seconds)["v:0"].filter("scale", f"min({max_width},iw)", -2, flags="area")
+    stream = ffmpeg.input(arg_path(path), t=max_seconds)["v:0"].filter("scale", f"min({max_width},iw)", -2, flags="area")
     args = ffmpeg_command(stream.output("pipe:", format="webm", vcodec="libvpx-vp9", crf=34, **{"b:v": 0}, deadline="realtime",
                                         **{"cpu-used": 8}, pix_fmt="yuv420p", an=None))
     return subprocess.run(args, capture_output=True, check=True).stdout
 
 
 def still_png(path: Path, at_seconds: float, max_width: int) -> bytes:
-    stream = ffmpeg.input(str(path), ss=at_seconds)["v:0"].filter("scale", f"min({max_width},iw)", -2, flags="area")
+    stream = ffmpeg.input(arg_path(path), ss=at_seconds)["v:0"].filter("scale", f"min({max_width},iw)", -2, flags="area")
     args = ffmpeg_command(stream.output("pipe:", format="image2pipe", vcodec="png", frames=1))
     return subprocess.run(args, capture_output=True, check=True).stdout
 
 
-def data_uri(mime: str, data: bytes) -> str:
-    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+def write_file(path: Path, data: bytes) -> str:
+    """One preview or still under its name in gallery_files/ (written atomically); its URL
+    relative to the page."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return f"{GALLERY_FILES}/{path.name}"
 
 
 def score_rows(report: dict) -> list:
@@ -111,11 +118,14 @@ def section(title: str, players: list, report: dict) -> str:
 def write_gallery(path: Path, items: list, model: dict, max_width: int = 480, max_seconds: float = 10.0) -> Path:
     """`items`: (title, [(name, video path)], report dict) per video. Writes `path` atomically."""
     sections, players_total = [], 0
-    for title, streams, report in items:
+    files = path.parent / GALLERY_FILES
+    files.mkdir(parents=True, exist_ok=True)
+    for i, (title, streams, report) in enumerate(items):
         info = probe_video(streams[0][1])
         middle = min(info.duration or 0.0, max_seconds) / 2
-        players = [(name, data_uri("video/webm", preview_webm(p, max_width, max_seconds)), data_uri("image/png", still_png(p, middle, max_width)))
-                   for name, p in streams]
+        players = [(name, write_file(files / f"{i:05d}-{j}.webm", preview_webm(p, max_width, max_seconds)),
+                    write_file(files / f"{i:05d}-{j}.png", still_png(p, middle, max_width)))
+                   for j, (name, p) in enumerate(streams)]
         players_total += len(players)
         sections.append(section(title, players, report))
     intro = (f"Model {html.escape(str(model.get('weights')))}: {html.escape(str(model.get('arch')))}, {model.get('frames')} frame(s), "

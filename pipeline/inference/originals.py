@@ -18,18 +18,20 @@ def original_names(rel: str) -> list:
     return names
 
 
-def find_original(originals: Path, rel: str) -> Optional[Path]:
+def find_original(originals: Path, rel: str, skip: tuple = ()) -> Optional[Path]:
     """A file is the original of a single input; in a folder, the same relative name (any video
-    extension) wins, then a unique file name anywhere below with that name."""
+    extension) wins, then a unique file name anywhere below with that name. Nothing under a
+    folder in `skip` (restore's output folder, when it lies inside the originals') is taken."""
     if originals.is_file():
         return originals
+    outside = lambda p: not any(p.resolve().is_relative_to(s) for s in skip)
     for stem, exts in original_names(rel):
         for ext in exts:
-            if (p := originals / f"{stem}{ext}").is_file():
+            if (p := originals / f"{stem}{ext}").is_file() and outside(p):
                 return p
     for stem, exts in original_names(rel):
         name = Path(stem).name
-        matches = [p for p in originals.rglob("*") if p.is_file() and p.name in {f"{name}{e}" for e in exts}]
+        matches = [p for p in originals.rglob("*") if p.is_file() and p.name in {f"{name}{e}" for e in exts} and outside(p)]
         if len(matches) == 1:
             return matches[0]
     return None

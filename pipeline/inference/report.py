@@ -122,8 +122,17 @@ def write_report(path: Path, result: RestoreResult) -> None:
            "partial": [{"video": v, "warning": why} for v, why in result.partial],
            "no_original": result.no_original, "skipped_existing": result.skipped}
     write_json_atomic(path, doc)
-    with atomic_path(path.with_suffix(".csv")) as tmp, open(tmp, "w", newline="") as f:
+    # surrogateescape: a file name that is not valid UTF-8 goes into the CSV as its own bytes
+    with atomic_path(path.with_suffix(".csv")) as tmp, open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
         cols = list(rows[0]) if rows else ["video"]
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
-        w.writerows(rows)
+        w.writerows([{k: spreadsheet_safe(v) for k, v in row.items()} for row in rows])
+
+
+def spreadsheet_safe(value):
+    """A text cell a spreadsheet would run as a formula (=, +, -, @ first: a file named
+    `=HYPERLINK(...).avi`) gets a leading apostrophe, as OWASP advises; numbers stay numbers."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value

@@ -3,6 +3,7 @@ and the run over all videos, here or on Ray workers. The rooms it draws on: rest
 generator and its memory plan), restore_video.py (one video's stream), originals.py (matching
 originals and masks), video_scores.py, report.py (the rows, table and files)."""
 import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -60,6 +61,8 @@ class RestoreConfig:
             raise ValueError("--batch-size must be >= 1")
         if self.niqe_frames < 0:
             raise ValueError(f"--niqe-frames {self.niqe_frames}: must be >= 0 (0 turns NIQE off)")
+        if self.max_memory is not None and not (math.isfinite(self.max_memory) and self.max_memory > 0):
+            raise ValueError(f"--max-memory {self.max_memory:g}: must be a number of GiB > 0")
         if self.originals and not self.originals.exists():
             raise ValueError(f"--originals: {self.originals} not found")
 
@@ -82,15 +85,22 @@ def plan_restore(cfg: RestoreConfig) -> tuple:
     exclude = check_output_folder(cfg.input, cfg.output_dir, "--output-dir")
     if cfg.originals is not None and cfg.originals.is_file() and cfg.input.is_dir():
         raise ValueError(f"--originals {cfg.originals} is one file but INPUT {cfg.input} is a folder: give the originals' folder")
+    # the originals are inputs too: the output folder may not be theirs, and earlier outputs
+    # inside their folder are never taken for originals
+    skip_in_originals = check_output_folder(cfg.originals, cfg.output_dir, "--output-dir") if cfg.originals and cfg.originals.is_dir() else ()
+    if cfg.report is not None and cfg.report.suffix.lower() == ".csv":
+        raise ValueError(f"--report {cfg.report}: give the JSON report's name; its CSV is written beside it (.csv)")
     entries, unreadable = list_source_videos(cfg.input, exclude=exclude)
     root = cfg.input.parent if cfg.input.is_file() else cfg.input
     entries = [e for e in entries if not is_mask(root / e.rel)]
     ext = "." + CODECS[cfg.codec].container
     names = output_names([e.rel for e in entries], ext)
-    inputs = [root / e.rel for e in entries] + ([cfg.originals] if cfg.originals and cfg.originals.is_file() else [])
+    inputs = [root / e.rel for e in entries] + ([cfg.originals] if cfg.originals and cfg.originals.is_file() else []) + [cfg.weights]
     report_files = [cfg.report, cfg.report.with_suffix(".csv")] if cfg.report else []
     report_files += [cfg.output_dir / GALLERY] if cfg.gallery else []
-    refuse_replacing_inputs(inputs, [cfg.output_dir / n for n in names.values()] + report_files)
+    originals = {e.rel: find_original(cfg.originals, e.rel, skip_in_originals) for e in entries} if cfg.originals else {}
+    refuse_replacing_inputs(inputs + [o for o in originals.values() if o], [cfg.output_dir / n for n in names.values()] + report_files)
+    check_writable(cfg.output_dir, "--output-dir")  # a read-only or blocked folder: one line before any work
     if cfg.report:
         check_writable(cfg.report.parent, "--report")  # now, not after every video was restored
         csv_path = cfg.report.with_suffix(".csv")
@@ -103,7 +113,7 @@ def plan_restore(cfg: RestoreConfig) -> tuple:
         if dst.exists() and not cfg.overwrite:
             skipped.append(e.rel)
             continue
-        original = find_original(cfg.originals, e.rel) if cfg.originals else None
+        original = originals.get(e.rel)
         if cfg.originals and original is None:
             no_original.append(e.rel)
         comparison = cfg.output_dir / "side_by_side" / names[e.rel] if cfg.side_by_side else None

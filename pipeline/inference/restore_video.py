@@ -29,8 +29,8 @@ class Sink:
         self.comparison = comparison
         self.scores = FrameScores() if originals is not None else None
         self.mismatch, self.sbs = None, None
-        self.picture_at = (info.nb_frames or 1) // 2
-        self.niqe = NIQEPool(info.nb_frames, niqe_frames) if niqe_frames else None
+        self.picture_at = (info.frame_count or 1) // 2
+        self.niqe = NIQEPool(info.frame_count, niqe_frames) if niqe_frames else None
 
     def consume(self, frames: np.ndarray, restored: np.ndarray) -> None:
         first = self.out.frames

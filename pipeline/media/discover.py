@@ -5,6 +5,7 @@ shard key (`video_id`) and output names derived from it are unique per input pat
 folder inside the input folder is never searched.
 """
 import hashlib
+import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass, replace
@@ -49,7 +50,7 @@ def make_entry(root: Path, path: Path) -> VideoEntry:
 
 
 def path_tag(rel: str) -> str:
-    return hashlib.sha1(rel.encode()).hexdigest()[:8]
+    return hashlib.sha1(os.fsencode(rel)).hexdigest()[:8]
 
 
 def with_unique_ids(entries: list) -> list:
@@ -83,13 +84,23 @@ def output_names(rels: list, suffix: str) -> dict:
 
 
 def find_videos(root: Path, exclude: tuple = ()) -> list:
-    """Videos below `root`, skipping the folders in `exclude` (an output folder inside the input)."""
+    """Videos below `root`, skipping the folders in `exclude` (an output folder inside the input).
+    Symlinked folders are followed (a collection assembled from links is common), each real
+    folder once, so a link loop ends instead of recursing."""
     skip = [Path(x).resolve() for x in exclude]
-    paths = sorted(
-        p for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS and not any(p.resolve().is_relative_to(s) for s in skip)
-    )
-    return [make_entry(root, p) for p in paths]
+    paths, seen = [], set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen or any(Path(real).is_relative_to(s) for s in skip):
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        for name in files:
+            p = Path(folder) / name
+            if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file() and not any(p.resolve().is_relative_to(s) for s in skip):
+                paths.append(p)
+    return [make_entry(root, p) for p in sorted(paths)]
 
 
 def read_split_file(split_file: Path) -> list:
@@ -99,7 +110,11 @@ def read_split_file(split_file: Path) -> list:
     rels = []
     # utf-8-sig: a byte-order mark (Windows editors write one) is not part of the first path;
     # splitlines takes CRLF and LF alike
-    for line in split_file.read_text(encoding="utf-8-sig").splitlines():
+    try:
+        text = split_file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise SourceError(f"split file {split_file}: not UTF-8 text (UTF-16? save it as UTF-8)") from None
+    for line in text.splitlines():
         parts = line.strip().split()
         if parts:
             rels.append(parts[0].replace("\\", "/"))

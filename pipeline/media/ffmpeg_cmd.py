@@ -1,5 +1,6 @@
 """ffmpeg as a subprocess: the argument list in (never a shell string), and one line of its log
 out; plus the one rule for a decode that ffmpeg complained about."""
+import os
 import re
 from typing import Optional
 
@@ -18,10 +19,28 @@ PROBLEM_LEVELS = ("error", "fatal", "panic")
 EXACT_SCALE_FLAGS = "accurate_rnd+full_chroma_int"
 
 
+_placeholders = {}  # token -> a path ffmpeg-python cannot hold (see arg_path)
+
+
+def arg_path(path) -> str:
+    """A file name as ffmpeg and ffprobe must get it: absolute, so a name like `-y.mp4` is never
+    read as an option; and, when it is not valid UTF-8 (bytes a file system allows, kept by
+    Python as surrogates), a placeholder, since ffmpeg-python hashes its graph as UTF-8:
+    ffmpeg_command swaps the name back, and subprocess passes its original bytes."""
+    name = os.path.abspath(os.fspath(path))
+    try:
+        name.encode()
+        return name
+    except UnicodeEncodeError:
+        token = f"/vrestore-path-{len(_placeholders)}-{os.getpid()}"
+        _placeholders[token] = name
+        return token
+
+
 def ffmpeg_command(output_stream, *global_opts: str, loglevel: str = "error", ffmpeg_bin: str = "ffmpeg") -> list:
     # ffmpeg-python appends global args after the output file, where ffmpeg ignores
     # per-file options as "trailing"; put them right after the binary instead.
-    args = output_stream.compile(cmd=ffmpeg_bin)
+    args = [_placeholders.get(a, a) for a in output_stream.compile(cmd=ffmpeg_bin)]
     n = thread_share()
     if n is None:  # ffmpeg's own choice: a thread per CPU of this process's affinity
         return [args[0], "-nostdin", "-hide_banner", "-loglevel", loglevel, *global_opts, *args[1:]]

@@ -13,7 +13,7 @@ from typing import Optional, Tuple
 
 import ffmpeg
 
-from vrestore.pipeline.media.ffmpeg_cmd import EXACT_SCALE_FLAGS, ffmpeg_command, log_problems
+from vrestore.pipeline.media.ffmpeg_cmd import EXACT_SCALE_FLAGS, arg_path, ffmpeg_command, log_problems
 from vrestore.pipeline.media.image_stream import make_splitter
 
 READ_CHUNK = 1 << 20
@@ -40,9 +40,21 @@ def resize_filter_args(size: Optional[Tuple[int, int]], short_side: Optional[int
     return None
 
 
+def resized_copy(src, dst, size=None, short_side=None) -> None:
+    """A lossless copy of `src` scaled as ffmpeg_image_pipe_args scales frames (the same filter and
+    flags), every frame kept: make-shards --preset real damages this copy, so the damage lands on
+    frames of the size training sees, as `vrestore degrade` lands it on the size it restores."""
+    stream = ffmpeg.input(arg_path(src), threads=1)["v:0"].filter("scale", flags=f"area+{EXACT_SCALE_FLAGS}",
+                                                                  **resize_filter_args(size, short_side))
+    args = ffmpeg_command(stream.output(arg_path(dst), format="avi", vcodec="ffv1", pix_fmt="bgr0", vsync="passthrough"), "-y")
+    r = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True)
+    if r.returncode:
+        raise RuntimeError(f"ffmpeg could not resize {src}: {r.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
+
+
 def ffmpeg_image_pipe_args(path, image_format="jpg", quality=2, frame_stride=1, size=None, short_side=None) -> list:
     """The ffmpeg command line that writes every `frame_stride`-th frame as an image to stdout."""
-    stream = ffmpeg.input(str(path), threads=1)["v:0"]
+    stream = ffmpeg.input(arg_path(path), threads=1)["v:0"]
     if frame_stride > 1:
         stream = stream.filter("framestep", step=frame_stride)
     # always a scale filter: it also converts to the image's pixel format, exactly (ffmpeg_cmd)

@@ -1,4 +1,5 @@
 """Video metadata from ffprobe's JSON (never by parsing text or eval'ing a frame rate)."""
+import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -24,6 +25,16 @@ class VideoInfo:
     start_time: float = 0.0  # the video stream's first timestamp, seconds (MPEG-TS and edited files start later)
     sample_aspect: Optional[str] = None  # "W:H" of a pixel when not square (anamorphic video), else None
 
+    @property
+    def frame_count(self) -> Optional[int]:
+        """The header's frame count, or duration x rate where the container keeps none (mkv,
+        webm): what picks NIQE's frames and the middle frame, the same for a clip in any container."""
+        if self.nb_frames:
+            return self.nb_frames
+        if self.duration and self.fps:
+            return max(1, round(self.duration * float(self.fps)))
+        return None
+
 
 def _last_line(text: str) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
@@ -35,7 +46,7 @@ def probe_video(path) -> VideoInfo:
     if path.stat().st_size == 0:
         raise UnreadableVideo("empty file (0 bytes)")
     try:
-        meta = ffmpeg.probe(str(path), v="error")
+        meta = ffmpeg.probe(os.path.abspath(path), v="error")  # absolute: `-y.mp4` is no option; raw bytes kept
     except ffmpeg.Error as e:
         raise UnreadableVideo(f"ffprobe: {_last_line(e.stderr.decode(errors='replace'))}") from None
     video = [s for s in meta.get("streams", []) if s.get("codec_type") == "video"]

@@ -11,7 +11,7 @@ import ffmpeg
 import numpy as np
 
 from vrestore.pipeline.atomic import temp_path_for
-from vrestore.pipeline.media.ffmpeg_cmd import EXACT_SCALE_FLAGS, decode_problem, ffmpeg_command, log_problems, partial_decode
+from vrestore.pipeline.media.ffmpeg_cmd import EXACT_SCALE_FLAGS, arg_path, decode_problem, ffmpeg_command, log_problems, partial_decode
 from vrestore.pipeline.media.probe import VideoInfo, probe_video
 
 @dataclass(frozen=True)
@@ -54,6 +54,9 @@ class VideoReadError(Exception):
     pass
 
 
+BATCH_BYTES = 256 * 2**20  # read_frames hands out batches of at most this many bytes (one frame at least)
+
+
 def read_frames(path, batch: int = 16, info: VideoInfo = None, vf: str = None, warnings: list = None):
     """Yield (n, H, W, 3) uint8 arrays of consecutive frames, upright (ffmpeg applies a rotation
     tag). Never drops a frame silently: if ffmpeg complains, VideoReadError is raised, except
@@ -64,16 +67,22 @@ def read_frames(path, batch: int = 16, info: VideoInfo = None, vf: str = None, w
     frame_bytes = info.width * info.height * 3
     to_rgb = f"scale=flags={EXACT_SCALE_FLAGS}"  # the conversion to rgb24, exact (see ffmpeg_cmd)
     args = ffmpeg_command(
-        ffmpeg.input(str(path))["v:0"].output("pipe:", format="rawvideo", pix_fmt="rgb24", vsync="passthrough", vf=f"{vf},{to_rgb}" if vf else to_rgb)
+        ffmpeg.input(arg_path(path))["v:0"].output("pipe:", format="rawvideo", pix_fmt="rgb24", vsync="passthrough", vf=f"{vf},{to_rgb}" if vf else to_rgb)
     )
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
         decoded = 0
         try:
             while True:
-                # a fresh buffer per batch: the arrays handed out are writable and never reused
-                data = bytearray(frame_bytes * batch)
-                n = proc.stdout.readinto(data)
+                # A batch's buffer is made only once its first bytes arrived (a header may declare
+                # 16000x16000 frames that never come), and holds at most BATCH_BYTES of frames.
+                # A fresh buffer per batch: the arrays handed out are writable and never reused.
+                first = proc.stdout.read(min(frame_bytes, 1 << 20))
+                if not first:
+                    break
+                data = bytearray(frame_bytes * max(1, min(batch, BATCH_BYTES // frame_bytes)))
+                data[: len(first)] = first
+                n = len(first) + proc.stdout.readinto(memoryview(data)[len(first) :])
                 if n % frame_bytes:
                     raise VideoReadError(f"{path}: stream ended mid-frame")
                 if not n:
@@ -155,10 +164,10 @@ class VideoWriter:
         stream = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="gray" if gray else "rgb24", s=f"{width}x{height}", framerate=str(fps))
         acodec, self.audio_note = audio_plan(c.container, audio_codec) if audio_from else (None, None)
         offset = {"itsoffset": f"{-start_time:.6f}"} if audio_from and start_time else {}
-        streams = [stream] + ([ffmpeg.input(str(audio_from), **offset)["a?"]] if audio_from else [])
+        streams = [stream] + ([ffmpeg.input(arg_path(audio_from), **offset)["a?"]] if audio_from else [])
         # avoid_negative_ts disabled: the video's timestamps stay 0, 1/fps, 2/fps ... whatever the
         # audio's first timestamp (the muxer would otherwise shift every stream to make it 0)
-        out = ffmpeg.output(*streams, str(self._tmp), format=c.container, vcodec=c.vcodec, pix_fmt="gray" if gray else c.pix_fmt,
+        out = ffmpeg.output(*streams, arg_path(self._tmp), format=c.container, vcodec=c.vcodec, pix_fmt="gray" if gray else c.pix_fmt,
                             avoid_negative_ts="disabled", **dict(c.options), **({"acodec": acodec} if audio_from else {}),
                             **({"vf": f"setsar={sample_aspect.replace(':', '/')}"} if sample_aspect else {}))
         args = ffmpeg_command(out, "-y")
