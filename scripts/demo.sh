@@ -8,7 +8,7 @@
 #   DEMO_PRESET=p     seed (default: blur, noise, boxes) or real (blur, resize, noise, JPEG, grain,
 #                     fade and a real video encoder, drawn per video: README, Degradation presets)
 set -euo pipefail
-source "$(dirname "$0")/setup_env.sh" plots  # matplotlib for curves.png
+source "$(dirname "$0")/setup_env.sh" all  # every extra: training, sample data, plots, export, cluster
 OUT="${DEMO_OUT:-demo_output}"
 MINUTES="${DEMO_MINUTES:-10}"
 FRAMES="${DEMO_FRAMES:-5}"

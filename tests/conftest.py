@@ -72,3 +72,13 @@ def ray_local():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(sample_tree, tmp_path_factory):
+    """One clip, every 4th frame, 10 frames per shard: an epoch is a handful of steps."""
+    from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
+
+    out = tmp_path_factory.mktemp("tiny_shards")
+    make_shards(ShardConfig(sample_tree, out, limit=1, frame_stride=4, max_frames=10, progress=False, workers=1))
+    return out

@@ -2,8 +2,11 @@
 a second "host" is a process in its own PID namespace (`unshare --pid`), as a node of a cluster
 sees none of another node's processes; `taskset` and a memory cgroup stand for a Slurm job's
 allocation."""
+import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -204,3 +207,99 @@ def test_a_second_training_run_into_one_out_is_refused(sample_shards, tmp_path):
     finally:
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=120)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def two_nodes(shards, out, *extra):
+    """Two torchrun launchers, one process each, meeting by c10d rendezvous on localhost: two
+    "nodes" of one job writing one --out (a shared folder)."""
+    port = free_port()
+    procs = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
+                               "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=vrestore-two-nodes",
+                               "-m", "vrestore", "train", *tiny_cli(shards, out, *extra)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+              for _ in range(2)]
+    results = [p.communicate(timeout=300) for p in procs]
+    return [p.returncode for p in procs], "\n".join(err for _, err in results)
+
+
+@pytest.mark.slow
+def test_two_nodes_train_checkpoint_and_resume_with_one_network_on_every_rank(tiny_shards, tmp_path):
+    """Batch norm, EMA on: before each save the ranks' batch-norm buffers (G, D and the EMA's)
+    are averaged, so every rank holds the same networks (the checkpoint's per-rank checksums,
+    which cover the EMA), and a resume on both nodes continues from the saved step."""
+    out = tmp_path / "run"
+    codes, err = two_nodes(tiny_shards, out, "--max-steps", 4, "--norm", "batch")
+    assert codes == [0, 0], err[-3000:]
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    sums = [r["checksum"] for r in state["ranks"]]
+    assert state["step"] == 4 and len(sums) == 2 and sums[0] == sums[1], sums
+    codes, err = two_nodes(tiny_shards, out, "--max-steps", 6, "--norm", "batch", "--resume")
+    assert codes == [0, 0] and "resuming at step 4" in err, err[-3000:]
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 6 and len({r["checksum"] for r in state["ranks"]}) == 1
+
+
+@pytest.mark.slow
+def test_usage_errors_under_torchrun_exit_2_on_every_rank(tiny_shards, tmp_path):
+    """--device cuda:N is refused on every rank (each rank takes its LOCAL_RANK's GPU), and so is an
+    --out blocked by a file (every rank checks it). Each rank that ends on its own exits 2, none 1;
+    torchrun may stop a slower rank first (SIGTERM: -15 or 130), since it ends a job at its
+    first failure."""
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    for extra, words in ((["--device", "cuda:1", "--out", tmp_path / "o"], "--device cuda:1 under torchrun"),
+                         (["--out", blocked / "run"], f"--out: cannot write in {blocked / 'run'}")):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "vrestore", "train",
+               "--shards", str(tiny_shards), "--crop", "32", "--ngf", "4", "--ndf", "4", "--batch-size", "4", "--quiet",
+               *map(str, extra)]
+        r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)
+        assert words in r.stderr, r.stderr[-3000:]
+        codes = re.findall(r"exitcode\s*:\s*(-?\d+)", r.stderr)
+        assert codes and codes[-1] == "2" and set(codes) <= {"2", "-15", "130"}, (codes, r.stderr[-3000:])  # the root cause last
+
+
+TWO_NODE_RAY = """
+import sys, json
+from pathlib import Path
+import ray
+from ray.cluster_utils import Cluster
+from vrestore.pipeline.degrade.degrade_videos import DegradeConfig, degrade_videos
+from vrestore.pipeline.dataset.make_shards import ShardConfig
+from vrestore.pipeline.dataset.make_shards_ray import make_shards_ray
+
+src, out = Path(sys.argv[1]), Path(sys.argv[2])
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+cluster.add_node(num_cpus=1)
+cluster.wait_for_nodes()
+try:
+    result = degrade_videos(DegradeConfig(src, out / "degraded", engine="ray", ray_address=cluster.address, ray_workers=2, progress=False))
+    ray.init(address=cluster.address, ignore_reinit_error=True)
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    shards = make_shards_ray(ShardConfig(src, out / "shards", progress=False, mix_window=1), cluster.address)
+    print(json.dumps({"nodes": len(nodes), "degraded": len(result.done), "failed": len(result.failed),
+                      "samples": shards.manifest["num_samples"]}))
+finally:
+    ray.shutdown()
+    cluster.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_a_two_node_ray_cluster_runs_degrade_and_make_shards(tmp_path):
+    """Two Ray nodes of one CPU each on this machine (Ray's own Cluster helper): two workers
+    need a CPU each, so the videos run on both nodes; make-shards' tasks too."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(4):
+        clip(src / f"v{i}.avi")
+    r = subprocess.run([sys.executable, "-c", TWO_NODE_RAY, str(src), str(tmp_path / "out")], capture_output=True, text=True,
+                       timeout=300, env=dict(os.environ, RAY_DEDUP_LOGS="0"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got == {"nodes": 2, "degraded": 4, "failed": 0, "samples": 40}, got

@@ -168,16 +168,6 @@ def test_sigterm_saves_and_resume_continues_at_saved_step(sample_shards, tmp_pat
 
 
 @pytest.fixture(scope="module")
-def tiny_shards(sample_tree, tmp_path_factory):
-    """One clip, every 4th frame, 10 frames per shard: an epoch is a handful of steps."""
-    from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
-
-    out = tmp_path_factory.mktemp("tiny_shards")
-    make_shards(ShardConfig(sample_tree, out, limit=1, frame_stride=4, max_frames=10, progress=False, workers=1))
-    return out
-
-
-@pytest.fixture(scope="module")
 def tiny_frame_shards(sample_tree, tmp_path_factory):
     """The same clip in the frames layout for windows of 3 (each frame stored once)."""
     from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards

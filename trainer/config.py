@@ -3,8 +3,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from vrestore.models.networks import ARCHS, NORMS, TEMPORAL
 from vrestore.pipeline.degrade.degradations import DegradationSpec
 from vrestore.pipeline.degrade.real_world import PRESETS, RealSpec
+from vrestore.pipeline.options import comma_ints, option
 from vrestore.pipeline.precision import AMP_MODES
 
 GAN_MODES = ("vanilla", "lsgan")
@@ -21,55 +23,79 @@ def check_crop(crop: int, min_side: Optional[int] = None) -> None:
 
 @dataclass
 class TrainConfig:
-    shards: Optional[Path] = None  # folder written by make-shards (manifest.json, tars, idx)
-    videos: Optional[Path] = None  # or a folder of videos, sharded into out/shards first
-    split_file: Optional[Path] = None  # with videos: a UCF-101 list selecting them
-    use_first_100: bool = False  # with videos: the first 100 only (the original scripts' quick mode)
-    val_shards: Optional[Path] = None  # default: --videos holds out videos; --shards validates on its own first samples (warned)
-    val_split_file: Optional[Path] = None  # with videos: a list of validation videos (vallist01.txt) instead of a hold-out
-    val_fraction: float = 0.1  # with --videos and no --val-shards: groups (UCF-101) or videos held out for validation
-    out: Path = Path("saved_models")
-    epochs: int = 50
-    batch_size: int = 16  # per rank
-    crop: int = 128  # square training crop; 128 -> U-Net depth 7, 256 -> 8
-    frames: Optional[int] = None  # frames the generator sees (odd); None: the shards' clip length
-    max_steps: Optional[int] = None  # stop early (still saving) after this many steps in all
-    max_minutes: Optional[float] = None  # ...or after this much wall time in this launch
-    lr: float = 2e-4  # Adam, both networks, as in pix2pix
+    shards: Optional[Path] = option(None, "Training shards (a make-shards OUT folder).", path={"exists": True, "file_okay": False})
+    videos: Optional[Path] = option(None, "Or a folder of videos: sharded into OUT/shards first (reused when the settings "
+                                    "match), one process only.", path={"exists": True, "file_okay": False})
+    split_file: Optional[Path] = option(None, "With --videos: a UCF-101 trainlist/testlist selecting them.")
+    use_first_100: bool = option(False, "With --videos: only the first 100 videos in sorted order (the original scripts' "
+                                 "quick mode).")
+    val_shards: Optional[Path] = option(None, "Validation shards. Default: with --videos, held-out videos (--val-fraction); "
+                                        "with --shards, the training shards' first samples (warned: that measures fit).",
+                                        path={"exists": True, "file_okay": False})
+    val_split_file: Optional[Path] = option(None, "With --videos: the validation videos' list (e.g. sample-videos' "
+                                            "vallist01.txt), sharded into OUT/shards/val; they are left out of training.")
+    val_fraction: float = option(0.1, "With --videos and no --val-shards: the share of videos (whole UCF-101 groups) held "
+                                 "out for validation, seeded by --seed.")
+    out: Path = option(Path("saved_models"), "generator.pth, discriminator.pth, checkpoint.pt, metrics.jsonl, samples/.",
+                       path={"file_okay": False})
+    epochs: int = option(50, "Epochs of the schedule (the lr decays over its last --decay-fraction).")
+    batch_size: int = option(16, "Samples per step, per rank.")
+    crop: int = option(128, "Square training crop, a power of two; sets the U-Net depth (128: 7, 256: 8).")
+    frames: Optional[int] = option(None, "Frames the generator sees (odd): the centre and its neighbours. Default: the "
+                                   "shards' make-shards --clip-len; shards of the frames layout also give any smaller odd T "
+                                   "(clips-layout shards only their own).")
+    max_steps: Optional[int] = option(None, "Stop (and save) after this many steps in all.")
+    max_minutes: Optional[float] = option(None, "Stop (and save) after this many minutes of this launch.")
+    lr: float = option(2e-4, "Adam learning rate of both networks, as in pix2pix.")
     beta1: float = 0.5
-    decay_fraction: float = 0.3  # the last part of training decays the lr linearly to 0 (pix2pix: n_epochs_decay); bench/recipe.py
-    ema_decay: float = 0.999  # EMA of the generator's weights (validation, samples, generator.pth); 0: off
-    arch: str = "unet"  # generator: unet (pix2pix) or nafnet (models/nafnet.py); bench/arch.py compares them
-    temporal: str = "early"  # nafnet: frames stacked at the input (early) or mixed inside (shift)
-    enc_blocks: tuple = (1, 1, 1, 2)  # nafnet: blocks per encoder level
-    middle_blocks: int = 2  # nafnet
-    dec_blocks: tuple = (1, 1, 1, 1)  # nafnet: blocks per decoder level
-    ngf: int = 64  # generator width
-    residual: Optional[bool] = None  # unet: predict a correction to the centre frame (NAFNet always does); None: on for the real preset
-    ndf: int = 64  # critic width
-    norm: str = "batch"  # batch | instance
-    dropout: bool = True  # pix2pix's dropout in the innermost decoder blocks
-    gan_mode: str = "vanilla"  # vanilla (BCE) | lsgan
-    lambda_l1: float = 100.0
-    amp: str = "auto"  # auto: bf16 on GPUs that have it, else fp16 (+GradScaler); off on CPU
-    channels_last: bool = True
-    sync_bn: bool = False  # batch-norm statistics over all ranks' batches (GPUs only)
-    compile: bool = False  # torch.compile the networks (GPU; minutes of warm-up)
-    cuda_graphs: bool = False  # capture the whole step as one CUDA graph (one GPU, bf16 or fp32)
-    resume: bool = False  # continue from out/checkpoint.pt
-    deterministic: bool = False  # deterministic kernels, cudnn.benchmark off: GPU resumes as exact as CPU ones
-    overwrite: bool = False  # start over even though out/ holds a checkpoint
-    seed: int = 0
-    val_every: Optional[int] = None  # also validate (and save) every N steps, besides epoch ends
-    val_interval: float = 60.0  # seconds: epoch ends validate and save only if this long has passed since the last
-    save_every_minutes: float = 10.0  # also save (no validation) when this long has passed since the last save; 0: off
-    val_frames: int = 16  # validation size: whole frames (fixed, with fixed degradations)
+    decay_fraction: float = option(0.3, "The last part of training (by steps, or by the clock under --max-minutes) decays "
+                                   "the lr linearly to 0, as pix2pix does; 0: constant (bench/recipe.py).")
+    ema_decay: float = option(0.999, "Exponential moving average of the generator's weights, used for validation, samples "
+                              "and generator.pth; 0: off.")
+    arch: str = option("unet", "Generator: unet (pix2pix's U-Net) or nafnet (NAFNet blocks in a U-Net; bench/arch.py "
+                       "compares them).", choices=ARCHS)
+    temporal: str = option("early", "nafnet with several frames: early (stacked at the input) or shift (channels shifted "
+                           "between the frames' features inside the network).", choices=TEMPORAL)
+    enc_blocks: tuple = option((1, 1, 1, 2), "nafnet: blocks per encoder level, comma-separated (the level count L makes "
+                               "frames pad to 2^L).", parse=comma_ints)
+    middle_blocks: int = option(2, "nafnet: blocks at the lowest resolution.")
+    dec_blocks: tuple = option((1, 1, 1, 1), "nafnet: blocks per decoder level, innermost first, comma-separated.", parse=comma_ints)
+    ngf: int = option(64, "Generator width (unet: the outer layer's; nafnet: the first level's).")
+    residual: Optional[bool] = option(None, "unet: the net predicts a correction added to the centre frame instead of "
+                                      "redrawing every pixel (NAFNet always does), so lightly damaged footage passes "
+                                      "through. Default: on for the real preset, off for the seed preset "
+                                      "(docs/degradations.md).")
+    ndf: int = option(64, "Critic width.")
+    norm: str = option("batch", "Normalisation of both networks: batch (running statistics averaged over ranks at each "
+                       "save) or instance.", choices=NORMS)
+    dropout: bool = option(True, "pix2pix dropout in the innermost decoder blocks.")
+    gan_mode: str = option("vanilla", "vanilla: BCE on logits; lsgan: least squares.", choices=GAN_MODES)
+    lambda_l1: float = option(100.0, "Weight of the L1 term in G's loss.")
+    amp: str = option("auto", "auto: bf16 on GPUs that have it, else fp16 with a GradScaler; off on the CPU.", choices=AMP_MODES)
+    channels_last: bool = option(True, "Networks and batches in channels_last memory format.")
+    sync_bn: bool = option(False, "Batch-norm statistics over all ranks' batches (multi-GPU runs; refused on the CPU).")
+    compile: bool = option(False, "torch.compile the networks (worth it on GPUs for long runs; minutes of warm-up).")
+    cuda_graphs: bool = option(False, "Capture the whole training step as one CUDA graph after 3 warm-up steps (one GPU; "
+                               "--amp bf16 or off).")
+    resume: bool = option(False, "Continue from OUT/checkpoint.pt at its step (or checkpoint.prev.pt when the latest is "
+                          "torn).")
+    deterministic: bool = option(False, "Deterministic kernels, no cudnn autotuning: what a bit-exact resume on a GPU needs "
+                                 "(CPU resumes are exact without it; not yet checked on a GPU). Slower.")
+    overwrite: bool = option(False, "Start over although OUT holds a checkpoint.")
+    seed: int = option(0, "Seed of the input order, crops, degradations, dropout and the validation hold-out.")
+    val_every: Optional[int] = option(None, "Also validate and save every N steps.")
+    val_interval: float = option(60.0, "Seconds: an epoch end validates and saves only if this long has passed since the "
+                                 "last time (0: every epoch).")
+    save_every_minutes: float = option(10.0, "Also save the checkpoint (without validating) when this many minutes have "
+                                       "passed since the last save, agreed across ranks; 0: only at validations and the end.")
+    val_frames: int = option(16, "Validation size: whole frames of --val-shards, degraded once with a fixed seed.")
     samples: int = 8  # rows in the samples/ picture
-    log_every: int = 10  # steps between loss readouts (each one is a CPU-GPU sync)
+    log_every: int = option(10, "Steps between loss readouts (each one waits for the GPU).")
     max_bad_steps: int = 50  # consecutive non-finite steps before giving up
-    device: str = "auto"  # auto: cuda when available; cpu; cuda
-    num_threads: int = 2  # DALI worker threads per rank
-    prefetch: int = 2  # DALI batches prepared ahead of the step
+    device: str = option("auto", "auto (cuda when available), cuda, cpu; under torchrun each rank takes its LOCAL_RANK's "
+                         "GPU (cuda:N is refused there).")
+    num_threads: int = option(2, "DALI threads per rank.")
+    prefetch: int = option(2, "DALI batches prepared ahead of the training step.")
     spec: DegradationSpec = field(default_factory=DegradationSpec)
     # seed: DALI and torch degrade clean shards with `spec`; real: the shards hold each frame's
     # damaged copy (make-shards --preset real; with --videos made so with `real`). None: the shards'

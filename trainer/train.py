@@ -138,9 +138,11 @@ def train(cfg: TrainConfig, hooks: Optional[LoopHooks] = None) -> TrainResult:
             raise ValueError("--cuda-graphs needs one GPU (no torchrun ranks) and no --compile")
         if cfg.videos is not None and cfg.shards is None:
             raise ValueError("--videos is turned into shards by the command line (vrestore.train_data); pass --shards here")
+        # every rank checks --out (a shared folder on several nodes): a usage error is met by all
+        # ranks at once and each exits 2, none is left waiting for the one that failed
+        check_writable(cfg.out, "--out")
         if not d.is_main:
             return run(cfg, d, hooks or LoopHooks())
-        cfg.out.mkdir(parents=True, exist_ok=True)
         with exclusive(cfg.out / LOCK, f"--out {cfg.out}"):  # a second run into one --out stops at once
             return run(cfg, d, hooks or LoopHooks())
     except Exception as e:
@@ -280,6 +282,14 @@ def run(cfg: TrainConfig, d, hooks: LoopHooks) -> TrainResult:
             print(f"warning: no --val-shards: validation and generator_best.pth use frames of the training shards "
                   f"{cfg.shards}, so they measure fit, not restoration of unseen video", file=sys.stderr)
 
+    optimize = GraphedStep(model).optimize if cfg.cuda_graphs else model.optimize
+    stop, meter = StopRequest(), LossMeter(d.device)
+    # This launch's seconds as all ranks agree on them (the largest of their clocks, agreed after
+    # every step): the lr under --max-minutes, the time limit and validate-and-save all follow it.
+    clock, last_segment, last_save = 0.0, 0.0, 0.0
+    bar = tqdm(total=total_steps, initial=step, unit="step", disable=not (cfg.progress and d.is_main), dynamic_ncols=True)
+    last_val, stopped, timed, loop_end = {}, None, None, None
+
     def end_segment(with_validation=True):
         """Validate (rank 0) and save (all ranks send their RNG and input position). After a
         signal only save: torchrun kills its workers 30 s after it."""
@@ -308,13 +318,6 @@ def run(cfg: TrainConfig, d, hooks: LoopHooks) -> TrainResult:
                             cfg.to_dict(), best)
         return val
 
-    optimize = GraphedStep(model).optimize if cfg.cuda_graphs else model.optimize
-    stop, meter = StopRequest(), LossMeter(d.device)
-    # This launch's seconds as all ranks agree on them (the largest of their clocks, agreed after
-    # every step): the lr under --max-minutes, the time limit and validate-and-save all follow it.
-    clock, last_segment, last_save = 0.0, 0.0, 0.0
-    bar = tqdm(total=total_steps, initial=step, unit="step", disable=not (cfg.progress and d.is_main), dynamic_ncols=True)
-    last_val, stopped, timed, loop_end = {}, None, None, None
     try:
         while epoch < cfg.epochs and stopped is None:
             for batch in batches:

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import click
 
-from vrestore.cli_options import PRESET_HELP, degradation_options, fail, one_line_errors, parse_counts, parse_size, pop_real, pop_spec, real_options
-from vrestore.models.networks import ARCHS, NORMS, TEMPORAL
+from vrestore.cli_options import PRESET_HELP, config_options, degradation_options, fail, one_line_errors, parse_size, pop_real, pop_spec, real_options
 from vrestore.pipeline.dataset.make_shards import IMAGE_FORMATS, ShardConfig, make_shards
 from vrestore.pipeline.dataset.shard_summary import format_summary
 from vrestore.pipeline.dataset.manifest import merge_manifests
@@ -21,10 +20,10 @@ from vrestore.pipeline.cluster.slurm import slurm_array_part
 from vrestore.pipeline.dataset.sample_videos import SOURCES, SampleConfig, make_sample_videos
 from vrestore.pipeline.degrade.real_world import PRESETS
 from vrestore.pipeline.inference.export import FORMATS
+from vrestore.pipeline.inference.restore import RestoreConfig
+from vrestore.pipeline.degrade.degrade_videos import DegradeConfig
 from vrestore.pipeline.limits import cpu_count
-from vrestore.pipeline.media.video_io import CODECS
-from vrestore.pipeline.precision import AMP_MODES
-from vrestore.trainer.config import GAN_MODES
+from vrestore.trainer.config import TrainConfig
 
 DISTRIBUTION = "video-restoration-gan"  # the installed package whose version --version prints
 
@@ -134,15 +133,7 @@ def merge_manifests_cmd(out):
 @click.argument("dst", type=click.Path(path_type=Path))
 @degradation_options
 @real_options
-@click.option("--split-file", type=click.Path(path_type=Path), help="UCF-101 trainlist/testlist selecting videos under SRC.")
-@click.option("--seed", default=0, show_default=True, help="Base seed; each video's seed comes from it and the video's path.")
-@click.option("--codec", type=click.Choice(list(CODECS)), default="ffv1", show_default=True, help="Output codec; ffv1 and png are lossless.")
-@click.option("--save-masks", is_flag=True, help="Also write NAME_mask.avi: 255 inside the occlusion boxes.")
-@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True, help="local: this process; ray: Ray workers (one per GPU, else one per CPU core), one video per task, on a local instance or --ray-address.")
-@click.option("--ray-address", help="With --engine ray: the cluster to join (host:port, or auto); default: start a local instance on this machine.")
-@click.option("--ray-workers", type=int, help="With --engine ray: how many workers (default: one per GPU in the cluster, else one per CPU).")
-@click.option("--batch-size", default=16, show_default=True, help="Frames degraded at once.")
-@click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: skip them).")
+@config_options(DegradeConfig)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @one_line_errors()
 def degrade_cmd(src, dst, quiet, **options):
@@ -150,7 +141,7 @@ def degrade_cmd(src, dst, quiet, **options):
     boxes (--preset seed), or real-world damage drawn per video and a real encoder's
     compression (--preset real). Keeps fps, size and frame count; the relative layout is kept
     under DST."""
-    from vrestore.pipeline.degrade.degrade_videos import DegradeConfig, degrade_videos
+    from vrestore.pipeline.degrade.degrade_videos import degrade_videos
 
     cfg = DegradeConfig(src, dst, spec=pop_spec(options), real=pop_real(options), progress=not quiet, **options)
     result = degrade_videos(cfg)
@@ -194,52 +185,7 @@ def preview_cmd(shards, out, num, crop, device, seed, preset, **options):
 
 
 @cli.command("train")
-@click.option("--shards", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Training shards (a make-shards OUT folder).")
-@click.option("--videos", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Or a folder of videos: sharded into OUT/shards first (reused when the settings match), one process only.")
-@click.option("--split-file", type=click.Path(path_type=Path), help="With --videos: a UCF-101 trainlist/testlist selecting them.")
-@click.option("--use-first-100", is_flag=True, help="With --videos: only the first 100 videos in sorted order.")
-@click.option("--val-shards", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Validation shards. Default: with --videos, held-out videos (--val-fraction); with --shards, the training shards' first samples (warned: that measures fit).")
-@click.option("--val-split-file", type=click.Path(path_type=Path), help="With --videos: the validation videos' list (e.g. sample-videos' vallist01.txt), sharded into OUT/shards/val; they are left out of training.")
-@click.option("--val-fraction", default=0.1, show_default=True, help="With --videos and no --val-shards: the share of videos (whole UCF-101 groups) held out for validation, seeded by --seed.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="saved_models", show_default=True, help="generator.pth, discriminator.pth, checkpoint.pt, metrics.jsonl, samples/.")
-@click.option("--epochs", default=50, show_default=True)
-@click.option("--batch-size", default=16, show_default=True, help="Per rank.")
-@click.option("--crop", default=128, show_default=True, help="Square training crop, a power of two; sets the U-Net depth (128: 7, 256: 8).")
-@click.option("--frames", type=int, help="Frames the generator sees (odd): the centre and its neighbours. Default: the shards' make-shards --clip-len; shards of the frames layout also give any smaller odd T (clips-layout shards only their own).")
-@click.option("--max-steps", type=int, help="Stop (and save) after this many steps in all.")
-@click.option("--max-minutes", type=float, help="Stop (and save) after this many minutes of this launch.")
-@click.option("--lr", default=2e-4, show_default=True, help="Adam learning rate of both networks.")
-@click.option("--decay-fraction", default=0.3, show_default=True, help="The last part of training (by steps, or by the clock under --max-minutes) decays the lr linearly to 0, as pix2pix does; 0: constant.")
-@click.option("--ema-decay", default=0.999, show_default=True, help="Exponential moving average of the generator's weights, used for validation, samples and generator.pth; 0: off.")
-@click.option("--arch", type=click.Choice(ARCHS), default="unet", show_default=True, help="Generator: unet (pix2pix's U-Net) or nafnet (NAFNet blocks in a U-Net; bench/arch.py compares them).")
-@click.option("--temporal", type=click.Choice(TEMPORAL), default="early", show_default=True, help="nafnet with several frames: early (stacked at the input) or shift (channels shifted between the frames' features inside the network).")
-@click.option("--enc-blocks", default="1,1,1,2", show_default=True, callback=parse_counts, help="nafnet: blocks per encoder level, comma-separated (the level count L makes frames pad to 2^L).")
-@click.option("--middle-blocks", default=2, show_default=True, help="nafnet: blocks at the lowest resolution.")
-@click.option("--dec-blocks", default="1,1,1,1", show_default=True, callback=parse_counts, help="nafnet: blocks per decoder level, innermost first.")
-@click.option("--ngf", default=64, show_default=True, help="Generator width (unet: the outer layer's; nafnet: the first level's).")
-@click.option("--residual/--no-residual", default=None, help="unet: the net predicts a correction added to the centre frame instead of redrawing every pixel (NAFNet always does), so lightly damaged footage passes through. Default: on for the real preset, off for the seed preset (README, Degradation presets).")
-@click.option("--ndf", default=64, show_default=True, help="Critic width.")
-@click.option("--norm", type=click.Choice(NORMS), default="batch", show_default=True)
-@click.option("--dropout/--no-dropout", default=True, show_default=True, help="pix2pix dropout in the innermost decoder blocks.")
-@click.option("--gan-mode", type=click.Choice(GAN_MODES), default="vanilla", show_default=True, help="vanilla: BCE on logits; lsgan: least squares.")
-@click.option("--lambda-l1", default=100.0, show_default=True, help="Weight of the L1 term in G's loss.")
-@click.option("--amp", type=click.Choice(AMP_MODES), default="auto", show_default=True, help="auto: bf16 on GPUs that have it, else fp16 with a GradScaler; off on the CPU.")
-@click.option("--channels-last/--no-channels-last", default=True, show_default=True)
-@click.option("--sync-bn", is_flag=True, help="Batch-norm statistics over all ranks' batches (multi-GPU runs; refused on the CPU).")
-@click.option("--compile", is_flag=True, help="torch.compile the networks (worth it on GPUs for long runs).")
-@click.option("--cuda-graphs", is_flag=True, help="Capture the whole training step as one CUDA graph after 3 warm-up steps (one GPU; --amp bf16 or off).")
-@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt at its step.")
-@click.option("--deterministic", is_flag=True, help="Deterministic kernels, no cudnn autotuning: what a bit-exact resume on a GPU needs (CPU resumes are exact without it; not yet checked on a GPU). Slower.")
-@click.option("--overwrite", is_flag=True, help="Start over although OUT holds a checkpoint.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--val-every", type=int, help="Also validate and save every N steps.")
-@click.option("--save-every-minutes", default=10.0, show_default=True, help="Also save the checkpoint (without validating) when this many minutes have passed since the last save, agreed across ranks; 0: only at validations and the end.")
-@click.option("--val-interval", default=60.0, show_default=True, help="Seconds: an epoch end validates and saves only if this long has passed since the last time (0: every epoch).")
-@click.option("--val-frames", default=16, show_default=True, help="Validation size: whole frames of --val-shards, degraded once with a fixed seed.")
-@click.option("--log-every", default=10, show_default=True, help="Steps between loss readouts.")
-@click.option("--device", default="auto", show_default=True, help="auto (cuda when available), cuda, cuda:N, cpu.")
-@click.option("--num-threads", default=2, show_default=True, help="DALI threads per rank.")
-@click.option("--prefetch", default=2, show_default=True, help="DALI batches prepared ahead of the training step.")
+@config_options(TrainConfig)
 @degradation_options
 @functools.partial(real_options, preset_default=None, preset_help="The shards' own preset (make-shards --preset) when not given; "
                    "with --videos, the preset the shards are made with (default seed). " + PRESET_HELP)
@@ -256,7 +202,6 @@ def train_cmd(quiet, **options):
     weights_only=True) and checkpoint.pt (all training state) in OUT at every epoch end, at
     --val-every, at --max-steps/--max-minutes and on Ctrl-C/SIGTERM.
     """
-    from vrestore.trainer.config import TrainConfig
     from vrestore.trainer.train import NonFiniteLosses, train
 
     cfg = TrainConfig(spec=pop_spec(options), real=pop_real(options), progress=not quiet, **options)
@@ -275,24 +220,7 @@ def train_cmd(quiet, **options):
 
 @cli.command("restore")
 @click.argument("input", type=click.Path(path_type=Path))
-@click.option("--weights", type=click.Path(path_type=Path), default="saved_models/generator.pth", show_default=True, help="A generator.pth written by training.")
-@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default="restored_videos", show_default=True, help="Restored videos, in INPUT's relative layout.")
-@click.option("--batch-size", default=8, show_default=True, help="Frames through the generator at once.")
-@click.option("--codec", type=click.Choice(list(CODECS)), default="mjpeg", show_default=True, help="mjpeg: .avi at JPEG quality 2; ffv1/png: lossless .avi; h264: lossless x264 .mp4.")
-@click.option("--device", default="auto", show_default=True, help="auto (cuda when available), cuda, cuda:N, cpu.")
-@click.option("--amp", type=click.Choice(AMP_MODES), default="auto", show_default=True, help="auto: bf16 (or fp16) autocast on a GPU, fp32 on the CPU.")
-@click.option("--channels-last/--no-channels-last", default=True, show_default=True)
-@click.option("--tile", type=int, help="Restore large frames in overlapping tiles of N pixels (a multiple of the generator's 2^depth) to bound memory.")
-@click.option("--niqe-frames", default=16, show_default=True, help="NIQE (a no-reference score, lower is more natural) of input and output, and of the original when given, from this many evenly spaced frames per video; 0 turns it off.")
-@click.option("--max-memory", type=float, help="GiB the generator's tensors may take at once (per process; each --engine ray worker has its own). Frames go through in smaller passes, then in tiles, to stay under it. Default: half the memory available at start.")
-@click.option("--originals", type=click.Path(exists=True, path_type=Path), help="Clean originals (a file, or a folder matched by relative path, then by file name): report PSNR/SSIM.")
-@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write the figures as JSON here and as CSV beside it.")
-@click.option("--gallery", is_flag=True, help="Also write OUTPUT_DIR/gallery.html: per video restored in this run, degraded | restored | original players that play and scrub together, stills and scores; one self-contained file that opens from disk.")
-@click.option("--side-by-side", is_flag=True, help="Also write OUTPUT_DIR/side_by_side/NAME video and .png: degraded | restored | original.")
-@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True, help="local: this process; ray: Ray workers (one per GPU, else one per CPU core), one video per task, on a local instance or --ray-address.")
-@click.option("--ray-address", help="With --engine ray: the cluster to join (host:port, or auto); default: start a local instance on this machine.")
-@click.option("--ray-workers", type=int, help="With --engine ray: how many workers (default: one per GPU in the cluster, else one per CPU).")
-@click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: skip them).")
+@config_options(RestoreConfig)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @one_line_errors()
 def restore_cmd(quiet, **options):
@@ -303,7 +231,7 @@ def restore_cmd(quiet, **options):
     the audio is copied. A video that fails is reported and the rest go on (exit 1 at the end).
     """
     from vrestore.pipeline.inference.report import format_table
-    from vrestore.pipeline.inference.restore import RestoreConfig, restore_videos
+    from vrestore.pipeline.inference.restore import restore_videos
 
     cfg = RestoreConfig(progress=not quiet, **options)
     result = restore_videos(cfg)

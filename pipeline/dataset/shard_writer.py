@@ -8,9 +8,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import webdataset as wds
-from wds2idx import IndexCreator
-
 from vrestore.pipeline.atomic import naming, temp_path_for
 
 TAR_HEADER = 512  # bytes before each member, near enough for a size cap
@@ -31,6 +28,8 @@ def shard_names(prefix: str, number: int):
 
 def write_dali_index(tar_path: Path, idx_path: Path) -> None:
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        from wds2idx import IndexCreator  # DALI's own index writer (the train extra: nvidia-dali)
+
         with IndexCreator(str(tar_path), str(idx_path), verbose=False) as creator:
             creator.create_index()
 
@@ -75,6 +74,8 @@ class ShardWriter:
         self._tmp_files = [self._tmp_tar]
         self._file = open(self._tmp_tar, "wb")
         # mtime fixed at 0 so the same samples always give the same bytes (resume checks that).
+        import webdataset as wds  # the train extra; imported here so the CLI loads without it
+
         self._tar = wds.TarWriter(self._file, encoder=False, mtime=0, user="", group="")
         self._samples, self._bytes = 0, 0
 

@@ -11,19 +11,22 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from vrestore.pipeline.options import option
+
 
 @dataclass(frozen=True)
 class DegradationSpec:
-    blur_window: int = 7  # Gaussian window, pixels (odd)
-    blur_sigma: float = 1.4  # what OpenCV picks for a 7x7 window: 0.3*((7-1)*0.5-1)+0.8
-    blur_sigma_max: Optional[float] = None  # set: sigma ~ U[blur_sigma, blur_sigma_max] per sample
-    noise_std: float = 15.0  # additive Gaussian, 0..255 scale, clipped
-    noise_std_max: Optional[float] = None  # set: std ~ U[noise_std, noise_std_max] per sample
-    boxes_min: int = 1  # occlusion boxes per frame
-    boxes_max: int = 3
-    box_min_frac: float = 0.10  # box side as a fraction of the frame's side
-    box_max_frac: float = 0.25
-    box_value: int = 128  # flat gray
+    # 1.4: what OpenCV picks for a 7x7 window, 0.3*((7-1)*0.5-1)+0.8
+    blur_window: int = option(7, "Gaussian blur window, pixels (odd).")
+    blur_sigma: float = option(1.4, "Blur sigma (the lower end of the range when --blur-sigma-max is set).")
+    blur_sigma_max: Optional[float] = option(None, "Draw sigma per frame from [blur-sigma, this].")
+    noise_std: float = option(15.0, "Additive Gaussian noise std on the 0-255 scale (clipped).")
+    noise_std_max: Optional[float] = option(None, "Draw the std per frame from [noise-std, this].")
+    boxes_min: int = option(1, "Fewest occlusion boxes per frame.")
+    boxes_max: int = option(3, "Most occlusion boxes per frame.")
+    box_min_frac: float = option(0.10, "Smallest box side, as a fraction of the frame side.")
+    box_max_frac: float = option(0.25, "Largest box side, as a fraction of the frame side.")
+    box_value: int = option(128, "Gray level of the boxes.")
 
     def __post_init__(self):
         checks = [

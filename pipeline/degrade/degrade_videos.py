@@ -16,9 +16,10 @@ from tqdm import tqdm
 
 from vrestore.pipeline.atomic import check_writable, remove_dead_temp_files, temp_path_for
 from vrestore.pipeline.cluster.jobs import run_jobs
-from vrestore.pipeline.cluster.ray_engine import check_engine
+from vrestore.pipeline.cluster.ray_engine import ENGINES, check_engine
 from vrestore.pipeline.degrade.degradations import DegradationSpec, add_boxes, degrade
 from vrestore.pipeline.degrade.real_world import PRESETS, RealSpec, damage_codec, draw, frame_damage
+from vrestore.pipeline.options import option
 from vrestore.pipeline.media.discover import check_output_folder, list_source_videos, output_names, refuse_replacing_inputs
 from vrestore.pipeline.media.probe import UnreadableVideo, probe_video
 from vrestore.pipeline.media.video_io import CODECS, VideoReadError, VideoWriter, read_frames
@@ -26,20 +27,23 @@ from vrestore.pipeline.media.video_io import CODECS, VideoReadError, VideoWriter
 
 @dataclass
 class DegradeConfig:
-    src: Path
+    src: Path  # a video, or a folder searched recursively (the command's arguments)
     dst: Path
     spec: DegradationSpec = field(default_factory=DegradationSpec)
-    preset: str = "seed"  # seed: blur, noise, boxes (spec); real: real_world.py (real)
+    preset: str = "seed"  # seed: blur, noise, boxes (spec); real: real_world.py (real); the CLI's --preset (real_options)
     real: RealSpec = field(default_factory=RealSpec)
-    split_file: Optional[Path] = None  # UCF-101 list selecting videos under src
-    seed: int = 0
-    codec: str = "ffv1"  # lossless by default
-    save_masks: bool = False  # also write <name>_mask.avi: 255 inside the boxes
-    batch_size: int = 16
-    overwrite: bool = False
-    engine: str = "local"  # local: this process; ray: Ray workers, one per CPU slot
-    ray_address: Optional[str] = None  # with engine ray: a cluster to join; None starts a local instance
-    ray_workers: Optional[int] = None  # with engine ray: workers (default: one per CPU)
+    split_file: Optional[Path] = option(None, "UCF-101 trainlist/testlist selecting videos under SRC.")
+    seed: int = option(0, "Base seed; each video's seed comes from it and the video's path.")
+    codec: str = option("ffv1", "Output codec; ffv1 and png are lossless (the default: compression adds no error of its own).",
+                        choices=CODECS)
+    save_masks: bool = option(False, "Also write NAME_mask.avi: 255 inside the occlusion boxes.")
+    engine: str = option("local", "local: this process; ray: Ray workers (one per CPU core), one video per task, on a local "
+                         "instance or --ray-address.", choices=ENGINES)
+    ray_address: Optional[str] = option(None, "With --engine ray: the cluster to join (host:port, or auto); default: start a "
+                                        "local instance on this machine.")
+    ray_workers: Optional[int] = option(None, "With --engine ray: how many workers (default: one per CPU, at most the cluster's).")
+    batch_size: int = option(16, "Frames degraded at once.")
+    overwrite: bool = option(False, "Replace existing outputs (default: skip them).")
     progress: bool = True
 
     def __post_init__(self):

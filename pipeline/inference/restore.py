@@ -13,13 +13,14 @@ from tqdm import tqdm
 from vrestore.models.weights import load_network
 from vrestore.pipeline.atomic import check_writable, remove_dead_temp_files
 from vrestore.pipeline.cluster.jobs import run_jobs
-from vrestore.pipeline.cluster.ray_engine import check_engine
+from vrestore.pipeline.cluster.ray_engine import ENGINES, check_engine
 from vrestore.pipeline.inference.gallery import GALLERY, gallery_items, write_gallery
 from vrestore.pipeline.inference.originals import find_original, is_mask
 from vrestore.pipeline.inference.report import RestoreResult, write_report
 from vrestore.pipeline.inference.restore_video import restore_video
 from vrestore.pipeline.inference.restorer import Restorer
 from vrestore.pipeline.limits import cpu_count
+from vrestore.pipeline.options import option
 from vrestore.pipeline.media.discover import check_output_folder, list_source_videos, output_names, refuse_replacing_inputs
 from vrestore.pipeline.media.probe import UnreadableVideo
 from vrestore.pipeline.media.video_io import CODECS, VideoReadError
@@ -27,25 +28,36 @@ from vrestore.pipeline.precision import AMP_MODES
 
 @dataclass
 class RestoreConfig:
-    input: Path  # a video, or a folder searched recursively
-    weights: Path = Path("saved_models/generator.pth")
-    output_dir: Path = Path("restored_videos")
-    batch_size: int = 8  # frames through the generator at once
-    niqe_frames: int = 16  # NIQE of input and output (and original) on this many evenly spaced frames; 0: off
-    codec: str = "mjpeg"  # .avi at JPEG quality 2, as the original project wrote; ffv1 lossless; h264 -> .mp4
-    device: str = "auto"  # auto: cuda when available
-    amp: str = "auto"  # auto: bf16/fp16 autocast on a GPU, fp32 on the CPU
-    channels_last: bool = True
-    tile: Optional[int] = None  # process frames in overlapping tiles of this side (bounds memory)
-    max_memory: Optional[float] = None  # GiB for the generator's tensors; None: half the memory available at start
-    originals: Optional[Path] = None  # a video, or a folder matched by relative path, then by stem
-    report: Optional[Path] = None  # write JSON here and CSV beside it
-    side_by_side: bool = False  # also output_dir/side_by_side/<name>.<ext> and .png
-    gallery: bool = False  # also output_dir/gallery.html: the videos restored in this run, players in step (gallery.py)
-    overwrite: bool = False
-    engine: str = "local"  # local: this process; ray: Ray workers, one per GPU or CPU slot
-    ray_address: Optional[str] = None  # with engine ray: a cluster to join; None starts a local instance
-    ray_workers: Optional[int] = None  # with engine ray: actors (default: one per GPU, else one per CPU)
+    input: Path  # a video, or a folder searched recursively (the command's argument)
+    weights: Path = option(Path("saved_models/generator.pth"), "A generator.pth written by training.")
+    output_dir: Path = option(Path("restored_videos"), "Restored videos, in INPUT's relative layout.", path={"file_okay": False})
+    batch_size: int = option(8, "Frames through the generator at once.")
+    codec: str = option("mjpeg", "mjpeg: .avi at JPEG quality 2 (as the original project wrote); ffv1/png: lossless .avi; "
+                        "h264: lossless x264 .mp4.", choices=CODECS)
+    device: str = option("auto", "auto (cuda when available), cuda, cuda:N, cpu.")
+    amp: str = option("auto", "auto: bf16 (or fp16) autocast on a GPU, fp32 on the CPU.", choices=AMP_MODES)
+    channels_last: bool = option(True, "Run the generator in channels_last memory format.")
+    tile: Optional[int] = option(None, "Restore large frames in overlapping tiles of N pixels (a multiple of the generator's "
+                                 "2^depth) to bound memory.")
+    niqe_frames: int = option(16, "NIQE (a no-reference score, lower is more natural) of input and output, and of the original "
+                              "when given, from this many evenly spaced frames per video; 0 turns it off.")
+    max_memory: Optional[float] = option(None, "GiB the generator's tensors may take at once (per process; each --engine ray "
+                                         "worker has its own). Frames go through in smaller passes, then in tiles, to stay under "
+                                         "it. Default: half of what the job may use at start (its cgroup's limit when lower than "
+                                         "the host's free memory), split between Ray's CPU workers.")
+    originals: Optional[Path] = option(None, "Clean originals (a file, or a folder matched by relative path, then by file name): "
+                                       "report PSNR/SSIM.", path={"exists": True})
+    report: Optional[Path] = option(None, "Write the figures as JSON here and as CSV beside it.", path={"dir_okay": False})
+    side_by_side: bool = option(False, "Also write OUTPUT_DIR/side_by_side/NAME video and .png: degraded | restored | original.")
+    gallery: bool = option(False, "Also write OUTPUT_DIR/gallery.html and gallery_files/: per video restored in this run, "
+                           "degraded | restored | original players that play and scrub together, stills and scores; opens from disk.")
+    overwrite: bool = option(False, "Replace existing outputs (default: skip them).")
+    engine: str = option("local", "local: this process; ray: Ray workers (one per GPU, else one per CPU core), one video per "
+                         "task, on a local instance or --ray-address.", choices=ENGINES)
+    ray_address: Optional[str] = option(None, "With --engine ray: the cluster to join (host:port, or auto); default: start a "
+                                        "local instance on this machine.")
+    ray_workers: Optional[int] = option(None, "With --engine ray: how many workers (default: one per GPU in the cluster, else "
+                                        "one per CPU, at most the cluster's CPUs).")
     progress: bool = True
 
     def __post_init__(self):
