@@ -296,3 +296,24 @@ def test_ray_never_waits_on_workers_that_cannot_start(weights, tmp_path, ray_loc
     t0 = time.monotonic()
     r = run("vrestore", "degrade", src, tmp_path / "o2", "--engine", "ray", "--ray-address", "127.0.0.1:9")
     assert "--ray-address" in one_line(r) and time.monotonic() - t0 < 60
+
+
+def test_merge_manifests_joins_only_the_nodes_of_one_source_and_keeps_a_single_nodes_manifest(tmp_path):
+    from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        d.mkdir()
+        clip(d / "x.avi")
+        clip(d / "y.avi")
+    out = tmp_path / "shards"
+    make_shards(ShardConfig(a, out, num_nodes=2, node_rank=0, progress=False, workers=1))
+    make_shards(ShardConfig(b, out, num_nodes=2, node_rank=1, progress=False, workers=1))  # another collection
+    assert "different sources" in one_line(cli_run("vrestore", "merge-manifests", out))
+    single = tmp_path / "single"
+    make_shards(ShardConfig(a, single, progress=False, workers=1))
+    before = (single / "manifest.json").read_bytes()
+    make_shards(ShardConfig(a, single, num_nodes=2, node_rank=0, progress=False, workers=1, prefix="n"))
+    make_shards(ShardConfig(a, single, num_nodes=2, node_rank=1, progress=False, workers=1, prefix="n"))
+    assert "single-node run's manifest" in one_line(cli_run("vrestore", "merge-manifests", single))
+    assert (single / "manifest.json").read_bytes() == before

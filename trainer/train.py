@@ -49,7 +49,7 @@ class TrainResult:
 def network_configs(cfg: TrainConfig, frames: int, preset: str = "seed"):
     # residual by default on the real preset: its mild codec damage must pass through nearly
     # unchanged, which the plain U-Net, redrawing every pixel, did not learn in the minutes
-    # bench/presets.py gives it (README, Degradation presets); the seed preset keeps pix2pix's
+    # bench/presets.py gives it (docs/degradations.md); the seed preset keeps pix2pix's
     residual = cfg.residual if cfg.residual is not None else preset == "real"
     g = GeneratorConfig.for_crop(cfg.crop, ngf=cfg.ngf, norm=cfg.norm, dropout=cfg.dropout, frames=frames, arch=cfg.arch,
                                  temporal=cfg.temporal, enc_blocks=cfg.enc_blocks, middle_blocks=cfg.middle_blocks, dec_blocks=cfg.dec_blocks,

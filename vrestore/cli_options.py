@@ -101,7 +101,7 @@ def parse_range(ctx, param, value):
 
 
 PRESET_HELP = ("seed: the blur, noise and boxes above; real: blur, resize, noise, JPEG, grain, fade and a real "
-               "video encoder, drawn per video (the --real-* options; README: Degradation presets).")
+               "video encoder, drawn per video (the --real-* options; docs/degradations.md).")
 
 
 def real_options(command, preset_default="seed", preset_help=PRESET_HELP):

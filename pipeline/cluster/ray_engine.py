@@ -2,7 +2,7 @@
 
 Without an address a local instance starts on this machine's cores, without the dashboard, and
 with Ray's token authentication (on by default for local instances since Ray 2.59); with one,
-the driver joins that cluster (README, Cluster: a private network and a token). Work that holds
+the driver joins that cluster (docs/cluster.md: a private network and a token). Work that holds
 state (a generator on a GPU) runs on long-lived actors, one per GPU, or one per CPU slot where
 there are no GPUs; each video is one task, so a video that fails fails alone, and an actor that
 dies is restarted and its task retried. One progress bar covers the whole job on the driver.

@@ -377,6 +377,7 @@ def _make_shards(cfg: ShardConfig, on_shard, t0: float, entries: list, missing: 
         raise NoReadableVideo(f"no readable video in {cfg.src} ({reasons})")
     manifest = build_manifest(params, state["shards"], videos, skipped, ffmpeg_version())
     manifest["videos_fingerprint"] = fingerprint
+    manifest["source"] = os.fsdecode(os.path.abspath(cfg.src))  # merge-manifests checks that all nodes sharded one SRC
     write_json_atomic(manifest_path, manifest)
     state_path.unlink(missing_ok=True)
     return ShardResult(cfg.out, manifest_path, manifest, time.perf_counter() - t0, resumed_shards=resumed)

@@ -8,6 +8,7 @@ writes one manifest.json at the end. Samples (keys and bytes) are those of a loc
 same settings; only their grouping into shard files differs.
 """
 import json
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -117,6 +118,7 @@ def make_shards_ray(cfg: ShardConfig, address: Optional[str] = None, task: Calla
         raise NoReadableVideo(f"no readable video in {cfg.src} ({reasons})")
     manifest = build_manifest(params, [s for w in range(len(windows)) for s in stats[w]["shards"]], videos, skipped, ffmpeg_version())
     manifest["videos_fingerprint"] = fingerprint
+    manifest["source"] = os.fsdecode(os.path.abspath(cfg.src))  # merge-manifests checks that all nodes sharded one SRC
     write_json_atomic(manifest_path, manifest)
     for w in range(len(windows)):
         done_path(cfg, w).unlink(missing_ok=True)  # the manifest now says it all

@@ -63,6 +63,14 @@ def merge_manifests(out_dir) -> dict:
 
     if any(shared(m["params"]) != shared(manifests[0]["params"]) for m in manifests):
         raise ManifestError(f"{out_dir}: node manifests were made with different settings")
+    sources = {m.get("source") for m in manifests} - {None}  # older manifests did not record it
+    if len(sources) > 1:
+        raise ManifestError(f"{out_dir}: node manifests shard different sources ({', '.join(sorted(sources))}); "
+                            "merge only the nodes of one make-shards run")
+    single = out_dir / MANIFEST
+    if single.is_file() and read_manifest(single).get("params", {}).get("num_nodes", 1) == 1:
+        raise ManifestError(f"{single} is a single-node run's manifest; merging node manifests would replace it "
+                            "(move it away first if that is meant)")
     merged = build_manifest(
         params=shared(manifests[0]["params"]),
         shards=[s for m in manifests for s in m["shards"]],
@@ -70,5 +78,7 @@ def merge_manifests(out_dir) -> dict:
         skipped=sorted((v for m in manifests for v in m["skipped"]), key=lambda v: v["path"]),
         ffmpeg=manifests[0]["ffmpeg"],
     )
+    if sources:
+        merged["source"] = sources.pop()
     write_json_atomic(out_dir / MANIFEST, merged)
     return merged

@@ -46,7 +46,7 @@ RANGES = {  # name: (low, high) of a uniform draw per video; the option is --rea
 # other operation. codec_only: chance that a draw is the encoder alone (a clean capture, then
 # compressed; 1 trains a model for compressed footage only); drawn last, so every other draw
 # of a seed is as it was without it. 0 by default: 0.25 (with make-shards --real-draws 4) did
-# not help on the validation split (README, Degradation presets)
+# not help on the validation split (docs/degradations.md)
 PROBABILITIES = {
     "blur": 0.5, "anisotropic": 0.5, "resize": 0.3, "noise": 0.5, "shot_noise": 0.3, "gray_noise": 0.4,
     "jpeg": 0.3, "grain": 0.2, "fade": 0.2, "codec": 0.9, "codec_only": 0.0,
