@@ -251,10 +251,17 @@ def degrade_and_restore(clean, tmp_path):
                                         originals=clean, progress=False, codec="ffv1"))
 
 
+@pytest.fixture(scope="module")
+def restored_cat(sample_tree, tmp_path_factory):
+    """The Cat clips degraded with masks and restored against their originals, once for the
+    tests below: (clean folder, work folder, RestoreResult)."""
+    work = tmp_path_factory.mktemp("restored_cat")
+    return sample_tree / "Cat", work, degrade_and_restore(sample_tree / "Cat", work)
+
+
 @pytest.mark.slow
-def test_restore_reports_in_box_and_temporal_scores_with_masks(sample_tree, tmp_path):
-    clean = sample_tree / "Cat"
-    result = degrade_and_restore(clean, tmp_path)
+def test_restore_reports_in_box_and_temporal_scores_with_masks(restored_cat):
+    clean, _, result = restored_cat
     assert len(result.videos) == len(list(clean.glob("*.avi")))  # the masks are not restored
     for r in result.videos:
         assert r.mask and r.mask.endswith("_mask.avi")
@@ -263,7 +270,7 @@ def test_restore_reports_in_box_and_temporal_scores_with_masks(sample_tree, tmp_
 
 
 @pytest.mark.slow
-def test_restores_all_row_is_bench_qualitys_figure(sample_tree, tmp_path):
+def test_restores_all_row_is_bench_qualitys_figure(restored_cat):
     """One definition of every score: restore's "all" row (per-video sums pooled) equals what
     bench/quality.py computes over the same videos in one pass, and its PSNR is the mean over
     all frames (not of per-video means), its box and temporal PSNR pooled over all videos."""
@@ -278,8 +285,7 @@ def test_restores_all_row_is_bench_qualitys_figure(sample_tree, tmp_path):
     quality = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(quality)
 
-    clean = sample_tree / "Astronaut"
-    result = degrade_and_restore(clean, tmp_path)
+    clean, tmp_path, result = restored_cat
     row = overall(result.videos)
     videos = [(clean / r.video, tmp_path / "deg" / r.video, mask_path(tmp_path / "deg" / r.video)) for r in result.videos]
     bench = quality.evaluate(("generator", Restorer(tmp_path / "g.pth", "cpu")), videos)

@@ -1,4 +1,5 @@
 """What `pip install .` puts into site-packages: one import name, vrestore, holding every folder."""
+import json
 import shutil
 import subprocess
 import sys
@@ -38,18 +39,25 @@ def test_the_wheel_installs_one_import_name(tmp_path):
 # find_spec, which a module blocked in sys.modules does not fool; a real core-only install has it
 # absent and torchmetrics skips it (checked by hand in a fresh venv, docs/architecture.md).
 EXTRAS_MODULES = ["nvidia", "nvidia.dali", "webdataset", "wds2idx", "skimage", "skvideo", "ray", "onnx", "onnxscript", "onnxruntime"]
-WITHOUT_EXTRAS = """import sys
+WITHOUT_EXTRAS = """import json, sys
 for m in {mods!r}:
     sys.modules[m] = None  # as if not installed: importing it raises ImportError
+from click.testing import CliRunner
 from vrestore import cli
-sys.argv = {argv!r}
-cli.make_shards_main() if sys.argv[0] == "make-shards" else cli.main()
+results = []
+for argv in {argvs!r}:  # each command as its script runs it, in this one interpreter
+    r = CliRunner().invoke(cli.make_shards_cmd if argv[0] == "make-shards" else cli.cli, argv[1:])
+    results.append([r.exit_code, r.stderr])
+print(json.dumps(results))
 """
 
 
-def without_extras(*argv, cwd):
-    code = WITHOUT_EXTRAS.format(mods=EXTRAS_MODULES, argv=[str(a) for a in argv])
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=300)
+def without_extras(argvs, cwd) -> list:
+    """[exit code, stderr] of each command, run with the extras' modules missing."""
+    code = WITHOUT_EXTRAS.format(mods=EXTRAS_MODULES, argvs=[[str(a) for a in argv] for argv in argvs])
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def test_the_core_restores_and_each_journey_names_its_missing_extra(tmp_path, weights):
@@ -59,14 +67,15 @@ def test_the_core_restores_and_each_journey_names_its_missing_extra(tmp_path, we
     src.mkdir()
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=1", "-c:v", "mpeg4",
                     str(src / "a.avi")], check=True)
-    for argv in (["vrestore", "restore", src, "--weights", weights, "--output-dir", tmp_path / "r", "--quiet"],
-                 ["vrestore", "degrade", src, tmp_path / "d", "--quiet"],
-                 ["vrestore", "export", weights, tmp_path / "g.pt", "--format", "torchscript"]):
-        r = without_extras(*argv, cwd=tmp_path)
-        assert r.returncode == 0, (argv, r.stderr)
-    for argv, extra in ((["vrestore", "train", "--shards", tmp_path], "train"), (["vrestore", "preview", tmp_path], "train"),
-                        (["make-shards", src, tmp_path / "s"], "train"), (["vrestore", "export", weights, tmp_path / "g.onnx"], "export"),
-                        (["vrestore", "degrade", src, tmp_path / "d2", "--engine", "ray"], "cluster")):
-        r = without_extras(*argv, cwd=tmp_path)
-        lines = r.stderr.strip().splitlines()
-        assert r.returncode == 2 and len(lines) == 1 and f"video-restoration-gan[{extra}]" in lines[0], (argv, r.stderr)
+    work = [["vrestore", "restore", src, "--weights", weights, "--output-dir", tmp_path / "r", "--quiet"],
+            ["vrestore", "degrade", src, tmp_path / "d", "--quiet"],
+            ["vrestore", "export", weights, tmp_path / "g.pt", "--format", "torchscript"]]
+    refused = [(["vrestore", "train", "--shards", tmp_path], "train"), (["vrestore", "preview", tmp_path], "train"),
+               (["make-shards", src, tmp_path / "s"], "train"), (["vrestore", "export", weights, tmp_path / "g.onnx"], "export"),
+               (["vrestore", "degrade", src, tmp_path / "d2", "--engine", "ray"], "cluster")]
+    results = without_extras(work + [argv for argv, _ in refused], tmp_path)
+    for argv, (code, err) in zip(work, results):
+        assert code == 0, (argv, err)
+    for (argv, extra), (code, err) in zip(refused, results[len(work):]):
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and f"video-restoration-gan[{extra}]" in lines[0], (argv, err)

@@ -40,8 +40,27 @@ def clip(path, seconds=1, rate=10, size="64x48", codec="mpeg4", extra=()):
     return path
 
 
-def run(cmd, *args, **kw):
-    return subprocess.run([str(BIN / cmd), *map(str, args)], capture_output=True, text=True, timeout=300, **kw)
+def run(cmd, *args, process=False, **kw):
+    """`cmd ARGS` as the installed command runs it: in this process (cli_run) unless `process`
+    or a subprocess keyword (env, cwd) asks for a process of its own (signals, the environment,
+    the console's encoding, a second Ray instance)."""
+    if process or kw or cmd not in ("vrestore", "make-shards"):
+        return subprocess.run([str(BIN / cmd), *map(str, args)], capture_output=True, text=True, timeout=300, **kw)
+    return cli_run(cmd, *args)
+
+
+def cli_run(program, *args):
+    """`program ARGS` run in this process by click's runner: the installed command's own code
+    (its options, one-line errors, exit codes and output), without a Python and torch start-up
+    (about 2 s) for each call."""
+    from click.testing import CliRunner
+
+    from vrestore.cli import cli, make_shards_cmd
+
+    r = CliRunner().invoke(make_shards_cmd if program == "make-shards" else cli, [str(a) for a in args], catch_exceptions=False)
+    return subprocess.CompletedProcess([program, *args], r.exit_code, r.stdout, r.stderr)
+
+
 
 
 def failed_names(summary: str) -> set:
@@ -247,18 +266,6 @@ def one_line_error(r, *words):
     assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
     for w in words:
         assert w in lines[0], (w, lines[0])
-
-
-def cli_run(program, *args):
-    """`program ARGS` run in this process by click's runner: the installed command's own code
-    (its one-line errors and exit codes), without a Python and torch start-up for each of the
-    many calls below."""
-    from click.testing import CliRunner
-
-    from vrestore.cli import cli, make_shards_cmd
-
-    r = CliRunner().invoke(make_shards_cmd if program == "make-shards" else cli, [str(a) for a in args], catch_exceptions=False)
-    return subprocess.CompletedProcess([program, *args], r.exit_code, r.stdout, r.stderr)
 
 
 def test_every_bad_argument_is_one_line_with_exit_2(corpus, weights, sample_shards, tmp_path):

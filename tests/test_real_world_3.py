@@ -54,7 +54,7 @@ def test_a_full_disk_never_leaves_a_short_output_under_its_name(command, weights
     argv = ([command, src, "--weights", weights, "--output-dir", out, "--side-by-side", "--quiet"] if command == "restore"
             else [command, src, out, "--codec", "mjpeg", "--quiet"])
     outcomes = set()
-    for size_kib in (200, 700, 1400, 2800, 8000):
+    for size_kib in (200, 700, 8000):  # too small; full mid-video (the side-by-side came out short there); enough
         code, lines, left = frames_left_on_a_small_disk(tmp_path, size_kib, argv)
         assert code in (0, 1), lines
         assert all(n == "30" for n in left.values()), (size_kib, left, lines)  # nothing short under a final name
@@ -145,7 +145,7 @@ def test_names_that_are_not_utf8_or_look_like_options_go_through_every_command(w
     assert r.returncode == 0, r.stderr
     assert sorted(os.listdir(os.fsencode(tmp_path / "deg"))) == [b"good.avi", b"\xff\xfebad.avi"]
     r = run("vrestore", "restore", tmp_path / "deg", "--weights", weights, "--output-dir", tmp_path / "r", "--originals", src,
-            "--report", tmp_path / "r" / "rep.json", "--quiet")
+            "--report", tmp_path / "r" / "rep.json", "--quiet", process=True)  # the console's own encoding
     assert r.returncode == 0 and "\\udcff\\udcfebad.avi" in r.stdout, r.stderr
     assert b"\xff\xfebad.avi" in (tmp_path / "r" / "rep.csv").read_bytes()
     r = run("make-shards", src, tmp_path / "shards", "--quiet")
@@ -294,7 +294,7 @@ def test_ray_never_waits_on_workers_that_cannot_start(weights, tmp_path, ray_loc
     result = degrade_videos(DegradeConfig(src, tmp_path / "out", engine="ray", ray_workers=8, progress=False))
     assert len(result.done) == 3 and not result.failed
     t0 = time.monotonic()
-    r = run("vrestore", "degrade", src, tmp_path / "o2", "--engine", "ray", "--ray-address", "127.0.0.1:9")
+    r = run("vrestore", "degrade", src, tmp_path / "o2", "--engine", "ray", "--ray-address", "127.0.0.1:9", process=True)
     assert "--ray-address" in one_line(r) and time.monotonic() - t0 < 60
 
 

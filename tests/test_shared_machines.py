@@ -178,12 +178,15 @@ def run_train(shards, out, *extra, **kw):
 @pytest.mark.slow
 def test_sigkill_loses_at_most_the_save_interval(sample_shards, tmp_path):
     """No signal handler runs on SIGKILL (a machine that dies): the time-based save is what is left."""
-    out, interval = tmp_path / "run", 0.05  # minutes: a save every 3 s
+    out, interval = tmp_path / "run", 0.03  # minutes: a save every 1.8 s
     cmd = [sys.executable, "-m", "vrestore", "train", *tiny_cli(sample_shards, out, "--epochs", 1000,
                                                                    "--save-every-minutes", interval, "--val-interval", 1e6)]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert "training on" in proc.stderr.readline()
-    time.sleep(10)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint.prev.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)  # two time-based saves: the second keeps the first as checkpoint.prev.pt
+    time.sleep(1)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     killed = time.time()
