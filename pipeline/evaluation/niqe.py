@@ -47,7 +47,7 @@ def pristine_model() -> tuple:
     try:
         path = Path(importlib.metadata.distribution(package).locate_file(file))
     except importlib.metadata.PackageNotFoundError:
-        raise NIQEUnavailable(f"NIQE needs the {package} package for its pristine model (pip install {package})") from None
+        raise NIQEUnavailable(f"NIQE needs the {package} package for its pristine model: pip install 'video-restoration-gan[samples]'") from None
     params = scipy.io.loadmat(path)
     return np.ravel(params["pop_mu"]).astype(np.float64), params["pop_cov"].astype(np.float64)
 
