@@ -64,6 +64,28 @@ def test_make_shards_on_ray_writes_the_local_runs_samples_and_survives_a_dead_wo
     assert again.already_complete
 
 
+def raises_in_window_1(attempts: Path):
+    """make-shards' Ray task that raises (an error of the work, not a lost worker) in window 1."""
+    from vrestore.pipeline.dataset.make_shards_ray import shard_window
+
+    def task(cfg, w, *args):
+        if w == 1:
+            with open(attempts, "a") as f:
+                f.write("x")
+            raise RuntimeError("an error of the work itself")
+        return shard_window(cfg, w, *args)
+
+    return task
+
+
+def test_ray_does_not_retry_an_error_the_work_raised(sample_tree, tmp_path, ray_local):
+    attempts = tmp_path / "attempts"
+    with pytest.raises(Exception, match="an error of the work itself"):
+        make_shards_ray(ShardConfig(sample_tree, tmp_path / "ray", mix_window=2, max_frames=60, progress=False, workers=2),
+                        task=raises_in_window_1(attempts))
+    assert attempts.read_text() == "x"  # tried once: only lost workers and nodes are retried
+
+
 def test_make_shards_on_ray_resumes_from_finished_windows(sample_tree, tmp_path, ray_local):
     settings = dict(mix_window=2, max_frames=60, progress=False, workers=2)
     out = tmp_path / "ray"

@@ -284,8 +284,11 @@ try:
     result = degrade_videos(DegradeConfig(src, out / "degraded", engine="ray", ray_address=cluster.address, ray_workers=2, progress=False))
     ray.init(address=cluster.address, ignore_reinit_error=True)
     nodes = [n for n in ray.nodes() if n["Alive"]]
+    # the nodes that ran degrade's workers (GCS's actor table; public state API needs the dashboard)
+    from ray._private.state import actors
+    ran_on = {a["Address"]["NodeID"] for a in actors().values() if "VideoWorker" in a.get("ActorClassName", "")}
     shards = make_shards_ray(ShardConfig(src, out / "shards", progress=False, mix_window=1), cluster.address)
-    print(json.dumps({"nodes": len(nodes), "degraded": len(result.done), "failed": len(result.failed),
+    print(json.dumps({"nodes": len(nodes), "worker_nodes": len(ran_on), "degraded": len(result.done), "failed": len(result.failed),
                       "samples": shards.manifest["num_samples"]}))
 finally:
     ray.shutdown()
@@ -305,4 +308,4 @@ def test_a_two_node_ray_cluster_runs_degrade_and_make_shards(tmp_path):
                        timeout=300, env=dict(os.environ, RAY_DEDUP_LOGS="0"))
     assert r.returncode == 0, r.stderr[-3000:]
     got = json.loads(r.stdout.strip().splitlines()[-1])
-    assert got == {"nodes": 2, "degraded": 4, "failed": 0, "samples": 40}, got
+    assert got == {"nodes": 2, "worker_nodes": 2, "degraded": 4, "failed": 0, "samples": 40}, got
