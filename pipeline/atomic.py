@@ -141,10 +141,6 @@ def remove_dead_temp_files(folder: Path, prefix: str = "") -> int:
     return removed
 
 
-class Busy(ValueError):
-    pass
-
-
 @contextmanager
 def exclusive(lock: Path, what: str):
     """Hold `lock` (created with O_EXCL, naming this host and process) for the block, so a second
@@ -165,10 +161,10 @@ def exclusive(lock: Path, what: str):
                 lock.unlink(missing_ok=True)  # a killed run's; ours to take
                 continue
             where = "this machine" if host == host_token() else "another machine"
-            raise Busy(f"{what}: another run (process {pid} on {where}) is writing there; wait for it, or remove {lock} "
+            raise ValueError(f"{what}: another run (process {pid} on {where}) is writing there; wait for it, or remove {lock} "
                        f"if it is gone") from None
     else:
-        raise Busy(f"{what}: could not take {lock}")
+        raise ValueError(f"{what}: could not take {lock}")
     try:
         os.write(fd, mine.encode())
         os.close(fd)

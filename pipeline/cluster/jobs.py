@@ -31,7 +31,7 @@ def run_jobs(jobs: list, make_state: Callable, work: Callable, frames_of: Callab
 
         def count(n: int) -> None:  # frames as they stream, so a long video shows progress
             frames[0] += n
-            bar.set_postfix(frames=frames[0], frames_s=f"{frames[0] / (time.perf_counter() - t0):.0f}", refresh=True)
+            bar.set_postfix(frames=frames[0], frames_s=f"{frames[0] / (time.perf_counter() - t0):.0f}", refresh=False)
         try:
             for i, job in enumerate(jobs):
                 outcomes[i] = work(state, job, count)

@@ -8,6 +8,7 @@ pixel count, so that figure times H x W is one window's peak; the budget divided
 windows per forward pass, and when not even one fits, the largest tile side that does.
 Not counted: decoding and encoding buffers (a few frames each) and the weights themselves.
 """
+import math
 from typing import Optional
 
 import torch
@@ -65,6 +66,13 @@ def available_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
     return memory_free()
+
+
+def check_max_memory(max_memory_gib: Optional[float]) -> None:
+    """--max-memory: a finite number of GiB > 0 (or None: automatic). One rule for the command,
+    checked before any worker starts, and for a Restorer built directly (bench/)."""
+    if max_memory_gib is not None and not (math.isfinite(max_memory_gib) and max_memory_gib > 0):
+        raise ValueError(f"--max-memory {max_memory_gib:g}: must be a number of GiB > 0")
 
 
 def budget_bytes(device: torch.device, max_memory_gib: Optional[float], share: int = 1) -> int:

@@ -18,23 +18,36 @@ def original_names(rel: str) -> list:
     return names
 
 
-def find_original(originals: Path, rel: str, skip: tuple = ()) -> Optional[Path]:
-    """A file is the original of a single input; in a folder, the same relative name (any video
-    extension) wins, then a unique file name anywhere below with that name. Nothing under a
-    folder in `skip` (restore's output folder, when it lies inside the originals') is taken."""
-    if originals.is_file():
-        return originals
-    outside = lambda p: not any(p.resolve().is_relative_to(s) for s in skip)
-    for stem, exts in original_names(rel):
-        for ext in exts:
-            if (p := originals / f"{stem}{ext}").is_file() and outside(p):
-                return p
-    for stem, exts in original_names(rel):
-        name = Path(stem).name
-        matches = [p for p in originals.rglob("*") if p.is_file() and p.name in {f"{name}{e}" for e in exts} and outside(p)]
-        if len(matches) == 1:
-            return matches[0]
-    return None
+class Originals:
+    """The originals' folder (or one file), walked once: find(rel) is an input's original. A
+    file is the original of a single input; in a folder, the same relative name (any video
+    extension) wins, then a unique file of that name anywhere below. Nothing under a folder in
+    `skip` (restore's output folder, when it lies inside the originals') is taken."""
+
+    def __init__(self, root: Path, skip: tuple = ()):
+        self.root, self.skip = root, skip
+        self.by_name = {}  # file name -> the files below root that have it
+        if root.is_dir():
+            for p in root.rglob("*"):
+                if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file() and self.outside(p):
+                    self.by_name.setdefault(p.name, []).append(p)
+
+    def outside(self, p: Path) -> bool:
+        return not any(p.resolve().is_relative_to(s) for s in self.skip)
+
+    def find(self, rel: str) -> Optional[Path]:
+        if self.root.is_file():
+            return self.root
+        for stem, exts in original_names(rel):
+            for ext in exts:
+                if (p := self.root / f"{stem}{ext}").is_file() and self.outside(p):
+                    return p
+        for stem, exts in original_names(rel):
+            name = Path(stem).name
+            matches = [p for e in exts for p in self.by_name.get(f"{name}{e}", [])]
+            if len(matches) == 1:
+                return matches[0]
+        return None
 
 
 def is_mask(path: Path) -> bool:

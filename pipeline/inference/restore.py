@@ -3,7 +3,6 @@ and the run over all videos, here or on Ray workers. The rooms it draws on: rest
 generator and its memory plan), restore_video.py (one video's stream), originals.py (matching
 originals and masks), video_scores.py, report.py (the rows, table and files)."""
 import functools
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -15,7 +14,8 @@ from vrestore.pipeline.atomic import check_writable, remove_dead_temp_files
 from vrestore.pipeline.cluster.jobs import run_jobs
 from vrestore.pipeline.cluster.ray_engine import ENGINES, check_engine
 from vrestore.pipeline.inference.gallery import GALLERY, gallery_items, write_gallery
-from vrestore.pipeline.inference.originals import find_original, is_mask
+from vrestore.pipeline.inference.memory_cap import check_max_memory
+from vrestore.pipeline.inference.originals import Originals, is_mask
 from vrestore.pipeline.inference.report import RestoreResult, write_report
 from vrestore.pipeline.inference.restore_video import restore_video
 from vrestore.pipeline.inference.restorer import Restorer
@@ -73,8 +73,7 @@ class RestoreConfig:
             raise ValueError("--batch-size must be >= 1")
         if self.niqe_frames < 0:
             raise ValueError(f"--niqe-frames {self.niqe_frames}: must be >= 0 (0 turns NIQE off)")
-        if self.max_memory is not None and not (math.isfinite(self.max_memory) and self.max_memory > 0):
-            raise ValueError(f"--max-memory {self.max_memory:g}: must be a number of GiB > 0")
+        check_max_memory(self.max_memory)  # here: before any Ray worker builds a Restorer
         if self.originals and not self.originals.exists():
             raise ValueError(f"--originals: {self.originals} not found")
 
@@ -110,7 +109,8 @@ def plan_restore(cfg: RestoreConfig) -> tuple:
     inputs = [root / e.rel for e in entries] + ([cfg.originals] if cfg.originals and cfg.originals.is_file() else []) + [cfg.weights]
     report_files = [cfg.report, cfg.report.with_suffix(".csv")] if cfg.report else []
     report_files += [cfg.output_dir / GALLERY] if cfg.gallery else []
-    originals = {e.rel: find_original(cfg.originals, e.rel, skip_in_originals) for e in entries} if cfg.originals else {}
+    found = Originals(cfg.originals, skip_in_originals) if cfg.originals else None  # the folder walked once
+    originals = {e.rel: found.find(e.rel) for e in entries} if found else {}
     refuse_replacing_inputs(inputs + [o for o in originals.values() if o], [cfg.output_dir / n for n in names.values()] + report_files)
     check_writable(cfg.output_dir, "--output-dir")  # a read-only or blocked folder: one line before any work
     if cfg.report:

@@ -15,7 +15,7 @@ from vrestore.pipeline.devices import resolve_device
 from vrestore.pipeline.evaluation.metrics import to_255
 from vrestore.pipeline.evaluation.pictures import hwc_uint8
 from vrestore.pipeline.inference.frame_windows import sliding_windows
-from vrestore.pipeline.inference.memory_cap import budget_bytes, bytes_per_pixel, tile_for, windows_per_pass
+from vrestore.pipeline.inference.memory_cap import budget_bytes, bytes_per_pixel, check_max_memory, tile_for, windows_per_pass
 from vrestore.pipeline.precision import amp_dtype
 
 
@@ -31,8 +31,7 @@ class Restorer:
         self.multiple, self.frames = self.G.cfg.multiple, self.G.cfg.frames
         if tile is not None and (tile < self.multiple or tile % self.multiple):
             raise ValueError(f"--tile must be a multiple of {self.multiple} (this generator's 2^depth)")
-        if max_memory is not None and max_memory <= 0:
-            raise ValueError(f"--max-memory {max_memory:g}: must be > 0 (GiB)")
+        check_max_memory(max_memory)
         self.tile = tile
         self.dtype = amp_dtype(amp, self.device)
         # memory: one window's peak bytes per pixel, measured once; the budget is fixed at start
