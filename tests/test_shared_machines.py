@@ -309,3 +309,35 @@ def test_a_two_node_ray_cluster_runs_degrade_and_make_shards(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert got == {"nodes": 2, "worker_nodes": 2, "degraded": 4, "failed": 0, "samples": 40}, got
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["train", "export", "sample-videos", "make-shards", "degrade", "restore"])
+def test_every_writing_command_clears_only_this_hosts_dead_temp_files(command, tiny_shards, weights, tmp_path):
+    """Each command that writes into a folder removes the temporary files its killed runs left
+    there (this host's, dead process) and leaves another host's and any unmarked file alone."""
+    from test_real_world import cli_run
+
+    src = tmp_path / "in"
+    src.mkdir()
+    clip(src / "a.avi")
+    out = tmp_path / "out"
+    target, argv = out, {
+        "train": ["vrestore", "train", *tiny_cli(tiny_shards, out, "--max-steps", 1)],
+        "export": ["vrestore", "export", weights, out / "g.pt", "--format", "torchscript"],
+        "sample-videos": ["vrestore", "sample-videos", out, "--sources", "Cat", "--groups", "1", "--clips", "1"],
+        "make-shards": ["make-shards", src, out, "--quiet"],
+        "degrade": ["vrestore", "degrade", src, out, "--quiet"],
+        "restore": ["vrestore", "restore", src, "--weights", weights, "--output-dir", out, "--quiet"],
+    }[command]
+    out.mkdir()
+    stem = "g.pt" if command == "export" else "shard" if command == "make-shards" else "x"
+    dead = target / f"{stem}{TMP_MARK}{host_token()}-999999999"
+    foreign = target / f"{stem}{TMP_MARK}0123456789-999999999"
+    # (sample-videos refuses a folder holding a file it did not write: no unmarked file there)
+    unmarked = [] if command == "sample-videos" else [target / f"{stem}.tmp-999999999"]
+    for p in (dead, foreign, *unmarked):
+        p.write_bytes(b"x")
+    r = cli_run(*argv)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert not dead.exists() and foreign.exists() and all(p.exists() for p in unmarked)

@@ -15,7 +15,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from vrestore.models import DiscriminatorConfig, GANLoss, GeneratorConfig, build_discriminator, build_generator
-from vrestore.pipeline.atomic import check_writable, exclusive, write_json_atomic
+from vrestore.pipeline.atomic import check_writable, exclusive, remove_dead_temp_files, write_json_atomic
 from vrestore.pipeline.degrade.real_world import RealSpec
 from vrestore.pipeline.precision import amp_dtype
 from vrestore.trainer import distributed
@@ -144,6 +144,7 @@ def train(cfg: TrainConfig, hooks: Optional[LoopHooks] = None) -> TrainResult:
         if not d.is_main:
             return run(cfg, d, hooks or LoopHooks())
         with exclusive(cfg.out / LOCK, f"--out {cfg.out}"):  # a second run into one --out stops at once
+            remove_dead_temp_files(cfg.out)  # a killed run's half-written saves (this host's only)
             return run(cfg, d, hooks or LoopHooks())
     except Exception as e:
         if d.enabled:
@@ -266,7 +267,6 @@ def run(cfg: TrainConfig, d, hooks: LoopHooks) -> TrainResult:
 
     log, vset, best, history = None, None, (state or {}).get("best") or {"psnr": -math.inf, "step": None}, []
     if d.is_main:
-        check_writable(cfg.out, "--out")
         write_json_atomic(cfg.out / "config.json", cfg.to_dict())
         log = RunLog(cfg.out, fresh=not cfg.resume)
         vset = validation_set(val_shards, cfg.spec, cfg.val_frames, d.device)

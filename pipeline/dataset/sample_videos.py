@@ -17,6 +17,7 @@ import csv
 import importlib.metadata
 import io
 import random
+import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import Optional
 
 import ffmpeg
 
-from vrestore.pipeline.atomic import atomic_path, check_writable
+from vrestore.pipeline.atomic import TMP_MARK, atomic_path, check_writable, remove_dead_temp_files
 from vrestore.pipeline.media.ffmpeg_cmd import arg_path, ffmpeg_command
 
 SPLITS = ("train", "val", "test")
@@ -158,6 +159,7 @@ def make_sample_videos(cfg: SampleConfig) -> dict:
     jobs = clip_jobs(cfg)
     refuse_foreign_folder(cfg.out)
     check_writable(cfg.out, "OUT")
+    remove_dead_temp_files(cfg.out)  # a killed run's half-written clips (this host's only)
 
     def render(job):
         cls, g, c, clips = job
@@ -201,18 +203,25 @@ SOURCES_HEADER = "path,split,source,package,kind"  # the first line of OUT/ucfTr
 
 
 def refuse_foreign_folder(out: Path) -> None:
-    """OUT must be new, empty, or an earlier sample-videos tree (its sources.csv says so): the
-    tree's names (Astronaut/v_Astronaut_g01_c01.avi, trainlist01.txt, ...) would otherwise
-    replace a user's own clips and split files of the same names."""
+    """OUT must be new, empty, an earlier sample-videos tree (its sources.csv says so), or one a
+    killed run left (only clips of this tree's names and temporary files): the tree's names
+    (Astronaut/v_Astronaut_g01_c01.avi, trainlist01.txt, ...) would otherwise replace a user's
+    own clips and split files of the same names."""
     if not out.is_dir() or not any(out.iterdir()):
         return
     marker = out / "ucfTrainTestlist" / "sources.csv"
     try:
-        ours = marker.read_text().splitlines()[0] == SOURCES_HEADER
+        if marker.read_text().splitlines()[0] == SOURCES_HEADER:
+            return
     except (OSError, IndexError, UnicodeDecodeError):
-        ours = False
-    if not ours:
-        raise ValueError(f"OUT {out} holds files sample-videos did not write; give a new or empty folder")
+        pass
+    clip_name = re.compile(r"(?P<cls>\w+)/v_(?P=cls)_g\d{2}_c\d{2}\.avi")
+    for p in out.rglob("*"):
+        rel = p.relative_to(out).as_posix()
+        ours = TMP_MARK in p.name or (p.is_dir() and rel in SOURCES) or (
+            (m := clip_name.fullmatch(rel)) is not None and m["cls"] in SOURCES)
+        if not ours:
+            raise ValueError(f"OUT {out} holds files sample-videos did not write ({rel}); give a new or empty folder")
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch.export import Dim
 
-from vrestore.pipeline.atomic import atomic_path, check_writable
+from vrestore.pipeline.atomic import atomic_path, check_writable, remove_dead_temp_files
 from vrestore.models.weights import load_network
 
 FORMATS = ("onnx", "torchscript")
@@ -44,6 +44,7 @@ def export_generator(cfg: ExportConfig) -> dict:
     m, channels = G.cfg.multiple, 3 * G.cfg.frames
     example = torch.zeros(2, channels, 2 * m, 2 * m)
     check_writable(cfg.out.parent, "OUT")
+    remove_dead_temp_files(cfg.out.parent, cfg.out.name)  # a killed export's half-written file, nothing else
     # torch's exporter logs a warning per missing torchvision op and a FutureWarning of its own:
     # nothing a user can act on, and it buried the one line of a real error
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
