@@ -118,13 +118,18 @@ def ours_and_dead(p: Path) -> bool:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether process `pid` of this host still runs (a zombie, exited but not yet reaped by
+    its parent, writes nothing more: not alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc: os.kill's answer
 
 
 def remove_dead_temp_files(folder: Path, prefix: str = "") -> int:

@@ -35,6 +35,14 @@ def count_frames(path) -> int:
     return int(json.loads(out)["streams"][0]["nb_read_frames"])
 
 
+def trimmed(src: Path, dst: Path, frames: int) -> Path:
+    """The first `frames` frames of a real clip, re-encoded losslessly (ffv1): the same pictures
+    with less to decode, for tests whose point does not need a clip's full length."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), "-frames:v", str(frames), "-c:v", "ffv1", str(dst)], check=True)
+    return dst
+
+
 def videos_in(root: Path) -> list:
     return sorted(p for p in root.rglob("*.avi"))
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import count_frames
+from conftest import count_frames, trimmed
 from vrestore.pipeline.degrade.degradations import DegradationSpec, blur
 from vrestore.pipeline.degrade.degrade_videos import DegradeConfig, degrade_videos, mask_path
 from vrestore.pipeline.media.probe import probe_video
@@ -37,7 +37,9 @@ def test_degrade_keeps_fps_size_and_frame_count_and_applies_the_spec(sample_tree
 
 @pytest.mark.slow
 def test_degrade_is_reproducible_with_a_seed(sample_tree, tmp_path):
-    src = sample_tree / "Astronaut"
+    src = tmp_path / "src"  # two real clips, their first 10 frames
+    for name in ("v_Astronaut_g01_c01.avi", "v_Astronaut_g01_c02.avi"):
+        trimmed(sample_tree / "Astronaut" / name, src / name, 10)
     runs = {}
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
         degrade_videos(DegradeConfig(src, tmp_path / name, seed=seed, progress=False))

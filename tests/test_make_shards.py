@@ -15,6 +15,7 @@ import webdataset as wds
 from PIL import Image
 
 from conftest import count_frames, videos_in
+from test_real_world import cli_run
 from vrestore.pipeline.atomic import TMP_MARK
 from vrestore.pipeline.media.discover import SourceError
 from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
@@ -171,6 +172,10 @@ def test_bad_files_are_skipped_reported_and_the_rest_sharded(tree_copy, tmp_path
 
 
 def run_cli(*args, **kw):
+    """The installed make-shards: in this process (click's runner) unless `kw` asks for a
+    process of its own."""
+    if not kw:
+        return cli_run("make-shards", *args)
     exe = Path(sys.executable).with_name("make-shards")
     return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, **kw)
 

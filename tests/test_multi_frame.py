@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import count_frames
+from conftest import count_frames, trimmed
 from vrestore.models import GeneratorConfig, build_generator, centre_frame, pad_to_multiple
 from vrestore.pipeline.degrade.degradations import DegradationSpec
 from vrestore.pipeline.inference.frame_windows import sliding_windows
@@ -248,15 +248,17 @@ def degrade_and_restore(clean, tmp_path):
     torch.manual_seed(0)
     save_weights(tmp_path / "g.pth", build_generator(GeneratorConfig(ngf=4, depth=5, frames=3)))
     return restore_videos(RestoreConfig(tmp_path / "deg", weights=tmp_path / "g.pth", output_dir=tmp_path / "out",
-                                        originals=clean, progress=False, codec="ffv1"))
+                                        originals=clean, progress=False, codec="ffv1", niqe_frames=4))
 
 
 @pytest.fixture(scope="module")
 def restored_cat(sample_tree, tmp_path_factory):
-    """The Cat clips degraded with masks and restored against their originals, once for the
-    tests below: (clean folder, work folder, RestoreResult)."""
+    """The Cat clips (their first 25 frames) degraded with masks and restored against their
+    originals, once for the tests below: (clean folder, work folder, RestoreResult)."""
     work = tmp_path_factory.mktemp("restored_cat")
-    return sample_tree / "Cat", work, degrade_and_restore(sample_tree / "Cat", work)
+    for video in sorted((sample_tree / "Cat").glob("*.avi")):
+        trimmed(video, work / "clean" / video.name, 25)
+    return work / "clean", work, degrade_and_restore(work / "clean", work)
 
 
 @pytest.mark.slow

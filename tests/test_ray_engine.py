@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import trimmed
 from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
 from vrestore.pipeline.dataset.make_shards_ray import make_shards_ray
 from vrestore.pipeline.degrade.degrade_videos import DegradeConfig, degrade_videos
@@ -109,11 +110,10 @@ def test_make_shards_on_ray_resumes_from_finished_windows(sample_tree, tmp_path,
 
 @pytest.fixture
 def degraded_folder(sample_tree, tmp_path):
-    """Two sample videos degraded (with masks), plus a corrupt one."""
+    """Two sample videos (their first 20 frames) degraded (with masks), plus a corrupt one."""
     src = tmp_path / "clean"
     for rel in ("Astronaut/v_Astronaut_g01_c01.avi", "Cat/v_Cat_g01_c01.avi"):
-        (src / rel).parent.mkdir(parents=True, exist_ok=True)
-        (src / rel).write_bytes((sample_tree / rel).read_bytes())
+        trimmed(sample_tree / rel, src / rel, 20)
     degrade_videos(DegradeConfig(src, tmp_path / "degraded", save_masks=True, progress=False))
     (tmp_path / "degraded" / "broken.avi").write_bytes(b"RIFF" + b"\0" * 200)
     return src, tmp_path / "degraded"
@@ -125,7 +125,7 @@ def test_restore_on_ray_gives_the_local_frames_and_report(degraded_folder, weigh
     runs = {}
     for engine in ("local", "ray"):
         cfg = RestoreConfig(degraded, weights, tmp_path / engine, codec="ffv1", originals=clean, engine=engine,
-                            report=tmp_path / f"{engine}.json", progress=False)
+                            report=tmp_path / f"{engine}.json", niqe_frames=4, progress=False)
         runs[engine] = restore_videos(cfg)
     local, ray = runs["local"], runs["ray"]
     # the corrupt video failed alone, in both

@@ -10,7 +10,7 @@ import pytest
 import skimage.data
 import torch
 
-from test_real_world import clip, run
+from test_real_world import run
 from vrestore.pipeline.degrade import real_world as rw
 from vrestore.pipeline.degrade.real_world import RealDraw, RealSpec, draw, frame_damage
 from vrestore.pipeline.media.video_io import VideoWriter, read_frames

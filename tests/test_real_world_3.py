@@ -3,6 +3,7 @@ that fail loudly, names in any encoding, tiny and lying files, Ray that cannot h
 instead of a traceback. Each test is one class of issue 35, run through the installed commands."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -298,6 +299,46 @@ def test_ray_never_waits_on_workers_that_cannot_start(weights, tmp_path, ray_loc
     assert "--ray-address" in one_line(r) and time.monotonic() - t0 < 60
 
 
+def processes_with(tag: str) -> list:
+    """PIDs of the live processes whose environment holds `tag` (a command, and every worker of
+    the Ray instance it started, inherit it)."""
+    found = []
+    for env in __import__("pathlib").Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if tag.encode() in env.read_bytes() and env.parent.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                found.append(int(env.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command,sig", [("degrade", signal.SIGTERM), ("restore", signal.SIGINT), ("make-shards", signal.SIGTERM)])
+def test_a_signal_during_a_ray_run_stops_every_worker_and_leaves_no_temporary_file(command, sig, weights, tmp_path):
+    """SIGTERM or SIGINT while Ray workers write (actors for degrade and restore, tasks for
+    make-shards): one line, exit 130, no stack dump, no process of the run left, no temporary file."""
+    src = tmp_path / "in" / "A"
+    src.mkdir(parents=True)
+    for g in (1, 2):
+        clip(src / f"v_A_g0{g}_c01.avi", seconds=10, rate=25, size="640x480")
+    out, tag = tmp_path / "out", f"VRESTORE_RUN_{os.getpid()}_{command}"
+    argv = {"make-shards": [BIN / "make-shards", src.parent, out, "--mix-window", "1"],
+            "degrade": [BIN / "vrestore", "degrade", src.parent, out],
+            "restore": [BIN / "vrestore", "restore", src.parent, "--weights", weights, "--output-dir", out]}[command] + ["--engine", "ray"]
+    proc = subprocess.Popen(list(map(str, argv)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, **{tag: "1"}))
+    deadline = time.monotonic() + 120
+    while not any(".vrestore-tmp-" in p.name for p in out.rglob("*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before a worker wrote"
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "SIGTERM received" not in stderr and "Traceback" not in stderr, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1].startswith("error: interrupted"), stderr[-3000:]
+    assert not processes_with(tag)
+    assert not [p for p in out.rglob("*") if ".vrestore-tmp-" in p.name]
+
+
 def test_merge_manifests_joins_only_the_nodes_of_one_source_and_keeps_a_single_nodes_manifest(tmp_path):
     from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
 
@@ -317,3 +358,52 @@ def test_merge_manifests_joins_only_the_nodes_of_one_source_and_keeps_a_single_n
     make_shards(ShardConfig(a, single, num_nodes=2, node_rank=1, progress=False, workers=1, prefix="n"))
     assert "single-node run's manifest" in one_line(cli_run("vrestore", "merge-manifests", single))
     assert (single / "manifest.json").read_bytes() == before
+
+
+def audio_onset_ms(path) -> float:
+    """When a file's first audio track first sounds, in ms from time 0, as a player decodes it."""
+    pcm = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", "a:0", "-f", "s16le", "-ac", "1", "-ar", "44100", "-"],
+                         capture_output=True, check=True).stdout
+    return float(np.argmax(np.abs(np.frombuffer(pcm, np.int16)) > 1000)) / 44.1
+
+
+def test_what_an_output_cannot_carry_is_said_and_its_audio_stays_in_step(weights, tmp_path):
+    """MP3 in an MP4 (its 1105-sample encoder delay trimmed by the MP4's own record) restored to
+    .avi starts its sound when the source does; subtitles and 10-bit frames, which the outputs
+    do not carry, are said per video by restore (and its report) and degrade."""
+    src = tmp_path / "in"
+    src.mkdir()
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
+           "-t", "1", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "libmp3lame", "-shortest", src / "talk.mp4")
+    (tmp_path / "s.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nhello\n")
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-i", tmp_path / "s.srt", "-t", "1", "-c:v", "libx265",
+           "-pix_fmt", "yuv420p10le", "-c:s", "srt", src / "film.mkv")
+    r = run("vrestore", "restore", src, "--weights", weights, "--output-dir", tmp_path / "r", "--report", tmp_path / "rep.json")
+    assert r.returncode == 0, r.stderr
+    assert abs(audio_onset_ms(tmp_path / "r" / "talk.avi") - audio_onset_ms(src / "talk.mp4")) < 1  # 25 ms when copied
+    said = "film.mkv: 1 subtitle stream not carried into the output; 10-bit source written as 8-bit"
+    assert said in r.stderr + r.stdout and "talk.mp4: audio decoded from mp3" in r.stderr + r.stdout
+    rows = {row["video"]: row for row in json.loads((tmp_path / "rep.json").read_text())["videos"]}
+    assert rows["film.mkv"]["not_carried"].startswith("1 subtitle stream") and rows["talk.mp4"]["not_carried"] is None
+    r = run("vrestore", "degrade", src, tmp_path / "d")
+    assert r.returncode == 0 and said in r.stderr + r.stdout, r.stderr
+
+
+
+@pytest.mark.slow
+def test_sample_videos_stops_within_seconds_of_a_signal(tmp_path):
+    """Mid-work (its first clip written), SIGTERM ends sample-videos within 5 s: exit 130, one
+    line, no half-written clip (it kept rendering for minutes)."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen([str(BIN / "vrestore"), "sample-videos", str(out), "--workers", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and not list(out.rglob("*.avi")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "sample-videos ended before the signal"
+    proc.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    _, err = proc.communicate(timeout=120)
+    assert time.monotonic() - t0 < 5 and proc.returncode == 130, (time.monotonic() - t0, err[-2000:])
+    assert err.strip().splitlines()[-1].startswith("error: interrupted") and "Traceback" not in err, err[-2000:]
+    assert not [p for p in out.rglob("*") if ".vrestore-tmp-" in p.name]

@@ -235,19 +235,19 @@ def test_max_memory_bounds_the_generator_tensors_and_keeps_the_result(weights):
 
 @pytest.mark.slow
 def test_memory_stays_flat_with_video_length(weights, tmp_path):
-    """Peak RSS of a restore process for a 4 s and a 20 s video: all frames in memory would add
-    ~70 MB for the longer one (100 vs 500 frames of 320x240 raw RGB, before any float copies)."""
+    """Peak RSS of a restore process for a 2 s and a 10 s video: all frames in memory would add
+    ~46 MB for the longer one (50 vs 250 frames of 320x240 raw RGB, before any float copies)."""
     script = ("import resource, sys; from vrestore.pipeline.inference.restore import RestoreConfig, restore_videos; "
               "restore_videos(RestoreConfig(sys.argv[1], sys.argv[2], sys.argv[3], progress=False)); "
               "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
     peaks = []
-    for seconds in (4, 20):
+    for seconds in (2, 10):
         video = make_video(tmp_path / f"{seconds}s" / "v.avi", size="320x240", rate=25, seconds=seconds, audio=False)
         out = subprocess.run([sys.executable, "-c", script, str(video), str(weights), str(tmp_path / f"out{seconds}")],
                              capture_output=True, text=True, check=True).stdout
         peaks.append(int(out.split()[-1]) / 1024)  # MB
         assert count_frames(tmp_path / f"out{seconds}" / "v.avi") == 25 * seconds
-    print(f"peak RSS {peaks[0]:.0f} MB for 4 s, {peaks[1]:.0f} MB for 20 s")
+    print(f"peak RSS {peaks[0]:.0f} MB for 2 s, {peaks[1]:.0f} MB for 10 s")
     assert peaks[1] - peaks[0] < 20, peaks
 
 

@@ -21,9 +21,10 @@ def stream_info(path):
 
 @pytest.fixture(scope="module")
 def full_tree(tmp_path_factory):
-    """What `vrestore sample-videos` makes by default: every source, every split."""
+    """What `vrestore sample-videos` makes by default, every source and every split, with 4
+    clips per source instead of 6 (2 regions or time segments, not 3)."""
     root = tmp_path_factory.mktemp("full")
-    make_sample_videos(SampleConfig(root))
+    make_sample_videos(SampleConfig(root, groups=2))
     return root
 
 

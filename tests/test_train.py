@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from test_real_world import cli_run
 from vrestore.models import DiscriminatorConfig, GANLoss, GeneratorConfig, build_discriminator, build_generator
 from vrestore.models.weights import WeightsError, load_network, save_weights
 from vrestore.trainer.config import TrainConfig
@@ -158,10 +159,10 @@ def test_sigterm_saves_and_resume_continues_at_saved_step(sample_shards, tmp_pat
     saved = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
     assert saved > 0 and f"at step {saved} (signal)" in rest
 
-    # without --resume, the earlier run is not overwritten
-    r = subprocess.run([sys.executable, "-m", "vrestore", "train", *tiny_cli(sample_shards, out, "--max-steps", saved + 2)], capture_output=True, text=True)
+    # without --resume, the earlier run is not overwritten (both runs here in this process)
+    r = cli_run("vrestore", "train", *tiny_cli(sample_shards, out, "--max-steps", saved + 2))
     assert r.returncode == 2 and "--resume" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "vrestore", "train", *tiny_cli(sample_shards, out, "--max-steps", saved + 2, "--resume")], capture_output=True, text=True)
+    r = cli_run("vrestore", "train", *tiny_cli(sample_shards, out, "--max-steps", saved + 2, "--resume"))
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"resuming at step {saved}" in r.stderr
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == saved + 2

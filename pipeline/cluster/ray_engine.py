@@ -9,6 +9,8 @@ dies is restarted and its task retried. One progress bar covers the whole job on
 """
 import dataclasses
 import logging
+import os
+import signal
 import socket
 import time
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from typing import Callable, Iterator, Optional
 
 from tqdm import tqdm
 
+from vrestore.pipeline.atomic import pid_alive
 from vrestore.pipeline.limits import cpu_count, set_thread_share
 
 RETRIES = 3  # a task whose worker or node was lost runs again, up to this many times; an error
@@ -55,6 +58,9 @@ def connect(address: Optional[str] = None, num_cpus: Optional[int] = None) -> bo
     ray = import_ray()
     if ray.is_initialized():
         return False
+    # ray.init puts its own SIGTERM handler in place (a stack dump, then exit 15): ours go back,
+    # so SIGTERM unwinds like Ctrl-C, the workers are stopped and the command exits 130
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     if address:
         check_reachable(address)
         ray.init(address=address, logging_level=logging.WARNING)
@@ -62,6 +68,9 @@ def connect(address: Optional[str] = None, num_cpus: Optional[int] = None) -> bo
         # "local": a new instance even when RAY_ADDRESS is set in the environment (Ray would
         # otherwise try to join that address and fail with its own error)
         ray.init(address="local", num_cpus=num_cpus or cpu_count(), include_dashboard=False, logging_level=logging.WARNING)
+    for s, handler in handlers.items():
+        if handler is not None:
+            signal.signal(s, handler)
     return True
 
 
@@ -77,9 +86,35 @@ def check_reachable(address: str) -> None:
         raise ValueError(f"--ray-address {address}: nothing answers there ({e})") from None
 
 
-def shutdown(started: bool) -> None:
-    if started:
-        import_ray().shutdown()
+def shutdown(started: bool, wait_s: float = 15) -> None:
+    """Stop the instance this process started, and wait (up to `wait_s`) until its processes,
+    the workers among them, have exited: a run stopped by a signal can then tell their
+    half-written files from a live run's and remove them. A cluster joined keeps running; this
+    driver's tasks and actors end as it disconnects."""
+    if not started:
+        return
+    ours = descendants(os.getpid())
+    import_ray().shutdown()
+    deadline = time.monotonic() + wait_s
+    while any(pid_alive(p) for p in ours) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def descendants(pid: int) -> list:
+    """The processes below `pid` (children, theirs, ...), from /proc (Linux, as Ray's nodes are)."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])  # after the name, which may hold spaces
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 @dataclass
@@ -161,6 +196,9 @@ def run_tasks(fn: Callable, args_list: list, on_done: Callable) -> None:
     as each finishes."""
     ray = import_ray()
     task = ray.remote(fn).options(num_cpus=1, max_retries=RETRIES, retry_exceptions=False)
+    # No ray.cancel on Ctrl-C or SIGTERM: the tasks are this driver's, and Ray ends them when it
+    # disconnects (shutdown) on a cluster as on a local instance; a cancel racing a task's retry
+    # can abort the driver itself (Ray 2.60: "Tried to complete task that was not pending")
     pending = {task.remote(*args): i for i, args in enumerate(args_list)}
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)

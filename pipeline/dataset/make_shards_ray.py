@@ -108,6 +108,7 @@ def make_shards_ray(cfg: ShardConfig, address: Optional[str] = None, task: Calla
     finally:
         bar.close()
         ray_engine.shutdown(started)
+        remove_dead_temp_files(cfg.out, cfg.file_prefix)  # stopped by a signal: the stopped tasks' half-written shards
 
     records = [r for w in range(len(windows)) for r in stats[w]["records"]]
     videos = [{k: v for k, v in r.items() if k != "skipped"} for r in records if not r["skipped"]]

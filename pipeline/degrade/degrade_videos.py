@@ -22,7 +22,7 @@ from vrestore.pipeline.degrade.real_world import PRESETS, RealSpec, damage_codec
 from vrestore.pipeline.options import option
 from vrestore.pipeline.media.discover import check_output_folder, list_source_videos, output_names, refuse_replacing_inputs
 from vrestore.pipeline.media.probe import UnreadableVideo, probe_video
-from vrestore.pipeline.media.video_io import CODECS, VideoReadError, VideoWriter, read_frames
+from vrestore.pipeline.media.video_io import CODECS, VideoReadError, VideoWriter, not_carried, read_frames
 
 
 @dataclass
@@ -63,6 +63,7 @@ class DegradeResult:
     skipped: list = field(default_factory=list)  # outputs that already existed
     failed: list = field(default_factory=list)  # (relative path, reason)
     partial: list = field(default_factory=list)  # (relative path, ffmpeg's complaint): degraded what decoded
+    notes: list = field(default_factory=list)  # (relative path, what its output leaves out: subtitles, bits past 8)
 
 
 def video_seed(seed: int, rel: str) -> int:
@@ -80,13 +81,16 @@ def mask_path(video_out: Path) -> Path:
 
 
 def degrade_video(src: Path, dst: Path, spec: DegradationSpec, seed: int, codec="ffv1", save_masks=False, batch_size=16,
-                  on_frames=None, warnings: list = None, real: Optional[RealSpec] = None) -> int:
+                  on_frames=None, warnings: list = None, real: Optional[RealSpec] = None, notes: list = None) -> int:
     """Degrade `src` into `dst` (and its mask); returns the frame count. With a `warnings` list,
-    a video ffmpeg complains about but decodes is degraded as far as it decodes (see read_frames).
+    a video ffmpeg complains about but decodes is degraded as far as it decodes (see read_frames);
+    `notes` gets what the output leaves out of the source (subtitles, bits past 8).
     `real`: the real preset (real_world.py) instead of the seed's blur, noise and boxes; its
     codec stage encodes the damaged frames with the drawn encoder into a file beside `dst`,
     removed afterwards, and decodes them again."""
     info = probe_video(src)
+    if notes is not None:
+        notes += not_carried(info)
     generator = torch.Generator().manual_seed(seed)
     dst.parent.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
@@ -140,13 +144,14 @@ class DegradeJob:
 
 
 def degrade_job(_state, job: DegradeJob, on_frames=None) -> tuple:
-    """("done", frames, warning or None) or ("failed", reason): a video that fails fails alone."""
-    warnings = []
+    """("done", frames, warning or None, notes) or ("failed", reason): a video that fails fails alone."""
+    warnings, notes = [], []
     try:
-        n = degrade_video(job.src, job.dst, job.spec, job.seed, job.codec, job.save_masks, job.batch_size, on_frames, warnings, job.real)
+        n = degrade_video(job.src, job.dst, job.spec, job.seed, job.codec, job.save_masks, job.batch_size, on_frames, warnings, job.real,
+                          notes)
     except (UnreadableVideo, VideoReadError, RuntimeError, OSError) as e:
         return "failed", str(e)
-    return "done", n, warnings[-1] if warnings else None
+    return "done", n, warnings[-1] if warnings else None, notes
 
 
 def degrade_videos(cfg: DegradeConfig) -> DegradeResult:
@@ -174,8 +179,11 @@ def degrade_videos(cfg: DegradeConfig) -> DegradeResult:
                                   cfg.real if cfg.preset == "real" else None))
     frames_of = lambda outcome: outcome[1] if outcome[0] == "done" else 0
     # torch ops on the CPU on either engine, as the local engine runs them
-    outcomes = run_jobs(jobs, _no_state, degrade_job, frames_of, "degrade", cfg.engine, "cpu", cfg.ray_address, cfg.ray_workers,
-                        cfg.progress)
+    try:
+        outcomes = run_jobs(jobs, _no_state, degrade_job, frames_of, "degrade", cfg.engine, "cpu", cfg.ray_address, cfg.ray_workers,
+                            cfg.progress)
+    finally:  # stopped by a signal: the workers are gone now, and so go their half-written files
+        remove_dead_temp_files(single_out.parent if single_out else cfg.dst)
     say = tqdm.write if cfg.progress else (lambda line: None)  # --quiet: the summary alone
     for i, job in enumerate(jobs):  # in input order, whichever engine ran them
         outcome = outcomes[i]
@@ -186,6 +194,9 @@ def degrade_videos(cfg: DegradeConfig) -> DegradeResult:
         if outcome[2]:
             result.partial.append((job.rel, outcome[2]))
             say(f"partial: {job.rel}: {outcome[2]} (degraded the {outcome[1]} frames that decoded)")
+        if outcome[3]:
+            result.notes.append((job.rel, "; ".join(outcome[3])))
+            say(f"{job.rel}: {'; '.join(outcome[3])}")
     return result
 
 

@@ -43,6 +43,7 @@ class VideoReport:
     mismatch: Optional[str] = None  # why no figures, when an original was there but did not pair
     warning: Optional[str] = None  # ffmpeg complained but frames decoded: restored what decoded (partial)
     audio: Optional[str] = None  # how the audio was carried, when not copied as it was
+    not_carried: Optional[str] = None  # what the output leaves out of the source (subtitles, bits past 8)
 
     @property
     def psnr_gain(self):

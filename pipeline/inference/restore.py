@@ -152,7 +152,7 @@ def collect(result: RestoreResult, job: RestoreJob, outcome: tuple, say) -> None
     value.output = str(job.dst)  # as planned (a Ray worker saw the absolute path)
     result.videos.append(value)
     for note in (value.warning and f"partial: {job.rel}: {value.warning} (restored the frames that decoded)",
-                 value.audio and f"{job.rel}: {value.audio}"):
+                 value.audio and f"{job.rel}: {value.audio}", value.not_carried and f"{job.rel}: {value.not_carried}"):
         if note:
             say(note)
     if value.warning:
@@ -177,8 +177,11 @@ def restore_videos(cfg: RestoreConfig) -> RestoreResult:
     model = {"weights": str(cfg.weights), "trained_for_preset": g.preset, "arch": g.arch, "frames": g.frames}
     result = RestoreResult(skipped=skipped, no_original=no_original, failed=list(unreadable), model=model)
     frames_of = lambda outcome: outcome[1].frames if outcome[0] == "done" else 0
-    outcomes = run_jobs(jobs, make_state, restore_job, frames_of, "restore", cfg.engine, cfg.device, cfg.ray_address,
-                        cfg.ray_workers, cfg.progress)
+    try:
+        outcomes = run_jobs(jobs, make_state, restore_job, frames_of, "restore", cfg.engine, cfg.device, cfg.ray_address,
+                            cfg.ray_workers, cfg.progress)
+    finally:  # stopped by a signal: the workers are gone now, and so go their half-written files
+        remove_dead_temp_files(cfg.output_dir)
     say = tqdm.write if cfg.progress else (lambda line: None)
     for i, job in enumerate(jobs):  # in input order, whichever engine ran them
         collect(result, job, outcomes[i], say)

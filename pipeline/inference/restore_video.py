@@ -14,7 +14,7 @@ from vrestore.pipeline.inference.report import VideoReport
 from vrestore.pipeline.inference.restorer import Restorer
 from vrestore.pipeline.inference.video_scores import FrameQueue, FrameScores, NIQEPool
 from vrestore.pipeline.media.probe import probe_video
-from vrestore.pipeline.media.video_io import VideoWriter, prefetched, read_frames
+from vrestore.pipeline.media.video_io import VideoWriter, not_carried, prefetched, read_frames
 
 
 class Sink:
@@ -90,7 +90,7 @@ def restore_video(src: Path, dst: Path, restorer: Restorer, codec="mjpeg", batch
             if reader is not None:
                 stack.callback(reader.close)  # stops its ffmpeg if we stop reading early
         out = stack.enter_context(VideoWriter(dst, info.width, info.height, info.fps, codec, audio_from=src, audio_codec=info.audio_codec,
-                                              start_time=info.start_time, sample_aspect=info.sample_aspect))
+                                              start_time=info.start_time, sample_aspect=info.sample_aspect, audio_container=info.container))
         sink = Sink(stack, out, info, codec, originals, masks, comparison, niqe_frames)
         pool = stack.enter_context(ThreadPoolExecutor(1))
         pending = None
@@ -106,7 +106,8 @@ def restore_video(src: Path, dst: Path, restorer: Restorer, codec="mjpeg", batch
     report = VideoReport(src.name, str(dst), out.frames, f"{float(info.fps):g}", f"{info.width}x{info.height}",
                          round(time.monotonic() - t0, 2), str(original) if original else None,
                          mask=str(mask_path) if mask_path and sink.scores else None,
-                         mismatch=mismatch or sink.mismatch, warning=warnings[-1] if warnings else None, audio=out.audio_note)
+                         mismatch=mismatch or sink.mismatch, warning=warnings[-1] if warnings else None, audio=out.audio_note,
+                         not_carried="; ".join(not_carried(info)) or None)
     if sink.scores is not None:
         for k, v in sink.scores.means().items():
             setattr(report, k, v)

@@ -1,5 +1,8 @@
 """Video metadata from ffprobe's JSON (never by parsing text or eval'ing a frame rate)."""
+import functools
+import json
 import os
+import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -24,6 +27,9 @@ class VideoInfo:
     audio_codec: Optional[str] = None  # the first audio stream's codec, if any
     start_time: float = 0.0  # the video stream's first timestamp, seconds (MPEG-TS and edited files start later)
     sample_aspect: Optional[str] = None  # "W:H" of a pixel when not square (anamorphic video), else None
+    container: str = ""  # ffprobe's format name ("avi", "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm" ...)
+    bit_depth: int = 8  # bits per colour component of the stored frames (10 for yuv420p10le)
+    subtitles: int = 0  # subtitle streams in the file (not carried into outputs)
 
     @property
     def frame_count(self) -> Optional[int]:
@@ -79,7 +85,25 @@ def probe_video(path) -> VideoInfo:
         audio_codec=next((a.get("codec_name") for a in meta.get("streams", []) if a.get("codec_type") == "audio"), None),
         start_time=float(s.get("start_time") or 0.0),
         sample_aspect=sample_aspect(s, rotation),
+        container=meta.get("format", {}).get("format_name", ""),
+        bit_depth=pixel_bit_depth(s.get("pix_fmt")),
+        subtitles=sum(1 for t in meta.get("streams", []) if t.get("codec_type") == "subtitle"),
     )
+
+
+@functools.lru_cache(maxsize=1)
+def _bit_depths() -> dict:
+    """{pixel format: deepest component's bits}, from ffprobe's own table (no name parsing)."""
+    try:
+        table = json.loads(subprocess.run(["ffprobe", "-v", "error", "-show_pixel_formats", "-of", "json"],
+                                          capture_output=True, text=True, check=True).stdout)["pixel_formats"]
+    except (OSError, subprocess.CalledProcessError, ValueError, KeyError):
+        return {}
+    return {f["name"]: max((c.get("bit_depth", 8) for c in f.get("components", [])), default=8) for f in table}
+
+
+def pixel_bit_depth(pix_fmt: Optional[str]) -> int:
+    return _bit_depths().get(pix_fmt, 8) if pix_fmt else 8
 
 
 def sample_aspect(stream: dict, rotation: int) -> Optional[str]:

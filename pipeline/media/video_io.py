@@ -32,9 +32,11 @@ CODECS = {
 
 
 # Audio codecs each container holds as they are; anything else is re-encoded to the fallback
-# (Opus or Vorbis into .avi would make ffmpeg fail). AAC is not copied into .avi: its encoder's
-# priming samples sit before time 0, hidden by the MP4 edit list that AVI cannot carry, so a
-# copy plays late and shifts the video's timestamps; decoded to PCM it starts where the video does.
+# (Opus or Vorbis into .avi would make ffmpeg fail). A lossy encoder's first samples (its delay:
+# AAC's priming, MP3's 1105 samples) are trimmed on playback by what an MP4 or Matroska file
+# records (an edit list, a codec delay); AVI cannot record it, so a copy from such a file plays
+# about 25 ms late. Into .avi a compressed track is copied only from another .avi; from anything
+# else it is decoded to PCM, which starts where the video does.
 AUDIO_COPYABLE = {
     "avi": {"mp3", "mp2", "ac3", "pcm_s16le", "pcm_u8"},
     "mp4": {"aac", "mp3", "ac3", "eac3", "alac", "opus"},
@@ -42,12 +44,27 @@ AUDIO_COPYABLE = {
 AUDIO_FALLBACK = {"avi": "pcm_s16le", "mp4": "aac"}
 
 
-def audio_plan(container: str, audio_codec) -> tuple:
-    """(ffmpeg audio codec, what to tell the user or None) for copying a source's audio."""
-    if audio_codec is None or audio_codec in AUDIO_COPYABLE[container]:
+def audio_plan(container: str, audio_codec, source_container: str = "") -> tuple:
+    """(ffmpeg audio codec, what to tell the user or None) for copying a source's audio;
+    `source_container` is ffprobe's format name of the file it comes from."""
+    if audio_codec is None:
         return "copy", None
     fallback = AUDIO_FALLBACK[container]
-    return fallback, f"audio re-encoded from {audio_codec} to {fallback} (not copied into .{container})"
+    if audio_codec not in AUDIO_COPYABLE[container]:
+        return fallback, f"audio re-encoded from {audio_codec} to {fallback} (not copied into .{container})"
+    if container == "avi" and not audio_codec.startswith("pcm_") and "avi" not in source_container.split(","):
+        return fallback, f"audio decoded from {audio_codec} to {fallback} (.avi cannot hold its start trim; a copy would play late)"
+    return "copy", None
+
+
+def not_carried(info: VideoInfo) -> list:
+    """What an output made from `info`'s video leaves out, one line each (said per video)."""
+    notes = []
+    if info.subtitles:
+        notes.append(f"{info.subtitles} subtitle stream{'s' * (info.subtitles > 1)} not carried into the output")
+    if info.bit_depth > 8:
+        notes.append(f"{info.bit_depth}-bit source written as 8-bit (frames are processed as 8-bit RGB)")
+    return notes
 
 
 class VideoReadError(Exception):
@@ -149,9 +166,10 @@ class VideoWriter:
     """Encode raw frames fed to `write`; the file appears under its name only when complete."""
 
     def __init__(self, path, width: int, height: int, fps, codec: str = "ffv1", gray: bool = False, audio_from=None, audio_codec=None,
-                 start_time: float = 0.0, sample_aspect: str = None):
-        """audio_from: copy that file's audio streams, if it has any; `audio_codec` (the source's,
-        from probe_video) decides whether the output container can take it as it is.
+                 start_time: float = 0.0, sample_aspect: str = None, audio_container: str = ""):
+        """audio_from: copy that file's audio streams, if it has any; `audio_codec` and
+        `audio_container` (the source's, from probe_video) decide whether the output container
+        can take it as it is.
         `start_time`: the source video's first timestamp; its audio is shifted by as much, so the
         frames written (which start at 0, evenly spaced) stay in step with it. `sample_aspect`
         ("W:H", from probe_video): non-square pixels, kept so players show the source's shape."""
@@ -162,7 +180,7 @@ class VideoWriter:
         c = codec if isinstance(codec, Codec) else CODECS[codec]  # a Codec: a lossy one of the real preset
         self._tmp = temp_path_for(self.path)
         stream = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="gray" if gray else "rgb24", s=f"{width}x{height}", framerate=str(fps))
-        acodec, self.audio_note = audio_plan(c.container, audio_codec) if audio_from else (None, None)
+        acodec, self.audio_note = audio_plan(c.container, audio_codec, audio_container) if audio_from else (None, None)
         offset = {"itsoffset": f"{-start_time:.6f}"} if audio_from and start_time else {}
         streams = [stream] + ([ffmpeg.input(arg_path(audio_from), **offset)["a?"]] if audio_from else [])
         # avoid_negative_ts disabled: the video's timestamps stay 0, 1/fps, 2/fps ... whatever the
