@@ -10,19 +10,17 @@ from pathlib import Path
 
 import click
 
-from vrestore.cli_options import PRESET_HELP, config_options, degradation_options, fail, one_line_errors, parse_size, pop_real, pop_spec, real_options
-from vrestore.pipeline.dataset.make_shards import IMAGE_FORMATS, ShardConfig, make_shards
+from vrestore.cli_options import PRESET_HELP, config_options, degradation_options, fail, one_line_errors, pop_real, pop_spec, real_options
+from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
 from vrestore.pipeline.dataset.shard_summary import format_summary
 from vrestore.pipeline.dataset.manifest import merge_manifests
-from vrestore.pipeline.dataset.shard_set import LAYOUTS
 from vrestore.pipeline.cluster.ray_engine import ENGINES, check_engine
 from vrestore.pipeline.cluster.slurm import slurm_array_part
-from vrestore.pipeline.dataset.sample_videos import SOURCES, SampleConfig, make_sample_videos
+from vrestore.pipeline.dataset.sample_videos import SampleConfig, make_sample_videos
 from vrestore.pipeline.degrade.real_world import PRESETS
-from vrestore.pipeline.inference.export import FORMATS
+from vrestore.pipeline.inference.export import ExportConfig
 from vrestore.pipeline.inference.restore import RestoreConfig
 from vrestore.pipeline.degrade.degrade_videos import DegradeConfig
-from vrestore.pipeline.limits import cpu_count
 from vrestore.trainer.config import TrainConfig
 
 DISTRIBUTION = "video-restoration-gan"  # the installed package whose version --version prints
@@ -36,13 +34,9 @@ def cli():
 
 @cli.command("sample-videos")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--sources", help="Comma-separated classes to make (default: all). Each is one source, in one split: " + ", ".join(f"{k} ({v.split})" for k, v in SOURCES.items()) + ".")
-@click.option("--groups", default=3, show_default=True, help="Groups per class: regions of a photograph, time segments of a video.")
-@click.option("--clips", default=2, show_default=True, help="Clips per group: motions over a photograph, crop windows of a wide video.")
-@click.option("--seed", default=0, show_default=True, help="Same seed, same videos.")
-@click.option("--workers", type=int, default=cpu_count, show_default="the job's CPUs: affinity and cgroup quota", help="ffmpeg processes at once.")
+@config_options(SampleConfig)
 @one_line_errors()
-def sample_videos_cmd(out, sources, groups, clips, seed, workers):
+def sample_videos_cmd(out, **options):
     """Write a small UCF-101-shaped tree of AVI clips to OUT, with train/val/test split files.
 
     The sources ship inside installed packages: photographs (scikit-image, matplotlib), panned
@@ -50,9 +44,7 @@ def sample_videos_cmd(out, sources, groups, clips, seed, workers):
     split, so no test (or validation) source is ever trained on; the test split holds real
     camera footage. ucfTrainTestlist/sources.csv says where each clip came from.
     """
-    chosen = tuple(s.strip() for s in sources.split(",")) if sources else None
-    cfg = SampleConfig(out, sources=chosen, groups=groups, clips=clips, seed=seed, workers=workers)
-    splits = make_sample_videos(cfg)
+    splits = make_sample_videos(SampleConfig(out, **options))
     click.echo(
         f"{sum(len(v) for v in splits.values())} clips in {out} "
         f"({len(splits['train'])} train, {len(splits['val'])} val, {len(splits['test'])} test, no source in two splits); "
@@ -64,26 +56,7 @@ def sample_videos_cmd(out, sources, groups, clips, seed, workers):
 @click.version_option(package_name=DISTRIBUTION, prog_name="make-shards")
 @click.argument("src", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path), default="shards")
-@click.option("--split-file", type=click.Path(path_type=Path), help="UCF-101 trainlist/testlist file; paths are relative to SRC.")
-@click.option("--use-first-100", is_flag=True, help="Keep only the first 100 videos in sorted order (quick mode).")
-@click.option("--limit", type=int, help="Keep only the first N videos in sorted order.")
-@click.option("--format", "image_format", type=click.Choice(IMAGE_FORMATS), default="jpg", show_default=True, help="Frame encoding; png is lossless and ~8x larger.")
-@click.option("--quality", default=2, show_default=True, help="JPEG quality as ffmpeg's -q:v: 2 (best) to 31 (worst).")
-@click.option("--frame-stride", default=1, show_default=True, help="Keep every Nth frame.")
-@click.option("--clip-len", default=1, show_default=True, help="For multi-frame training (odd T): training may then read windows of any odd length up to T. 1: one sample per frame.")
-@click.option("--clip-stride", default=1, show_default=True, help="Kept frames between the centres of training windows; 1 makes every frame a window's centre once per epoch.")
-@click.option("--layout", type=click.Choice(LAYOUTS), default="frames", show_default=True, help="With --clip-len > 1: frames stores each frame once, in runs of a video's frames (windows mirrored at its ends, as restore does); clips stores each clip of T whole (every frame T times; the older layout, read only at T).")
-@click.option("--size", callback=parse_size, help="Resize frames to WxH (even numbers). Default: as is.")
-@click.option("--short-side", type=int, help="Resize so the short side is N pixels, keeping aspect.")
-@click.option("--max-frames", default=10_000, show_default=True, help="Frames per shard at most.")
-@click.option("--max-size-mb", default=512.0, show_default=True, help="Shard size cap in MB.")
-@click.option("--mix-window", default=32, show_default=True, help="Videos whose frames are shuffled together into shards (memory grows with it).")
-@click.option("--seed", default=0, show_default=True, help="Seed of the writer-side shuffle.")
-@click.option("--workers", type=int, default=cpu_count, show_default="the job's CPUs: affinity and cgroup quota", help="Videos decoded in parallel.")
-@click.option("--prefix", default="shard", show_default=True, help="Shard file name prefix.")
-@click.option("--real-draws", default=1, show_default=True, help="--preset real: damage draws per video; its frames are split into this many runs, each damaged by its own draw (more kinds of damage from few videos; a damaged copy is made per draw).")
-@click.option("--overwrite", is_flag=True, help="Delete this run's shards in OUT and start over (default: resume).")
-@click.option("--strict", is_flag=True, help="Exit 1 if any video was skipped.")
+@config_options(ShardConfig)
 @click.option("--num-nodes", type=int, help="Nodes sharding one collection into one OUT (then merge-manifests). Default: 1, or SLURM_ARRAY_TASK_COUNT inside a Slurm array.")
 @click.option("--node-rank", type=int, help="This node's rank; takes every num-nodes-th video. Default: 0, or the Slurm array task's index.")
 @click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True, help="local: threads in this process; ray: one Ray task per --mix-window videos, retried, on a local instance or --ray-address.")
@@ -151,6 +124,8 @@ def degrade_cmd(src, dst, quiet, **options):
                + (f"; {len(result.partial)} partly decoded (their decodable frames degraded)" if result.partial else ""))
     for rel, warning in result.partial:
         click.echo(f"  partial: {rel}: {warning}")
+    for rel, note in result.notes:
+        click.echo(f"  note: {rel}: {note}")
     for rel, reason in result.failed:
         click.echo(f"  failed: {rel}: {reason}")
     if result.failed:
@@ -244,8 +219,9 @@ def restore_cmd(quiet, **options):
     for rel, warning in result.partial:
         click.echo(f"  partial: {rel}: {warning}")
     for r in result.videos:
-        if r.audio:
-            click.echo(f"  note: {r.video}: {r.audio}")
+        for note in (r.audio, r.not_carried):
+            if note:
+                click.echo(f"  note: {r.video}: {note}")
     table = format_table(result)
     if table:
         click.echo(table)
@@ -262,21 +238,20 @@ def restore_cmd(quiet, **options):
 @cli.command("export")
 @click.argument("weights", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="onnx", show_default=True,
-              help="onnx (onnxruntime, TensorRT) or torchscript (torch.jit.load, C++ libtorch).")
-@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists (never the weights file itself).")
+@config_options(ExportConfig)
 @one_line_errors()
-def export_cmd(weights, out, fmt, overwrite):
+def export_cmd(weights, out, **options):
     """Export a generator.pth as an ONNX or TorchScript file with dynamic batch, height and width.
 
     \b
     Input (N, 3T, H, W) float32 in [-1, 1] (T frames t-k .. t+k on channels; H, W multiples of
     the generator's 2^depth: pad and crop back); output (N, 3, H, W) in [-1, 1], frame t.
     """
-    from vrestore.pipeline.inference.export import ExportConfig, export_generator
+    from vrestore.pipeline.inference.export import export_generator
 
-    info = export_generator(ExportConfig(weights, out, fmt, overwrite))
-    click.echo(f"wrote {out} ({fmt}): input {info['input']}")
+    cfg = ExportConfig(weights, out, **options)
+    info = export_generator(cfg)
+    click.echo(f"wrote {out} ({cfg.format}): input {info['input']}")
 
 
 cli.add_command(make_shards_cmd)

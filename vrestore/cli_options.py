@@ -82,16 +82,6 @@ def parse_counts(ctx, param, value):
     return counts
 
 
-def parse_size(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        w, h = (int(v) for v in value.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter("expected WxH, for example 320x240") from None
-    return (w, h)
-
-
 def parse_range(ctx, param, value):
     try:
         low, high = (float(v) for v in value.split(","))
@@ -144,7 +134,7 @@ def config_options(cls, skip=()):
             args = [a for a in typing.get_args(kind) if a is not type(None)]
             base = args[0] if typing.get_origin(kind) is typing.Union and len(args) == 1 else kind
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory
-            name = "--" + f.name.replace("_", "-")
+            name = meta.get("flag") or "--" + f.name.replace("_", "-")
             kw = {"help": meta["help"], "show_default": meta["show_default"], "default": default}
             if meta.get("metavar"):
                 kw["metavar"] = meta["metavar"]
@@ -153,11 +143,12 @@ def config_options(cls, skip=()):
                 kw["default"] = ",".join(map(str, default)) if isinstance(default, tuple) else default
             if base is bool:
                 decls = [name] if default is False else [f"{name}/--no-{name[2:]}"]
+                decls = decls + [f.name] if meta.get("flag") else decls
                 kw["is_flag"] = True
                 if default is False:
                     kw["show_default"] = False
             else:
-                decls = [name]
+                decls = [name, f.name] if meta.get("flag") else [name]  # the flag's value lands on the field
                 if meta.get("choices"):
                     kw["type"] = click.Choice(list(meta["choices"]))
                 elif base is Path:

@@ -26,6 +26,7 @@ from vrestore.pipeline.degrade.degradations import DegradationSpec
 from vrestore.pipeline.degrade.degrade_videos import degrade_video, video_seed
 from vrestore.pipeline.degrade.real_world import PRESETS, RealSpec, draw
 from vrestore.pipeline.limits import cpu_count
+from vrestore.pipeline.options import option, width_by_height
 from vrestore.pipeline.media.discover import SourceError, VideoEntry, list_source_videos
 from vrestore.pipeline.media.ffmpeg_cmd import decode_problem, partial_decode
 from vrestore.pipeline.media.frame_reader import ffmpeg_version, read_encoded_frames, require_ffmpeg, resized_copy
@@ -48,28 +49,32 @@ OUTPUT_PARAMS = (
 class ShardConfig:
     src: Path
     out: Path = Path("shards")
-    split_file: Optional[Path] = None  # UCF-101 trainlist/testlist; paths relative to src
-    limit: Optional[int] = None  # keep the first N videos in sorted order
-    use_first_100: bool = False  # the original project's quick mode (= limit 100)
-    image_format: str = "jpg"  # "jpg" or "png" (lossless, ~8x larger)
-    quality: int = 2  # ffmpeg's JPEG -q:v: 2 (best) .. 31 (worst)
-    frame_stride: int = 1  # keep every Nth frame
-    clip_len: int = 1  # the longest training window (odd); 1: one sample per frame, the original format
-    clip_stride: int = 1  # kept frames between window centres (frames layout) or clip starts (clips)
-    # How clips of T > 1 are stored (shard_set.LAYOUTS): "frames" stores each frame once, in runs
-    # that training reads T-frame windows from (any odd T up to clip_len); "clips" stores each
-    # clip whole, so every frame T times (the layout before frames; training needs T = clip_len).
-    layout: str = "frames"
-    size: Optional[Tuple[int, int]] = None  # (W, H) resize; None keeps the source size
-    short_side: Optional[int] = None  # resize so the short side is N, keeping aspect
-    max_frames: int = 10_000  # samples per shard
-    max_size_mb: float = 512.0  # bytes per shard (WebDataset recommends 100 MB - 1 GB)
-    mix_window: int = 32  # videos whose frames are interleaved; memory ~ window x clip size
-    seed: int = 0
-    workers: int = field(default_factory=cpu_count)  # the job's CPUs (affinity, cgroup quota), not the host's
-    prefix: str = "shard"
-    overwrite: bool = False
-    strict: bool = False  # a skipped video makes the run fail (exit 1)
+    split_file: Optional[Path] = option(None, "UCF-101 trainlist/testlist file; paths are relative to SRC.")
+    limit: Optional[int] = option(None, "Keep only the first N videos in sorted order.")
+    use_first_100: bool = option(False, "Keep only the first 100 videos in sorted order (the original project's quick mode).")
+    image_format: str = option("jpg", "Frame encoding; png is lossless and ~8x larger.", choices=IMAGE_FORMATS, flag="--format")
+    quality: int = option(2, "JPEG quality as ffmpeg's -q:v: 2 (best) to 31 (worst).")
+    frame_stride: int = option(1, "Keep every Nth frame.")
+    clip_len: int = option(1, "For multi-frame training (odd T): training may then read windows of any odd length up to T. "
+                              "1: one sample per frame.")
+    clip_stride: int = option(1, "Kept frames between the centres of training windows; 1 makes every frame a window's centre "
+                                 "once per epoch.")
+    # How clips of T > 1 are stored (shard_set.LAYOUTS)
+    layout: str = option("frames", "With --clip-len > 1: frames stores each frame once, in runs of a video's frames (windows "
+                                   "mirrored at its ends, as restore does); clips stores each clip of T whole (every frame T "
+                                   "times; the older layout, read only at T).", choices=LAYOUTS)
+    size: Optional[Tuple[int, int]] = option(None, "Resize frames to WxH (even numbers). Default: as is.", parse=width_by_height,
+                                             metavar="WxH")
+    short_side: Optional[int] = option(None, "Resize so the short side is N pixels, keeping aspect.")
+    max_frames: int = option(10_000, "Frames per shard at most.")
+    max_size_mb: float = option(512.0, "Shard size cap in MB (WebDataset recommends 100 MB - 1 GB).")
+    mix_window: int = option(32, "Videos whose frames are shuffled together into shards (memory grows with it).")
+    seed: int = option(0, "Seed of the writer-side shuffle.")
+    workers: int = option(help="Videos decoded in parallel.", factory=cpu_count, show_default="the job's CPUs: affinity and cgroup quota")
+    prefix: str = option("shard", "Shard file name prefix.")
+    overwrite: bool = option(False, "Delete this run's shards in OUT and start over (default: resume).")
+    strict: bool = option(False, "Exit 1 if any video was skipped.")
+    # the command line's --num-nodes/--node-rank default to a Slurm array's task (vrestore/cli.py)
     num_nodes: int = 1
     node_rank: int = 0
     progress: bool = True
@@ -78,9 +83,9 @@ class ShardConfig:
     # training reads both. seed: clean frames only (DALI and torch degrade them while training).
     preset: str = "seed"
     real: RealSpec = field(default_factory=RealSpec)
-    # real: draws per video; the video's clips are split into this many runs, each damaged by
-    # its own draw, so a few videos still teach many kinds of damage (1: `degrade`'s one draw)
-    real_draws: int = 1
+    # real: draws per video, so a few videos still teach many kinds of damage (1: `degrade`'s one draw)
+    real_draws: int = option(1, "--preset real: damage draws per video; its frames are split into this many runs, each "
+                                "damaged by its own draw (more kinds of damage from few videos; a damaged copy is made per draw).")
 
     def __post_init__(self):
         self.src, self.out = Path(self.src), Path(self.out)

@@ -27,7 +27,9 @@ from typing import Optional
 import ffmpeg
 
 from vrestore.pipeline.atomic import TMP_MARK, atomic_path, check_writable, remove_dead_temp_files
+from vrestore.pipeline.limits import cpu_count
 from vrestore.pipeline.media.ffmpeg_cmd import arg_path, ffmpeg_command
+from vrestore.pipeline.options import comma_names, option
 
 SPLITS = ("train", "val", "test")
 
@@ -64,11 +66,13 @@ WIDTH, HEIGHT, FPS = 320, 240, 25
 @dataclass
 class SampleConfig:
     out: Path
-    sources: Optional[tuple] = None  # class names to make (default: all, every split)
-    groups: int = 3  # photos: regions of the picture; videos: time segments
-    clips: int = 2  # photos: motions per region; videos: crop windows per segment (where wide enough)
-    seed: int = 0
-    workers: int = 2
+    sources: Optional[tuple] = option(None, "Comma-separated classes to make (default: all). Each is one source, in one split: "
+                                      + ", ".join(f"{k} ({v.split})" for k, v in SOURCES.items()) + ".", parse=comma_names,
+                                      show_default=False)
+    groups: int = option(3, "Groups per class: regions of a photograph, time segments of a video.")
+    clips: int = option(2, "Clips per group: motions over a photograph, crop windows of a wide video.")
+    seed: int = option(0, "Same seed, same videos.")
+    workers: int = option(help="ffmpeg processes at once.", factory=cpu_count, show_default="the job's CPUs: affinity and cgroup quota")
 
     def __post_init__(self):
         self.out = Path(self.out)

@@ -11,7 +11,10 @@ from dataclasses import asdict, dataclass
 from typing import Optional
 
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+# torchmetrics is imported where a score is computed, not here: it brings scipy and matplotlib
+# (about 1.8 s per process start), which every command, Ray worker and torchrun rank would pay
+# whether it scores anything or not.
 
 SSIM_WINDOW, SSIM_SIGMA = 11, 1.5  # Wang et al. 2004
 PSNR_CAP = 100.0  # dB for identical images, so one exact frame cannot make a mean infinite
@@ -19,6 +22,8 @@ PSNR_CAP = 100.0  # dB for identical images, so one exact frame cannot make a me
 
 def psnr(a: torch.Tensor, b: torch.Tensor, peak: float = 255.0) -> torch.Tensor:
     """(N,) dB, at most PSNR_CAP."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
     db = peak_signal_noise_ratio(a.double(), b.double(), data_range=peak, reduction="none", dim=(1, 2, 3))
     return db.clamp(max=PSNR_CAP)
 
@@ -27,6 +32,8 @@ def ssim(a: torch.Tensor, b: torch.Tensor, peak: float = 255.0) -> torch.Tensor:
     """(N,) mean SSIM over pixels and channels, Gaussian 11x11 window with sigma 1.5, averaged
     where the window lies wholly inside the image, as Wang et al. and scikit-image do
     (torchmetrics' own mean also counts part of its mirrored border: 1e-3 off on small frames)."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
     _, ssim_map = structural_similarity_index_measure(
         a.float(), b.float(), gaussian_kernel=True, sigma=SSIM_SIGMA, kernel_size=SSIM_WINDOW, data_range=peak,
         reduction="none", return_full_image=True)
