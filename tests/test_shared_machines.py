@@ -17,8 +17,8 @@ import torch
 
 from vrestore.pipeline.atomic import TMP_MARK, exclusive, host_token, remove_dead_temp_files
 from vrestore.pipeline.limits import cpu_count, memory_free
-from test_real_world import BIN, clip
-from test_train import tiny_cli
+from test_real_world import BIN, cli_run, clip
+from test_train import check_two_rank_run, tiny_cli
 
 UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]
 
@@ -171,6 +171,10 @@ def test_a_torn_checkpoint_resumes_from_the_previous_one(sample_shards, tmp_path
 
 
 def run_train(shards, out, *extra, **kw):
+    """`vrestore train` on the tiny settings: in this process (click's runner) unless `kw` asks
+    for a process of its own."""
+    if not kw:
+        return cli_run("vrestore", "train", *tiny_cli(shards, out, *extra))
     cmd = [sys.executable, "-m", "vrestore", "train", *tiny_cli(shards, out, *extra)]
     return subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300, **kw)
 
@@ -235,15 +239,13 @@ def two_nodes(shards, out, *extra):
 def test_two_nodes_train_checkpoint_and_resume_with_one_network_on_every_rank(tiny_shards, tmp_path):
     """Batch norm, EMA on: before each save the ranks' batch-norm buffers (G, D and the EMA's)
     are averaged, so every rank holds the same networks (the checkpoint's per-rank checksums,
-    which cover the EMA), and a resume on both nodes continues from the saved step."""
+    which cover the EMA), every file is written and loads (test_train.check_two_rank_run, the
+    2-rank batch-norm case), and a resume on both nodes continues from the saved step."""
     out = tmp_path / "run"
-    codes, err = two_nodes(tiny_shards, out, "--max-steps", 4, "--norm", "batch")
-    assert codes == [0, 0], err[-3000:]
-    state = torch.load(out / "checkpoint.pt", weights_only=True)
-    sums = [r["checksum"] for r in state["ranks"]]
-    assert state["step"] == 4 and len(sums) == 2 and sums[0] == sums[1], sums
+    codes, err = two_nodes(tiny_shards, out, "--max-steps", 3, "--norm", "batch")
+    check_two_rank_run(subprocess.CompletedProcess("two nodes", 0 if codes == [0, 0] else 1, "", err), out, "batch", 1)
     codes, err = two_nodes(tiny_shards, out, "--max-steps", 6, "--norm", "batch", "--resume")
-    assert codes == [0, 0] and "resuming at step 4" in err, err[-3000:]
+    assert codes == [0, 0] and "resuming at step 3" in err, err[-3000:]
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["step"] == 6 and len({r["checksum"] for r in state["ranks"]}) == 1
 
