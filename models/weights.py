@@ -33,7 +33,47 @@ def weights_payload(net) -> dict:
 
 def save_weights(path, net) -> None:
     """Write `net` as a weights file at `path` (a path or a binary file object)."""
-    torch.save(weights_payload(net), path)
+    if hasattr(path, "write"):
+        torch.save(weights_payload(net), path)
+    else:
+        save_file(weights_payload(net), path)
+
+
+class _WriteErrors:
+    """A binary file that keeps the OSError of a failed write: torch.save reports one as a
+    RuntimeError with neither errno nor file name ("basic_ios::clear: iostream error")."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data):
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self):
+        return self.f.flush()
+
+
+def save_file(obj, path) -> None:
+    """torch.save `obj` into `path` through a Python file, streamed (memory stays flat), so a full
+    disk is an OSError naming the file, as every other write of ours is (cli_options: one line)."""
+    path = Path(path)
+    try:
+        with open(path, "wb") as f:
+            sink = _WriteErrors(f)
+            try:
+                torch.save(obj, sink)
+            except RuntimeError:
+                if sink.error is None:
+                    raise
+                raise OSError(sink.error.errno, sink.error.strerror, str(path)) from None
+    except OSError as e:
+        if e.filename is None:  # the final flush, on close
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
 
 
 def read_weights(path, kind: str) -> dict:

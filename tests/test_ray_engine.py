@@ -144,9 +144,14 @@ def test_restore_on_ray_gives_the_local_frames_and_report(degraded_folder, weigh
 
 @pytest.mark.slow
 def test_degrade_on_ray_writes_the_local_outputs(sample_tree, tmp_path, ray_local):
+    src = tmp_path / "src"  # the validation list's 4 videos, their first 20 frames, and the list
+    lines = (sample_tree / "ucfTrainTestlist/vallist01.txt").read_text().splitlines()
+    for rel in lines:
+        trimmed(sample_tree / rel, src / rel, 20)
+    (src / "vallist01.txt").write_text("\n".join(lines) + "\n")
     for engine in ("local", "ray"):
-        r = degrade_videos(DegradeConfig(sample_tree, tmp_path / engine, split_file=sample_tree / "ucfTrainTestlist/vallist01.txt",
-                                         save_masks=True, engine=engine, progress=False))
+        r = degrade_videos(DegradeConfig(src, tmp_path / engine, split_file=src / "vallist01.txt", save_masks=True, engine=engine,
+                                         progress=False))
         assert len(r.done) == 4 and not r.failed
     for video in sorted((tmp_path / "local").rglob("*.avi")):
         other = tmp_path / "ray" / video.relative_to(tmp_path / "local")

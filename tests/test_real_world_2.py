@@ -259,9 +259,10 @@ def test_make_shards_on_a_full_disk_is_one_line_and_leaves_nothing_partial(tmp_p
 
 @pytest.mark.slow
 def test_train_save_on_a_full_disk_is_one_line(sample_shards, tmp_path):
-    # ngf 64 weights (~200 MB) cannot fit a 2 MB disk; the first save fails after one step
+    # ngf 16 weights (~14 MB) cannot fit a 2 MB disk; the first save fails after one step
     rc, lines, left, disk = on_small_disk(tmp_path, 2048, "vrestore", "train", "--shards", sample_shards, "--out", tmp_path / "disk" / "run",
-                                          "--max-steps", "1", "--batch-size", "1", "--crop", "64", "--quiet", "--device", "cpu")
+                                          "--max-steps", "1", "--batch-size", "1", "--crop", "64", "--ngf", "16", "--val-frames", "1",
+                                          "--quiet", "--device", "cpu")
     # the start line, then one error line naming the file
     errors = [ln for ln in lines if ln.startswith("error: ")]
     assert rc == 1 and lines[-1] == errors[-1] and len(errors) == 1 and "Traceback" not in "\n".join(lines), lines

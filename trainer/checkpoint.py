@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from vrestore.pipeline.atomic import atomic_path
-from vrestore.models.weights import first_line, save_weights
+from vrestore.models.weights import first_line, save_file, save_weights
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
@@ -54,7 +54,7 @@ def save_checkpoint(out: Path, G, D, ema, opt_G, opt_D, scaler, epoch: int, step
         "config": config,
     }
     with atomic_path(out / CHECKPOINT, durable=True, keep_previous=out / PREVIOUS) as tmp:
-        torch.save(state, tmp)
+        save_file(state, tmp)
     write_weights(out / "generator.pth", ema.module if ema else G)
     write_weights(out / "discriminator.pth", D)
 
