@@ -32,11 +32,8 @@ def weights_payload(net) -> dict:
 
 
 def save_weights(path, net) -> None:
-    """Write `net` as a weights file at `path` (a path or a binary file object)."""
-    if hasattr(path, "write"):
-        torch.save(weights_payload(net), path)
-    else:
-        save_file(weights_payload(net), path)
+    """Write `net` as a weights file at `path`."""
+    save_file(weights_payload(net), path)
 
 
 class _WriteErrors:

@@ -195,8 +195,8 @@ def degrade_videos(cfg: DegradeConfig) -> DegradeResult:
             result.partial.append((job.rel, outcome[2]))
             say(f"partial: {job.rel}: {outcome[2]} (degraded the {outcome[1]} frames that decoded)")
         if outcome[3]:
-            result.notes.append((job.rel, "; ".join(outcome[3])))
-            say(f"{job.rel}: {'; '.join(outcome[3])}")
+            result.notes.append((job.rel, note := "; ".join(outcome[3])))
+            say(f"{job.rel}: {note}")
     return result
 
 
