@@ -144,35 +144,3 @@ def remove_dead_temp_files(folder: Path, prefix: str = "") -> int:
             p.unlink(missing_ok=True)
             removed += 1
     return removed
-
-
-@contextmanager
-def exclusive(lock: Path, what: str):
-    """Hold `lock` (created with O_EXCL, naming this host and process) for the block, so a second
-    run into the same place stops at once with one line instead of interleaving its files.
-    A lock left by a dead process of this host is taken over; another host's is respected."""
-    lock = Path(lock)
-    mine = f"{host_token()} {os.getpid()}\n"
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            break
-        except FileExistsError:
-            try:
-                host, pid = lock.read_text().split()
-            except (OSError, ValueError):
-                host, pid = "", "0"
-            if host == host_token() and pid.isdigit() and not pid_alive(int(pid)):
-                lock.unlink(missing_ok=True)  # a killed run's; ours to take
-                continue
-            where = "this machine" if host == host_token() else "another machine"
-            raise ValueError(f"{what}: another run (process {pid} on {where}) is writing there; wait for it, or remove {lock} "
-                       f"if it is gone") from None
-    else:
-        raise ValueError(f"{what}: could not take {lock}")
-    try:
-        os.write(fd, mine.encode())
-        os.close(fd)
-        yield
-    finally:
-        lock.unlink(missing_ok=True)

@@ -5,11 +5,14 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 EXTRAS="${1:-}"  # "test" adds the test dependencies
 
-# Debian packages: ffmpeg always; chromium for the tests (restore --gallery is checked in a
-# real headless browser)
+# Debian packages: ffmpeg always; for the tests chromium (restore --gallery is checked in a
+# real headless browser) and Slurm with munge (the tests start a one-node cluster of their own)
 PACKAGES=""
 if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then PACKAGES=" ffmpeg"; fi
 if [ "$EXTRAS" = "test" ] && ! command -v chromium >/dev/null; then PACKAGES="$PACKAGES chromium"; fi
+if [ "$EXTRAS" = "test" ] && ! { command -v slurmctld && command -v slurmd && command -v munged; } >/dev/null; then
+  PACKAGES="$PACKAGES slurm-wlm munge"
+fi
 if [ -n "$PACKAGES" ]; then
   echo "==> installing the Debian packages:$PACKAGES"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -4,4 +4,5 @@
 # Extra arguments go to pytest, e.g. scripts/test.sh -k make_shards
 set -euo pipefail
 source "$(dirname "$0")/setup_env.sh" test
-exec python -m pytest -n "${PYTEST_WORKERS:-2}" "$@"
+# --dist loadgroup: the tests of one xdist_group (the Slurm cluster's) run on one worker
+exec python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadgroup "$@"

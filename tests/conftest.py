@@ -90,3 +90,27 @@ def tiny_shards(sample_tree, tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_shards")
     make_shards(ShardConfig(sample_tree, out, limit=1, frame_stride=4, max_frames=10, progress=False, workers=1))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_frame_shards(sample_tree, tmp_path_factory):
+    """The same clip as tiny_shards in the frames layout, for windows of 3 (each frame stored once)."""
+    from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
+
+    out = tmp_path_factory.mktemp("tiny_frame_shards")
+    make_shards(ShardConfig(sample_tree, out, limit=1, frame_stride=4, clip_len=3, progress=False, workers=1))
+    return out
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A real one-node Slurm cluster (munged, slurmctld, slurmd on localhost) for the test run;
+    tests using it carry @pytest.mark.xdist_group("slurm"), so one pytest worker starts it."""
+    from slurm_cluster import SlurmCluster, unavailable
+
+    why = unavailable()
+    if why:
+        pytest.skip(why)
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
+    yield cluster
+    cluster.stop()

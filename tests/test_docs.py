@@ -81,3 +81,12 @@ def test_every_relative_link_resolves():
 
 def test_readme_is_short():
     assert len((ROOT / "README.md").read_text().splitlines()) <= 250
+
+
+def test_the_slurm_scripts_in_the_docs_are_the_tested_files():
+    """docs/cluster.md shows scripts/slurm/*.sbatch whole, as tests/test_preemption.py runs them."""
+    text = (ROOT / "docs" / "cluster.md").read_text()
+    scripts = sorted((ROOT / "scripts" / "slurm").glob("*.sbatch"))
+    assert len(scripts) == 2
+    for script in scripts:
+        assert f"```bash\n{script.read_text()}```" in text, script.name

@@ -38,16 +38,17 @@ def torchrun(nproc, args, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, **kw)
 
 
-def check_two_rank_run(r, out, norm: str, frames: int) -> None:
-    """What a 2-rank, 3-step run (test_shared_machines runs one with batch norm on two nodes)
-    leaves: every file, loadable networks of the asked norm and frames, and ranks that agree."""
+def check_two_rank_run(r, out, norm: str, frames: int, steps: int = 3) -> None:
+    """What a 2-rank run of `steps` steps leaves (test_shared_machines runs one with batch norm
+    on two nodes, test_preemption one with instance norm and windows of 3 frames): every file,
+    loadable networks of the asked norm and frames, and ranks that agree."""
     assert r.returncode == 0, r.stderr[-3000:]
     assert "training on 2 x cpu" in r.stderr
     for name in ("generator.pth", "discriminator.pth", "checkpoint.pt", "config.json", "metrics.jsonl"):
         assert (out / name).is_file(), name
     assert list((out / "samples").glob("step_*.png"))
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert ckpt["step"] == 3 and len(ckpt["ranks"]) == 2
+    assert ckpt["step"] == steps and len(ckpt["ranks"]) == 2
     # after DDP steps the two ranks hold the same parameters and buffers (batch-norm statistics
     # averaged over ranks before the save): a checksum each rank computed of its own networks
     assert ckpt["ranks"][0]["checksum"] == ckpt["ranks"][1]["checksum"]
@@ -61,18 +62,7 @@ def check_two_rank_run(r, out, norm: str, frames: int) -> None:
         y = G.eval()(torch.zeros(1, 3 * frames, 32, 32))
     assert y.shape == (1, 3, 32, 32) and torch.isfinite(y).all()
     line = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
-    assert line["step"] == 3 and line["val"]["frames"] == 2 and set(line["train"]) == {"G_GAN", "G_L1", "D_real", "D_fake"}
-
-
-@pytest.mark.slow
-def test_torchrun_two_ranks_train_on_windows_of_frames_stored_once(tiny_frame_shards, tmp_path):
-    """Instance norm, DDP over the frames layout: both ranks end with one network, a 3-frame
-    generator (which windows each rank reads: tests/test_region_input.py; batch norm on 2 ranks:
-    test_shared_machines' two-node run)."""
-    out = tmp_path / "run"
-    r = torchrun(2, tiny_cli(tiny_frame_shards, out, "--max-steps", 3, "--norm", "instance", "--frames", 3))
-    assert "windows of 3 frames" in r.stderr, r.stderr[-3000:]
-    check_two_rank_run(r, out, "instance", 3)
+    assert line["step"] == steps and line["val"]["frames"] == 2 and set(line["train"]) == {"G_GAN", "G_L1", "D_real", "D_fake"}
 
 
 def test_rank_average_of_buffers_is_the_mean_a_single_process_computes(tmp_path):
@@ -141,7 +131,7 @@ def test_max_minutes_runs_end_with_identical_ranks(tiny_shards, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     sums, ckpt = rank_checksums(out)
     assert sums[0] == sums[1] and ckpt["step"] > 10
-    assert "(max-minutes)" in r.stderr
+    assert "(max-minutes," in r.stderr
 
 
 @pytest.mark.slow
@@ -166,25 +156,15 @@ def test_sigterm_saves_and_resume_continues_at_saved_step(sample_shards, tmp_pat
     rest = proc.communicate(timeout=120)[1]
     assert proc.returncode == 130, rest
     saved = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
-    assert saved > 0 and f"at step {saved} (signal)" in rest
+    assert saved > 0 and f"at step {saved} (signal" in rest
 
-    # without --resume, the earlier run is not overwritten (both runs here in this process)
+    # the same command continues it (both runs here in this process); --resume never refuses to
+    r = cli_run("vrestore", "train", *tiny_cli(sample_shards, out, "--max-steps", saved + 2, "--resume", "never"))
+    assert r.returncode == 2 and "--resume auto continues it" in r.stderr
     r = cli_run("vrestore", "train", *tiny_cli(sample_shards, out, "--max-steps", saved + 2))
-    assert r.returncode == 2 and "--resume" in r.stderr
-    r = cli_run("vrestore", "train", *tiny_cli(sample_shards, out, "--max-steps", saved + 2, "--resume"))
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"resuming at step {saved}" in r.stderr
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == saved + 2
-
-
-@pytest.fixture(scope="module")
-def tiny_frame_shards(sample_tree, tmp_path_factory):
-    """The same clip in the frames layout for windows of 3 (each frame stored once)."""
-    from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
-
-    out = tmp_path_factory.mktemp("tiny_frame_shards")
-    make_shards(ShardConfig(sample_tree, out, limit=1, frame_stride=4, clip_len=3, progress=False, workers=1))
-    return out
 
 
 @pytest.mark.slow
@@ -204,7 +184,7 @@ def test_resume_is_exact(tiny_shards, tiny_frame_shards, tmp_path, arch, frames)
     tiny = TINY | {"arch": arch}
     whole = train(TrainConfig(tiny_shards, out=tmp_path / "whole", max_steps=end, epochs=3, **tiny))
     for i, stop in enumerate([spe, spe + 1, end]):
-        part = train(TrainConfig(tiny_shards, out=tmp_path / "split", max_steps=stop, epochs=3, resume=i > 0, **tiny))
+        part = train(TrainConfig(tiny_shards, out=tmp_path / "split", max_steps=stop, epochs=3, **tiny))
         assert part.step == stop
     assert whole.step == end and whole.epoch == part.epoch == 2
     a = torch.load(tmp_path / "whole" / "generator.pth", weights_only=True)["state_dict"]
@@ -219,8 +199,8 @@ def test_resume_is_exact(tiny_shards, tiny_frame_shards, tmp_path, arch, frames)
 
 def test_resume_refuses_another_architecture(sample_shards, tmp_path):
     train(TrainConfig(sample_shards, out=tmp_path, max_steps=1, **TINY))
-    with pytest.raises(ValueError, match="ngf: 4 in the checkpoint, 8 now"):
-        train(TrainConfig(sample_shards, out=tmp_path, max_steps=2, resume=True, **(TINY | {"ngf": 8})))
+    with pytest.raises(ValueError, match="generator ngf: 4 in the checkpoint, 8 now"):
+        train(TrainConfig(sample_shards, out=tmp_path, max_steps=2, **(TINY | {"ngf": 8})))
 
 
 @pytest.mark.slow
@@ -442,9 +422,17 @@ def test_sync_free_step_matches_the_reference_step(arch):
         torch.manual_seed(i)
         ok = reference_step(ref, batch)
         assert skipped == (not ok) == (i == 2)
+    # The tolerance follows from Adam, not from this CPU: whatever the gradient's scale, a step
+    # moves a weight by about lr (2e-4). Fused and foreach kernels round in another order, and
+    # where a gradient is near zero m / sqrt(v) magnifies that rounding, by at most the size of
+    # the update itself; measured 2.4e-6 on an AMD EPYC and on this Intel machine after 4 steps.
+    # A step wrongly applied or wrongly skipped moves weights by ~lr: 10x the tolerance.
+    lr = 2e-4
     for a, b in zip(new.G.state_dict().values(), ref.G.state_dict().values()):
-        assert torch.allclose(a.float(), b.float(), atol=1e-6), (a - b).abs().max()
-    assert not all(torch.equal(a, b) for a, b in zip(new.G.state_dict().values(), tiny_pix2pix(seed=3, arch=arch).G.state_dict().values()))
+        assert torch.allclose(a.float(), b.float(), rtol=0, atol=lr / 10), (a - b).abs().max()
+    start = tiny_pix2pix(seed=3, arch=arch).G.state_dict()
+    moved = max((a.float() - start[k].float()).abs().max().item() for k, a in new.G.state_dict().items())
+    assert moved > lr  # the steps did move the weights, by more than the tolerance
 
 
 def test_weights_file_errors(tmp_path):

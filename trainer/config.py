@@ -10,6 +10,21 @@ from vrestore.pipeline.options import comma_ints, option
 from vrestore.pipeline.precision import AMP_MODES
 
 GAN_MODES = ("vanilla", "lsgan")
+RESUME_MODES = ("auto", "require", "never")
+
+# What may change between the launches of one run: where things are, how long the run may go,
+# how it is computed and reported. Every other field defines the run (the networks, the data,
+# the degradations, the optimisation), and a resume with a different value is refused.
+# --epochs and --max-minutes reshape the rest of the lr schedule when changed (a run extended
+# on purpose); the start of the next launch says so.
+LAUNCH_FIELDS = frozenset({
+    "shards", "videos", "val_shards", "out", "epochs", "max_steps", "max_minutes", "amp", "channels_last", "sync_bn",
+    "compile", "cuda_graphs", "resume", "deterministic", "overwrite", "lock_stale_minutes", "val_every", "val_interval",
+    "save_every_minutes", "samples", "log_every", "max_bad_steps", "device", "num_threads", "prefetch", "progress",
+    # compared in their resolved form instead (None means "the shards'"): the networks' configs
+    # hold the frame count, residual and preset
+    "frames", "residual", "preset",
+})
 
 
 def check_crop(crop: int, min_side: Optional[int] = None) -> None:
@@ -45,7 +60,8 @@ class TrainConfig:
                                    "shards' make-shards --clip-len; shards of the frames layout also give any smaller odd T "
                                    "(clips-layout shards only their own).")
     max_steps: Optional[int] = option(None, "Stop (and save) after this many steps in all.")
-    max_minutes: Optional[float] = option(None, "Stop (and save) after this many minutes of this launch.")
+    max_minutes: Optional[float] = option(None, "Stop (and save) after this many minutes of training in all: the run's "
+                                          "time, summed over every launch that resumed it (saved in the checkpoint).")
     lr: float = option(2e-4, "Adam learning rate of both networks, as in pix2pix.")
     beta1: float = 0.5
     decay_fraction: float = option(0.3, "The last part of training (by steps, or by the clock under --max-minutes) decays "
@@ -77,11 +93,17 @@ class TrainConfig:
     compile: bool = option(False, "torch.compile the networks (worth it on GPUs for long runs; minutes of warm-up).")
     cuda_graphs: bool = option(False, "Capture the whole training step as one CUDA graph after 3 warm-up steps (one GPU; "
                                "--amp bf16 or off).")
-    resume: bool = option(False, "Continue from OUT/checkpoint.pt at its step (or checkpoint.prev.pt when the latest is "
-                          "torn).")
+    resume: str = option("auto", "auto: continue the run in OUT when it holds a checkpoint, else start one, so one "
+                         "command serves the first launch and every relaunch (a checkpoint of another configuration is "
+                         "refused, naming what differs); require (also --resume alone): refuse to start a new run; never: "
+                         "refuse an OUT that holds a checkpoint (unless --overwrite).", choices=RESUME_MODES, bare="require")
     deterministic: bool = option(False, "Deterministic kernels, no cudnn autotuning: what a bit-exact resume on a GPU needs "
                                  "(CPU resumes are exact without it; not yet checked on a GPU). Slower.")
-    overwrite: bool = option(False, "Start over although OUT holds a checkpoint.")
+    overwrite: bool = option(False, "Start over although OUT holds a checkpoint (removes it and its fallback first). Not "
+                             "for a command that is relaunched: each relaunch would start over again.")
+    lock_stale_minutes: float = option(5.0, "OUT's lock is a lease the run refreshes every tenth of this (at least every "
+                                       "minute); a lock not refreshed for this long (its host died) is taken over. A "
+                                       "relaunch of the same Slurm job or torchelastic run takes it at once.")
     seed: int = option(0, "Seed of the input order, crops, degradations, dropout and the validation hold-out.")
     val_every: Optional[int] = option(None, "Also validate and save every N steps.")
     val_interval: float = option(60.0, "Seconds: an epoch end validates and saves only if this long has passed since the "
@@ -130,7 +152,9 @@ class TrainConfig:
             (self.save_every_minutes >= 0, f"--save-every-minutes {self.save_every_minutes:g}: must be >= 0 (0: off)"),
             (self.max_steps is None or self.max_steps >= 1, f"--max-steps {self.max_steps}: must be >= 1"),
             (self.max_minutes is None or self.max_minutes > 0, f"--max-minutes {self.max_minutes}: must be > 0"),
-            (not (self.resume and self.overwrite), "--resume and --overwrite contradict each other"),
+            (self.resume in RESUME_MODES, f"--resume {self.resume}: choose from {', '.join(RESUME_MODES)}"),
+            (not (self.resume == "require" and self.overwrite), "--resume require and --overwrite contradict each other"),
+            (self.lock_stale_minutes > 0, f"--lock-stale-minutes {self.lock_stale_minutes:g}: must be > 0"),
             (self.val_split_file is None or self.videos is not None, "--val-split-file goes with --videos (with --shards, give --val-shards)"),
             (self.val_split_file is None or self.val_shards is None, "give --val-split-file or --val-shards, not both"),
             (self.val_every is None or self.val_every >= 1, f"--val-every {self.val_every}: must be >= 1"),
@@ -145,6 +169,21 @@ class TrainConfig:
         if name in ("enc_blocks", "dec_blocks") and value is not None:
             value = tuple(value)
         super().__setattr__(name, value)
+
+    def differences(self, saved: dict) -> list:
+        """'--option: saved value in the checkpoint, value now' for every field that defines the
+        run and differs from `saved` (a checkpoint's config); fields an older checkpoint lacks
+        are taken as equal. The degradation spec's fields are options of their own."""
+        def flat(d: dict, prefix: str = "") -> dict:
+            out = {}
+            for k, v in d.items():
+                key = k if prefix in ("", "spec.") else prefix + k
+                out |= flat(v, key + ".") if isinstance(v, dict) else {key: list(v) if isinstance(v, tuple) else v}
+            return out
+
+        now = flat({k: v for k, v in self.to_dict().items() if k not in LAUNCH_FIELDS})
+        old = flat({k: v for k, v in saved.items() if k not in LAUNCH_FIELDS})
+        return [f"--{k.replace('_', '-')}: {old[k]} in the checkpoint, {v} now" for k, v in now.items() if k in old and old[k] != v]
 
     def to_dict(self) -> dict:
         """Plain types only, for config.json and checkpoint.pt (weights_only loads it)."""

@@ -49,7 +49,14 @@ def setup(device_name: str = "auto") -> Dist:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend, timeout=timedelta(minutes=30), device_id=device if backend == "nccl" else None)
+    timeout = timedelta(minutes=30)
+    store, rank, world_size = next(dist.rendezvous("env://", timeout=timeout))
+    # A worker group that `torchrun --max-restarts` starts again meets in the same store as the
+    # group before it, where the dead group's addresses still lie: the new group read them and
+    # hung (gloo's "connectFullMesh failed"). Each attempt gets keys of its own.
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    dist.init_process_group(backend, store=dist.PrefixStore(f"vrestore/attempt-{attempt}", store), rank=rank,
+                            world_size=world_size, timeout=timeout, device_id=device if backend == "nccl" else None)
     control = dist.new_group(backend="gloo") if backend == "nccl" else dist.group.WORLD
     return Dist(dist.get_rank(), dist.get_world_size(), local_rank, device, control)
 
@@ -59,14 +66,15 @@ def teardown(d: Dist) -> None:
         dist.destroy_process_group()
 
 
-def agree(d: Dist, seconds: float, flag: bool) -> tuple:
-    """(seconds, flag) the same on every rank: the largest of the ranks' clocks, and whether any
-    rank raised the flag (a signal). One small all-reduce on the CPU control group per step."""
+def agree(d: Dist, seconds: float, code: int) -> tuple:
+    """(seconds, code) the same on every rank: the largest of the ranks' clocks and of their
+    codes (what a signal or the lease asks: trainer/stop_request.py). One small all-reduce on the
+    CPU control group per step."""
     if not d.enabled:
-        return seconds, flag
-    t = torch.tensor([seconds, float(flag)], dtype=torch.float64)
+        return seconds, code
+    t = torch.tensor([seconds, float(code)], dtype=torch.float64)
     dist.all_reduce(t, op=dist.ReduceOp.MAX, group=d.control)
-    return t[0].item(), bool(t[1].item())
+    return t[0].item(), int(t[1].item())
 
 
 def gather_to_main(d: Dist, obj) -> list:

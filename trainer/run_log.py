@@ -4,6 +4,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -46,20 +47,37 @@ def draw_curves(metrics: Path, out: Path) -> bool:
     return True
 
 
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return 1 << 62  # a torn last line (the launch was killed while appending): dropped
+
+
 class RunLog:
-    def __init__(self, out: Path, tensorboard: bool = True, fresh: bool = True):
-        """fresh: a new run (not --resume), so metrics.jsonl and curves.png start empty instead
-        of mixing an earlier run's lines into this one's curves."""
+    def __init__(self, out: Path, tensorboard: bool = True, resume_step: Optional[int] = None):
+        """resume_step None: a new run, so metrics.jsonl and curves.png start empty instead of
+        mixing an earlier run's lines into this one's curves. Else the step of the checkpoint this
+        launch resumed: what the launch before it logged after that step (then lost, and run
+        again now) is dropped, from metrics.jsonl and from TensorBoard (purge_step)."""
         self.out = Path(out)
         self.start = time.time()
-        if fresh:
+        metrics = self.out / "metrics.jsonl"
+        if resume_step is None:
             for name in ("metrics.jsonl", "curves.png"):
                 (self.out / name).unlink(missing_ok=True)
+        elif metrics.is_file():
+            lines = metrics.read_text().splitlines(keepends=True)
+            kept = [line for line in lines if line.strip() and _step_of(line) <= resume_step]
+            if len(kept) != len(lines):
+                with atomic_path(metrics) as tmp:
+                    tmp.write_text("".join(kept))
         self.tb, self.curves_note = None, False
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
-                self.tb = SummaryWriter(str(self.out / "tensorboard"))
+                purge = None if resume_step is None else resume_step + 1
+                self.tb = SummaryWriter(str(self.out / "tensorboard"), purge_step=purge)
             except ImportError:  # tensorboard is optional
                 pass
 

@@ -4,10 +4,10 @@ from vrestore.trainer.config import TrainConfig
 
 
 def progress(cfg: TrainConfig, step: int, schedule_steps: int, seconds: float) -> float:
-    """How far training is, 0..1: by steps of the --epochs schedule, or by this launch's clock
-    under --max-minutes, whichever is further (a time budget is where a demo or a quick run
-    ends). --max-steps only stops a run; it does not reshape the schedule, so a run stopped
-    by it and resumed continues exactly."""
+    """How far training is, 0..1: by steps of the --epochs schedule, or by the run's training
+    time (`seconds`, summed over its launches) under --max-minutes, whichever is further (a
+    time budget is where a demo or a quick run ends). --max-steps only stops a run; it does not
+    reshape the schedule, so a run stopped by it and resumed continues exactly."""
     p = step / schedule_steps
     if cfg.max_minutes:
         p = max(p, seconds / (cfg.max_minutes * 60))

@@ -15,19 +15,22 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from vrestore.models import DiscriminatorConfig, GANLoss, GeneratorConfig, build_discriminator, build_generator
-from vrestore.pipeline.atomic import check_writable, exclusive, remove_dead_temp_files, write_json_atomic
+from vrestore.pipeline.atomic import check_writable, remove_dead_temp_files, write_json_atomic
+from vrestore.pipeline.cluster.slurm import requeue_this_job
 from vrestore.pipeline.degrade.real_world import RealSpec
+from vrestore.pipeline.lease import Lease
 from vrestore.pipeline.precision import amp_dtype
 from vrestore.trainer import distributed
 from vrestore.models.weights import first_line
-from vrestore.trainer.checkpoint import CHECKPOINT, LOCK, PREVIOUS, load_checkpoint, rng_state, save_checkpoint, set_rng_state, write_weights
+from vrestore.trainer.checkpoint import (CHECKPOINT, LOCK, has_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
+                                         start_run, write_weights)
 from vrestore.trainer.config import TrainConfig
 from vrestore.pipeline.dataset.shard_set import load_shard_set
-from vrestore.trainer.dali_input import train_batches
+from vrestore.trainer.dali_input import batches_per_epoch, train_batches
 from vrestore.trainer.ema import GeneratorEMA
 from vrestore.trainer.pix2pix_step import LOSS_NAMES, GraphedStep, Pix2Pix, load_adam_state, make_adam
 from vrestore.trainer.run_log import RunLog
-from vrestore.trainer.stop_request import StopRequest
+from vrestore.trainer.stop_request import LEASE_LOST, REASONS, StopRequest
 from vrestore.trainer.schedule import describe_schedule, lr_at, progress, swing
 from vrestore.trainer.validate import format_metrics, validate, validation_set
 
@@ -40,10 +43,11 @@ class NonFiniteLosses(RuntimeError):
 class TrainResult:
     step: int
     epoch: int
-    stopped: str  # "done", "max-steps", "max-minutes", "signal"
+    stopped: str  # "done", "max-steps", "max-minutes", "signal" (SIGTERM, Ctrl-C), "warning" (SIGUSR1), "lease-lost", "finished" (nothing left)
     val: dict = field(default_factory=dict)
     skipped_steps: int = 0
     images_per_s: Optional[float] = None  # all ranks, from the first loss readout to the last step (validations and saves between included)
+    note: str = ""  # what the end of the run has to tell (the requeue, the lost lease)
 
 
 def network_configs(cfg: TrainConfig, frames: int, preset: str = "seed"):
@@ -83,23 +87,33 @@ def training_shards(cfg: TrainConfig):
     return shards, val_shards
 
 
-def prepare_out(cfg: TrainConfig, d, frames: int, preset: str) -> Optional[dict]:
-    """Refuse to train over an earlier run's checkpoint unless told; load it for --resume."""
-    has_checkpoint = (cfg.out / CHECKPOINT).is_file() or (cfg.out / PREVIOUS).is_file()
-    if has_checkpoint and not (cfg.resume or cfg.overwrite):
-        raise ValueError(f"{cfg.out} holds a checkpoint of an earlier run; --resume continues it, --overwrite starts over")
-    if not cfg.resume:
-        if d.is_main:  # else the first save would keep the earlier run's checkpoint as this run's fallback
-            (cfg.out / PREVIOUS).unlink(missing_ok=True)
-        return None
+def prepare_out(cfg: TrainConfig, d, frames: int, preset: str) -> tuple:
+    """(checkpoint state or None, run id): continue the run OUT holds, or start a new one, as
+    --resume and --overwrite say. A checkpoint of another configuration is refused, naming what
+    differs, so `--resume auto` never continues a run the command does not describe."""
+    found = has_checkpoint(cfg.out)
+    if found and cfg.resume == "never" and not cfg.overwrite:
+        raise ValueError(f"{cfg.out} holds a checkpoint of an earlier run; --resume auto continues it, --overwrite starts over")
+    if not found and cfg.resume == "require":
+        raise FileNotFoundError(f"--resume require: no {CHECKPOINT} in {cfg.out}")
+    if cfg.overwrite or not found:
+        # rank 0 clears and names the new run (only rank 0 writes); the others need no id
+        return None, (start_run(cfg.out) if d.is_main else None)
     state = load_checkpoint(cfg.out)
     g, dc = network_configs(cfg, frames, preset)
     saved = GeneratorConfig(**state["G_config"]).to_dict()  # older checkpoints lack newer keys: their defaults
-    differ = [f"{k}: {saved[k]} in the checkpoint, {v} now" for k, v in g.to_dict().items() if saved[k] != v]
+    differ = [f"generator {k}: {saved[k]} in the checkpoint, {v} now" for k, v in g.to_dict().items() if saved[k] != v]
     differ += [f"critic {k}: {state['D_config'][k]} in the checkpoint, {v} now" for k, v in dc.to_dict().items() if state["D_config"].get(k) != v]
+    differ += cfg.differences(state["config"])
     if differ:
-        raise ValueError("--resume with a different architecture (" + "; ".join(differ) + ")")
-    return state
+        raise ValueError(f"{cfg.out} holds a run of another configuration ({'; '.join(differ)}): the same options continue it, "
+                         f"--overwrite starts a new run there, or choose another --out")
+    if d.is_main:
+        changed = [f"--{k.replace('_', '-')} {state['config'].get(k)} -> {getattr(cfg, k)}" for k in ("epochs", "max_minutes")
+                   if k in state["config"] and state["config"][k] != getattr(cfg, k)]
+        if changed:
+            print(f"resume: {', '.join(changed)}: the rest of the lr schedule follows the new length", file=sys.stderr)
+    return state, state["run_id"]
 
 
 def stream_state(cfg: TrainConfig, d, state: Optional[dict]) -> Optional[dict]:
@@ -130,6 +144,7 @@ class LoopHooks:
 def train(cfg: TrainConfig, hooks: Optional[LoopHooks] = None) -> TrainResult:
     if cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's condition for deterministic results
+    stop = StopRequest()  # from the start: Slurm's warning during start-up is kept for the first step
     d = distributed.setup(cfg.device)
     try:
         if cfg.sync_bn and d.device.type != "cuda":
@@ -142,10 +157,12 @@ def train(cfg: TrainConfig, hooks: Optional[LoopHooks] = None) -> TrainResult:
         # ranks at once and each exits 2, none is left waiting for the one that failed
         check_writable(cfg.out, "--out")
         if not d.is_main:
-            return run(cfg, d, hooks or LoopHooks())
-        with exclusive(cfg.out / LOCK, f"--out {cfg.out}"):  # a second run into one --out stops at once
+            return run(cfg, d, hooks or LoopHooks(), stop, None)
+        # A second run into one --out stops at once; a lock whose holder died is taken over
+        # (pipeline/lease.py). A lost lease is only noted here: the loop stops on it, agreed by all ranks.
+        with Lease(cfg.out / LOCK, f"--out {cfg.out}", cfg.lock_stale_minutes, on_lost=lambda message: None) as lease:
             remove_dead_temp_files(cfg.out)  # a killed run's half-written saves (this host's only)
-            return run(cfg, d, hooks or LoopHooks())
+            return run(cfg, d, hooks or LoopHooks(), stop, lease)
     except Exception as e:
         if d.enabled:
             # One rank's error stops every rank within seconds, each naming the rank that failed
@@ -156,6 +173,7 @@ def train(cfg: TrainConfig, hooks: Optional[LoopHooks] = None) -> TrainResult:
                                        code if other else (2 if usage else 1))
         raise
     finally:
+        stop.restore()
         distributed.teardown(d)
 
 
@@ -214,67 +232,82 @@ def build(cfg: TrainConfig, d, state: Optional[dict], mine: Optional[dict], fram
 
 class LossMeter:
     """Losses and skipped steps counted on the device, so a step costs no sync; read every
-    `log_every` steps."""
+    `log_every` steps. A skipped step's losses (not finite) are left out of the means."""
 
     def __init__(self, device):
-        self.sums, self.n = torch.zeros(len(LOSS_NAMES), device=device), 0
-        self.since_val, self.n_val = torch.zeros(len(LOSS_NAMES)), 0
+        self.sums, self.kept, self.n = torch.zeros(len(LOSS_NAMES), device=device), torch.zeros((), device=device), 0
+        self.since_val, self.kept_val = torch.zeros(len(LOSS_NAMES)), 0.0
         self.images, self.t = 0, time.monotonic()
         self.skips = torch.zeros(2, device=device)  # [skipped steps in all, skipped in a row now]
         self.skipped, self.bad_run = 0, 0  # as of the last read
 
     def add(self, losses: dict, images: int, skipped: torch.Tensor) -> None:
-        self.sums += torch.stack([losses[k].float() for k in LOSS_NAMES])
+        values = torch.stack([losses[k].float() for k in LOSS_NAMES])
+        self.sums += torch.where(skipped.bool(), torch.zeros_like(values), values)  # NaN * 0 is NaN: a select, not a product
+        self.kept += 1 - skipped
         self.skips[0] += skipped
         self.skips[1] = (self.skips[1] + 1) * skipped
         self.n, self.images = self.n + 1, self.images + images
 
     def read(self) -> tuple:
-        """(mean losses since the last read, images/s); the loop's one sync point."""
+        """(mean losses of the applied steps since the last read, or {} when every one was
+        skipped; images/s); the loop's one sync point."""
         self.skipped, self.bad_run = (int(v) for v in self.skips.tolist())
-        means = (self.sums / max(self.n, 1)).cpu()
-        self.since_val += means * self.n
-        self.n_val += self.n
+        sums, kept = self.sums.cpu(), float(self.kept)
+        self.since_val += sums
+        self.kept_val += kept
         now = time.monotonic()
         rate = self.images / (now - self.t)
         self.sums.zero_()
+        self.kept.zero_()
         self.n, self.images, self.t = 0, 0, now
-        return dict(zip(LOSS_NAMES, means.tolist())), rate
+        return (dict(zip(LOSS_NAMES, (sums / kept).tolist())) if kept else {}), rate
 
     def pop_since_validation(self) -> dict:
-        means = dict(zip(LOSS_NAMES, (self.since_val / self.n_val).tolist())) if self.n_val else {}
+        means = dict(zip(LOSS_NAMES, (self.since_val / self.kept_val).tolist())) if self.kept_val else {}
         self.since_val.zero_()
-        self.n_val = 0
+        self.kept_val = 0.0
         return means
 
 
-def run(cfg: TrainConfig, d, hooks: LoopHooks) -> TrainResult:
-    t0 = hooks.clock()
+def run(cfg: TrainConfig, d, hooks: LoopHooks, stop: StopRequest, lease: Optional[Lease]) -> TrainResult:
     torch.manual_seed(cfg.seed * 1000 + d.rank)  # dropout draws differ per rank
     shards, val_shards = training_shards(cfg)
     frames = shards.clip_len
     preset = shards_preset(cfg, shards, val_shards)
-    state = prepare_out(cfg, d, frames, preset)
+    state, run_id = prepare_out(cfg, d, frames, preset)
+    trained = state["trained_seconds"] if state else 0.0  # the run's training time before this launch
+    steps_per_epoch = batches_per_epoch(shards.num_samples, cfg.batch_size, d.world_size)
+    schedule_steps = cfg.epochs * steps_per_epoch
+    total_steps = min(schedule_steps, cfg.max_steps or math.inf)
+    if state and (state["step"] >= total_steps or (cfg.max_minutes and trained >= cfg.max_minutes * 60)):
+        # a relaunch of a finished run (a requeue that came late, the same script again): nothing to do
+        note = (f"{cfg.out} holds a finished run (step {state['step']}, {trained / 60:.1f} training minutes): nothing left to do; "
+                f"raise --epochs, --max-steps or --max-minutes to train on")
+        if d.is_main:
+            print(note, file=sys.stderr)
+        return TrainResult(state["step"], state["epoch"], "finished", note=note)
     mine = stream_state(cfg, d, state)
     G, D, ema, model, (epoch, step, epoch_step) = build(cfg, d, state, mine, frames, preset)
     batches = train_batches(shards, cfg.spec, cfg.batch_size, cfg.crop, d.device, d.rank, d.world_size,
                             cfg.seed, cfg.num_threads, state=mine and mine["data"], prefetch=cfg.prefetch)
-    steps_per_epoch = len(batches)
-    schedule_steps = cfg.epochs * steps_per_epoch
-    total_steps = min(schedule_steps, cfg.max_steps or math.inf)
-    if step >= total_steps:
-        raise ValueError(f"{cfg.out}/{CHECKPOINT} is at step {step}: nothing left to do (raise --epochs or --max-steps)")
 
     log, vset, best, history = None, None, (state or {}).get("best") or {"psnr": -math.inf, "step": None}, []
     if d.is_main:
         write_json_atomic(cfg.out / "config.json", cfg.to_dict())
-        log = RunLog(cfg.out, fresh=not cfg.resume)
+        # a resumed run's logs forget what the launch before it logged past its checkpoint: those steps run again
+        log = RunLog(cfg.out, resume_step=state["step"] if state else None)
+        if state and best["step"] == step:
+            # the best was this very checkpoint's step, and generator_best.pth is written after the
+            # checkpoint: a launch killed between the two left it older
+            write_weights(cfg.out / "generator_best.pth", ema.module if ema else G)
         vset = validation_set(val_shards, cfg.spec, cfg.val_frames, d.device)
         print(f"training on {d.world_size} x {d.device} ({str(model.dtype).split('.')[-1] if model.dtype else 'fp32'}"
               f"{', channels_last' if cfg.channels_last else ''}{', compiled' if cfg.compile else ''}): "
               f"{shards.num_samples} {'frames' if frames == 1 else f'windows of {frames} frames'}, {steps_per_epoch} steps per epoch of {cfg.batch_size} x {d.world_size}, "
-              f"{total_steps} steps in all" + (f" or {cfg.max_minutes:g} minutes, whichever comes first" if cfg.max_minutes else "")
-              + (f", resuming at step {step}" if state else "") + f"; {describe_schedule(cfg, schedule_steps)}; "
+              f"{total_steps} steps in all" + (f" or {cfg.max_minutes:g} training minutes, whichever comes first" if cfg.max_minutes else "")
+              + (f", resuming at step {step} after {trained / 60:.1f} training minutes" if state else "")
+              + f"; {describe_schedule(cfg, schedule_steps)}; "
               + (f"EMA of G with decay {cfg.ema_decay:g}" if ema else "no EMA") + f"; validation on {len(vset)} whole frames; "
               + f"generator: {G.cfg.arch}{' (residual)' if G.cfg.arch == 'unet' and G.cfg.residual else ''} for the {preset} preset",
               file=sys.stderr)
@@ -283,10 +316,12 @@ def run(cfg: TrainConfig, d, hooks: LoopHooks) -> TrainResult:
                   f"{cfg.shards}, so they measure fit, not restoration of unseen video", file=sys.stderr)
 
     optimize = GraphedStep(model).optimize if cfg.cuda_graphs else model.optimize
-    stop, meter = StopRequest(), LossMeter(d.device)
-    # This launch's seconds as all ranks agree on them (the largest of their clocks, agreed after
-    # every step): the lr under --max-minutes, the time limit and validate-and-save all follow it.
-    clock, last_segment, last_save = 0.0, 0.0, 0.0
+    meter = LossMeter(d.device)
+    # The run's training seconds as all ranks agree on them: what earlier launches trained, plus
+    # the largest of the ranks' clocks since this launch's loop began (agreed after every step;
+    # start-up and time lost to a kill are not counted). The lr under --max-minutes, the time
+    # limit and validate-and-save all follow it.
+    clock = last_segment = last_save = trained
     bar = tqdm(total=total_steps, initial=step, unit="step", disable=not (cfg.progress and d.is_main), dynamic_ncols=True)
     last_val, stopped, timed, loop_end = {}, None, None, None
 
@@ -294,19 +329,17 @@ def run(cfg: TrainConfig, d, hooks: LoopHooks) -> TrainResult:
         """Validate (rank 0) and save (all ranks send their RNG and input position). After a
         signal only save: torchrun kills its workers 30 s after it."""
         nonlocal last_save
-        val, last_save = {}, clock
+        val, last_save, note = {}, clock, ""
         distributed.average_buffers(d, [G, D] + ([ema.module] if ema else []))  # one network on every rank before judging and saving it
+        G_eval = ema.module if ema else G  # what generator.pth holds
         if d.is_main and with_validation:
-            G_eval = ema.module if ema else G  # what generator.pth holds
             val, columns = validate(G_eval, vset, model.autocast, cfg.samples)
             if ema:
                 val["psnr_raw"] = validate(G, vset, model.autocast)[0]["psnr"]
             picture = log.validation(step, epoch, meter.pop_since_validation(), val, model.lr(), columns)
             history.append((val["psnr"], val.get("psnr_raw")))
-            note = ""
             if val["psnr"] > best["psnr"]:
                 best.update(psnr=val["psnr"], step=step)
-                write_weights(cfg.out / "generator_best.pth", G_eval)
                 note = ", best so far -> generator_best.pth"
             bar.write(f"step {step} (epoch {epoch + epoch_step / steps_per_epoch:.2f}): {format_metrics(val)} -> {picture}{note}")
         ranks = distributed.gather_to_main(d, {"rng": rng_state(d.device), "data": batches.state(),
@@ -315,10 +348,14 @@ def run(cfg: TrainConfig, d, hooks: LoopHooks) -> TrainResult:
             if len({r["checksum"] for r in ranks}) > 1:
                 print(f"warning: step {step}: the ranks hold different weights ({[r['checksum'] for r in ranks]})", file=sys.stderr)
             save_checkpoint(cfg.out, G, D, ema, model.opt_G, model.opt_D, model.scaler, epoch, step, epoch_step, ranks,
-                            cfg.to_dict(), best)
+                            cfg.to_dict(), best, run_id, clock)
+            if note:  # after the checkpoint, which records this best (a resume rewrites it, see above)
+                write_weights(cfg.out / "generator_best.pth", G_eval)
         return val
 
     try:
+        stop.looping = True  # from here a signal saves at the next step instead of stopping at once
+        t0 = hooks.clock()
         while epoch < cfg.epochs and stopped is None:
             for batch in batches:
                 model.set_lr(lr_at(cfg, progress(cfg, step, schedule_steps, clock)))
@@ -337,15 +374,17 @@ def run(cfg: TrainConfig, d, hooks: LoopHooks) -> TrainResult:
                         raise NonFiniteLosses(
                             f"losses or gradients were not finite for {meter.bad_run} steps in a row (step {step}); "
                             f"the last checkpoint in {cfg.out} is untouched. Try a lower --lr, or --amp bf16/off.")
-                    if d.is_main:
+                    if d.is_main and named:
                         log.scalars(step, "train", named | {"lr": model.lr()})
                         bar.set_postfix(L1=f"{named['G_L1']:.4f}", G=f"{named['G_GAN']:.3f}",
                                         D=f"{(named['D_real'] + named['D_fake']) / 2:.3f}", img_s=f"{rate:.1f}", refresh=False)
                 bar.update(1)
                 loop_end = (step, time.monotonic())  # the final save is left out of the rate
 
-                clock, signalled = distributed.agree(d, hooks.clock() - t0, stop.signal is not None)
-                stopped = stop_reason(cfg, step, clock, signalled)
+                asked = max(stop.code, LEASE_LOST if lease is not None and lease.lost else 0)
+                launch, asked = distributed.agree(d, hooks.clock() - t0, asked)
+                clock = trained + launch
+                stopped = stop_reason(cfg, step, clock, asked)
                 end_of_epoch = epoch_step == steps_per_epoch
                 if cfg.val_every and step % cfg.val_every == 0 and not (stopped or end_of_epoch):
                     last_val, last_segment = end_segment(), clock
@@ -357,11 +396,17 @@ def run(cfg: TrainConfig, d, hooks: LoopHooks) -> TrainResult:
                     break
             else:
                 epoch, epoch_step = epoch + 1, 0
+            if stopped == "lease-lost":
+                break  # another run owns --out now: write nothing more there
             # Small epochs on a fast GPU last seconds: validating each would halve throughput.
             if stopped or epoch >= cfg.epochs or clock - last_segment >= cfg.val_interval:
-                last_val, last_segment = end_segment(with_validation=stopped != "signal"), clock
+                last_val, last_segment = end_segment(with_validation=stopped not in ("signal", "warning")), clock
+        note = ""
+        if stopped == "warning" and d.is_main:
+            note = requeue_this_job()  # the checkpoint is saved: now the job may be put back in the queue
+        elif stopped == "lease-lost" and d.is_main:
+            note = lease.lost
     finally:
-        stop.restore()
         bar.close()
         if log:
             log.close()
@@ -374,21 +419,23 @@ def run(cfg: TrainConfig, d, hooks: LoopHooks) -> TrainResult:
               f"{cfg.out}/generator.pth holds the {'EMA ' if ema else ''}weights of the last step", file=sys.stderr)
     meter.read()
     skipped = meter.skipped
-    if d.is_main:
+    if d.is_main and stopped != "lease-lost":
         print(f"saved {cfg.out}/generator.pth, discriminator.pth, {CHECKPOINT} at step {step} "
-              f"({stopped or 'done'}); {skipped} steps skipped for non-finite values"
+              f"({stopped or 'done'}, {clock / 60:.1f} training minutes in all); {skipped} steps skipped for non-finite values"
               + (" (fp16 loss scaling skips a few while it calibrates)" if skipped and model.dtype == torch.float16 else ""),
               file=sys.stderr)
+    if note:
+        print(note, file=sys.stderr)
     rate = None
     if timed and loop_end and loop_end[0] > timed[0]:
         rate = (loop_end[0] - timed[0]) * cfg.batch_size * d.world_size / (loop_end[1] - timed[1])
-    return TrainResult(step, epoch, stopped or "done", last_val, skipped, rate)
+    return TrainResult(step, epoch, stopped or "done", last_val, skipped, rate, note)
 
 
-def stop_reason(cfg: TrainConfig, step: int, clock: float, signalled: bool) -> Optional[str]:
+def stop_reason(cfg: TrainConfig, step: int, clock: float, asked: int) -> Optional[str]:
     """Why to stop after this step, from values every rank agreed on (so the same answer everywhere)."""
-    if signalled:
-        return "signal"
+    if asked:
+        return REASONS[asked]
     if cfg.max_minutes and clock > cfg.max_minutes * 60:
         return "max-minutes"
     if cfg.max_steps and step >= cfg.max_steps:

@@ -8,7 +8,11 @@ import functools
 import sys
 from pathlib import Path
 
-import click
+from vrestore.trainer.stop_request import catch_warning_early
+
+catch_warning_early()  # before the imports below (seconds): Slurm's warning must not end a starting trainer
+
+import click  # noqa: E402
 
 from vrestore.cli_options import PRESET_HELP, config_options, degradation_options, fail, one_line_errors, pop_real, pop_spec, real_options
 from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
@@ -165,7 +169,7 @@ def preview_cmd(shards, out, num, crop, device, seed, preset, **options):
 @functools.partial(real_options, preset_default=None, preset_help="The shards' own preset (make-shards --preset) when not given; "
                    "with --videos, the preset the shards are made with (default seed). " + PRESET_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-@one_line_errors(interrupted="interrupted; the last checkpoint is kept (--resume continues from it)")
+@one_line_errors(interrupted="interrupted; the last checkpoint is kept (the same command continues from it)")
 def train_cmd(quiet, **options):
     """Train the pix2pix restorer on shards; one process, or one per GPU under torchrun:
 
@@ -173,9 +177,15 @@ def train_cmd(quiet, **options):
       vrestore train --shards shards/train --val-shards shards/test
       torchrun --standalone --nproc_per_node=8 -m vrestore train --shards shards/train ...
 
-    Saves generator.pth and discriminator.pth (weights and architecture; torch.load with
-    weights_only=True) and checkpoint.pt (all training state) in OUT at every epoch end, at
-    --val-every, at --max-steps/--max-minutes and on Ctrl-C/SIGTERM.
+    The same command starts the run and, relaunched, continues it (--resume auto). Saves
+    generator.pth and discriminator.pth (weights and architecture; torch.load with
+    weights_only=True) and checkpoint.pt (all training state) in OUT at epoch ends, at
+    --val-every, every --save-every-minutes, at --max-steps/--max-minutes and on Ctrl-C/SIGTERM;
+    on SIGUSR1 (Slurm's warning) it saves and requeues its Slurm job (docs/cluster.md).
+
+    \b
+    Exit: 0 done, finished already, or saved and requeued after SIGUSR1; 130 saved after
+    SIGTERM/Ctrl-C; 1 failed (non-finite losses, another run took OUT's lock); 2 a usage error.
     """
     from vrestore.trainer.train import NonFiniteLosses, train
 
@@ -191,6 +201,8 @@ def train_cmd(quiet, **options):
         fail(str(e), 1)
     if result.stopped == "signal":
         sys.exit(130)
+    if result.stopped == "lease-lost":
+        sys.exit(1)  # the line saying so is printed
 
 
 @cli.command("restore")

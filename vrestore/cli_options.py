@@ -149,6 +149,8 @@ def config_options(cls, skip=()):
                     kw["show_default"] = False
             else:
                 decls = [name, f.name] if meta.get("flag") else [name]  # the flag's value lands on the field
+                if meta.get("bare") is not None:  # the option alone, without a value, means this one
+                    kw["is_flag"], kw["flag_value"] = False, meta["bare"]
                 if meta.get("choices"):
                     kw["type"] = click.Choice(list(meta["choices"]))
                 elif base is Path:

@@ -21,7 +21,8 @@ from typing import Callable, Optional, Tuple
 
 from tqdm import tqdm
 
-from vrestore.pipeline.atomic import check_writable, exclusive, remove_dead_temp_files, write_json_atomic
+from vrestore.pipeline.atomic import check_writable, remove_dead_temp_files, write_json_atomic
+from vrestore.pipeline.lease import exclusive
 from vrestore.pipeline.degrade.degradations import DegradationSpec
 from vrestore.pipeline.degrade.degrade_videos import degrade_video, video_seed
 from vrestore.pipeline.degrade.real_world import PRESETS, RealSpec, draw
