@@ -295,3 +295,70 @@ def test_other_containers_rates_and_short_side_resize(tmp_path):
     assert video["frames"] == count_frames(src / "clip.v2.mp4")
     _, samples = read_samples(out)
     assert all(Image.open(io.BytesIO(s["jpg"])).size == (150, 90) for s in samples.values())
+
+
+def test_a_long_video_is_cut_into_runs_that_fit_a_shard_and_keep_their_neighbours(tmp_path):
+    """A 150-frame video, --clip-len 5, --max-frames 40: no shard holds more than 40 samples,
+    each cut run carries 2 context frames either side, every frame is the centre of exactly
+    one window, and a window at a cut holds the frame's real neighbours (mirrored only at the
+    video's ends), for windows of 5 and of 3."""
+    from test_real_world import clip
+    from vrestore.pipeline.dataset.shard_set import load_shard_set
+    from vrestore.pipeline.dataset.windows import read_frame_index
+
+    src = tmp_path / "src" / "Long" / "v_Long_g01_c01.avi"
+    src.parent.mkdir(parents=True)
+    clip(src, seconds=15, rate=10, size="64x48")
+    out = tmp_path / "shards"
+    manifest = shard(tmp_path / "src", out, clip_len=5, max_frames=40).manifest
+    assert manifest["num_shards"] >= 4 and all(s["samples"] <= 40 for s in manifest["shards"])
+    assert manifest["videos"][0]["clips"] == 150
+    for frames in (5, 3):
+        shards = load_shard_set(out, frames)
+        assert shards.num_samples == 150
+        centres = []
+        for idx in shards.indexes:
+            for line in Path(idx).read_text().splitlines()[1:]:
+                names = line.split()[3::4]  # every component's member name
+                members = [int(n.rsplit("/", 1)[1].split(".")[0].lstrip("c")) for n in names[:frames]]
+                centre = int(names[-1].rsplit("/", 1)[1].split(".")[0])  # the json's frame: never a context frame
+                assert not names[-1].rsplit("/", 1)[1].startswith("c")
+                centres.append(centre)
+                expected = [abs(f) if f >= 0 else -f for f in range(centre - frames // 2, centre + frames // 2 + 1)]
+                expected = [2 * 149 - f if f > 149 else f for f in expected]  # mirrored at the video's ends only
+                assert members == expected, (centre, members)
+        assert sorted(centres) == list(range(150))
+    context = [s for idx in (out / s["index"] for s in manifest["shards"]) for s in read_frame_index(idx) if s[2]]
+    assert len(context) == 2 * 2 * (len(manifest["shards"]) - 1)  # two frames either side of every cut
+
+
+@pytest.mark.slow
+def test_make_shards_memory_does_not_grow_with_a_videos_length(tmp_path):
+    """Peak RSS of make-shards for a 4 s and a 40 s 640x480 video, at --clip-len 5 and 1: the
+    longer one's frames, held in memory, would add what its shards weigh (~40 MB); they wait on
+    disk instead (dataset/spool.py), so the peaks stay within a few MB."""
+    from test_real_world import clip
+
+    # the peak of the run itself: importing torch peaks higher than a short run, so the peak is
+    # reset (clear_refs 5) once the imports are done, and read (VmHWM) after the run
+    script = ("import sys; from pathlib import Path; "
+              "from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards; "
+              "open('/proc/self/clear_refs', 'w').write('5'); "
+              "make_shards(ShardConfig(Path(sys.argv[1]), Path(sys.argv[2]), clip_len=int(sys.argv[3]), progress=False, workers=1)); "
+              "print([line for line in open('/proc/self/status') if line.startswith('VmHWM')][0].split()[1])")
+    peaks, weights = {}, {}
+    for seconds, clip_len in ((4, 5), (40, 5), (40, 1)):
+        src = tmp_path / f"src{seconds}" / "A" / "v_A_g01_c01.avi"
+        src.parent.mkdir(parents=True, exist_ok=True)
+        if not src.exists():
+            clip(src, seconds=seconds, rate=25, size="640x480", extra=("-q:v", "4"))
+        out = tmp_path / f"out{seconds}-{clip_len}"
+        r = subprocess.run([sys.executable, "-c", script, str(src.parents[1]), str(out), str(clip_len)],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        peaks[seconds, clip_len] = int(r.stdout.split()[-1]) / 1024  # MB
+        weights[seconds, clip_len] = sum(p.stat().st_size for p in out.glob("*.tar")) / 2**20
+    print(f"peak RSS {peaks}, shards {weights} (MB)")
+    assert weights[40, 5] > 30  # what holding the long video's frames would have added
+    for long in ((40, 5), (40, 1)):
+        assert peaks[long] - peaks[4, 5] < 12 and peaks[long] < 1.3 * peaks[4, 5], (peaks, weights)

@@ -59,7 +59,8 @@ def test_make_shards_on_ray_writes_the_local_runs_samples_and_survives_a_dead_wo
     assert sum(s["samples"] for s in m["shards"]) == m["num_samples"] and not list((tmp_path / "ray").glob(".*done.json"))
     # the training side reads it as any shard folder
     from vrestore.pipeline.dataset.shard_set import load_shard_set
-    assert load_shard_set(tmp_path / "ray").num_samples == m["num_samples"]
+    # (windows: each frame once as a centre; num_samples counts the stored frames, context copies at cuts included)
+    assert load_shard_set(tmp_path / "ray").num_samples == sum(v["clips"] for v in m["videos"]) <= m["num_samples"]
     # a second run with the same settings has nothing to do
     again = make_shards_ray(ShardConfig(sample_tree, tmp_path / "ray", **settings))
     assert again.already_complete

@@ -200,7 +200,7 @@ def test_make_shards_stores_what_degrade_writes_and_dali_reads_it(tmp_path):
     reader then decodes the same pixels for every window (the validation set's source)."""
     from vrestore.pipeline.dataset.shard_set import load_shard_set
     from vrestore.pipeline.neighbours import window_indices
-    from vrestore.trainer.dali_input import first_samples
+    from vrestore.trainer.dali_input import spread_samples
 
     src = tmp_path / "in"
     src.mkdir()
@@ -217,7 +217,7 @@ def test_make_shards_stores_what_degrade_writes_and_dali_reads_it(tmp_path):
             np.testing.assert_array_equal(png(tar.extractfile(f"a/{f:06d}.d.png").read()), degraded[f])  # the damaged copy, exactly
     shard_set = load_shard_set(shards)
     assert shard_set.preset == "real" and shard_set.damaged_exts == ["d0.png", "d1.png", "d2.png"]
-    samples, windows = first_samples(shard_set, 9), index_windows(shard_set)
+    samples, windows = spread_samples(shard_set, 9), index_windows(shard_set)
     assert sorted(int(c.split("/")[1]) for c, _ in windows) == list(range(9))  # every frame a centre once
     for sample, (centre, _) in zip(samples, windows):
         idx = window_indices(int(centre.split("/")[1]), 9, 3)  # mirrored at the ends, as restore does

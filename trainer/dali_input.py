@@ -1,7 +1,7 @@
 """Training batches: DALI reads the shards, decodes only each crop's region, blurs, crops and
 flips (on the GPU when training on one); torch adds the noise and the occlusion boxes with
 `degrade`'s own functions, on the training device. The validation set's whole frames come from
-the same reader (`first_samples`).
+the same reader (`spread_samples`).
 
 Samples are single frames or windows of T frames (make-shards --clip-len). A window's frames
 share ONE crop window and ONE flip (the same random arguments feed every frame's op), or the
@@ -22,7 +22,7 @@ from nvidia.dali.plugin.base_iterator import LastBatchPolicy
 from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
 from vrestore.pipeline.degrade.degradations import DegradationSpec, add_boxes, add_noise
-from vrestore.pipeline.dataset.shard_set import ShardSet
+from vrestore.pipeline.dataset.shard_set import ShardSet, spread
 from vrestore.trainer.config import check_crop
 from vrestore.trainer.dali_region import crop_window, decode_region, region_window, trim_flip
 
@@ -124,10 +124,11 @@ def frames_pipeline(shards):
     return tuple(decode_whole(encoded, "cpu"))
 
 
-def first_samples(shards: ShardSet, n: int) -> list:
-    """The first `n` samples of the shards, each a (T, H, W, 3) uint8 array ((2T, H, W, 3) for
-    the real preset: clean frames, then damaged): a fixed set, the same every run (make-shards
-    mixes many videos into each shard, so not one clip's)."""
+def spread_samples(shards: ShardSet, n: int) -> list:
+    """`n` samples spread evenly over the shards (shard_set.spread), each a (T, H, W, 3) uint8
+    array ((2T, H, W, 3) for the real preset: clean frames, then damaged): a fixed set, the same
+    every run, from many videos."""
+    shards = spread(shards, n)
     pipe = frames_pipeline(shards, batch_size=1, num_threads=1, device_id=None, seed=0)
     pipe.build()
     return [np.stack([frame.as_array()[0] for frame in pipe.run()]) for _ in range(min(n, shards.num_samples))]

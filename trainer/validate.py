@@ -16,7 +16,7 @@ from vrestore.pipeline.degrade.degradations import DegradationSpec, add_boxes, d
 from vrestore.pipeline.evaluation.metrics import VideoScores, psnr, ssim, to_255
 from vrestore.pipeline.evaluation.pictures import hwc_uint8
 from vrestore.pipeline.dataset.shard_set import ShardSet
-from vrestore.trainer.dali_input import first_samples
+from vrestore.trainer.dali_input import spread_samples
 
 VAL_SEED = 12345
 
@@ -33,13 +33,13 @@ class ValidationSet:
 
 
 def validation_set(shards: ShardSet, spec: DegradationSpec, num_samples: int, device) -> ValidationSet:
-    """The first `num_samples` samples of `shards` (whole frames; T frames each for clip shards),
+    """`num_samples` samples spread over `shards` (whole frames; T frames each for clip shards),
     degraded once with a fixed seed (the real preset: the damaged copy the shards hold)."""
     generator = torch.Generator().manual_seed(VAL_SEED)
     vset = ValidationSet([], [], [])
     scores = torch.zeros(2, dtype=torch.float64)
     t, real = shards.clip_len, shards.preset == "real"
-    for sample in first_samples(shards, num_samples):
+    for sample in spread_samples(shards, num_samples):
         clean = torch.from_numpy(sample[:t]).permute(0, 3, 1, 2).float()  # (T, 3, H, W)
         if not real:
             degraded, mask = degrade(clean, spec, generator)  # blur, noise and boxes drawn per frame

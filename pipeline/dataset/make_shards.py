@@ -30,13 +30,15 @@ from vrestore.pipeline.limits import cpu_count
 from vrestore.pipeline.options import option, width_by_height
 from vrestore.pipeline.media.discover import SourceError, VideoEntry, list_source_videos
 from vrestore.pipeline.media.ffmpeg_cmd import decode_problem, partial_decode
-from vrestore.pipeline.media.frame_reader import ffmpeg_version, read_encoded_frames, require_ffmpeg, resized_copy
+from vrestore.pipeline.media.frame_reader import (ffmpeg_version, read_encoded_frames, read_encoded_frames_together, require_ffmpeg,
+                                                   resized_copy)
 from vrestore.pipeline.media.image_stream import image_size
 from vrestore.pipeline.dataset.manifest import build_manifest, node_manifest_name
 from vrestore.pipeline.media.probe import UnreadableVideo, probe_video
 from vrestore.pipeline.dataset.samples import clip_samples, frame_run_samples
 from vrestore.pipeline.dataset.shard_set import LAYOUTS
 from vrestore.pipeline.dataset.shard_writer import ShardInfo, ShardWriter
+from vrestore.pipeline.dataset.spool import Spool
 
 IMAGE_FORMATS = ("jpg", "png")
 # Settings that change what is written; a resume must find them unchanged.
@@ -102,7 +104,7 @@ class ShardConfig:
             (self.clip_stride >= 1, f"--clip-stride {self.clip_stride}: must be >= 1"),
             (self.layout in LAYOUTS, f"--layout {self.layout}: choose from {', '.join(LAYOUTS)}"),
             (not (self.size and self.short_side), "give --size or --short-side, not both"),
-            (self.max_frames >= 1, f"--max-frames {self.max_frames}: must be >= 1"),
+            (self.max_frames >= self.clip_len, f"--max-frames {self.max_frames}: must be >= --clip-len ({self.clip_len}): a window fits in one shard"),
             (self.max_size_mb > 0, f"--max-size-mb {self.max_size_mb}: must be > 0"),
             (self.mix_window >= 1, f"--mix-window {self.mix_window}: must be >= 1"),
             (self.workers >= 1, f"--workers {self.workers}: must be >= 1"),
@@ -145,10 +147,17 @@ class ShardConfig:
 @dataclass
 class VideoResult:
     entry: VideoEntry
-    # groups of (key, {"jpg"|"png": bytes, "json": bytes}) samples; a group stays inside one shard
+    # groups of (key, {"jpg"|"png": Stored, "json": bytes}) samples; a group stays inside one shard
     samples: list = field(default_factory=list)
     record: dict = field(default_factory=dict)  # what the manifest says of this video
     skipped: bool = False
+    spool: Optional[Spool] = None  # where the video's encoded frames wait for the writer (spool.py)
+
+    def close(self) -> None:
+        """Free the spooled frames (after the window is written)."""
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
 
 
 @dataclass
@@ -172,52 +181,102 @@ def select_videos(cfg: ShardConfig):
     return entries[cfg.node_rank :: cfg.num_nodes], missing
 
 
+# Videos up to this size share one ffmpeg process, this many at a time: a process start costs
+# ~150 ms (Debian's ffmpeg loads 215 shared libraries), as much as a 2-second clip's frames.
+TOGETHER_BYTES = 4 << 20
+TOGETHER_VIDEOS = 8
+
+
+def decode_batches(entries: list, cfg: ShardConfig) -> list:
+    """The videos of a window in the groups decoded together: short clean-preset videos by up to
+    TOGETHER_VIDEOS, every other video alone."""
+    batches, small = [], []
+    for e in entries:
+        try:
+            together = cfg.preset == "seed" and 0 < e.path.stat().st_size <= TOGETHER_BYTES
+        except OSError:
+            together = False
+        if not together:
+            batches.append([e])
+            continue
+        small.append(e)
+        if len(small) == TOGETHER_VIDEOS:
+            batches.append(small)
+            small = []
+    return batches + ([small] if small else [])
+
+
+def shard_batch(entries: list, cfg: ShardConfig) -> list:
+    """shard_video for each of `entries`, decoded by one ffmpeg process when there are several
+    (read_encoded_frames_together); when ffmpeg complained about any of them, each is decoded
+    alone, so a damaged video is told apart and the others are as a lone decode gives them."""
+    if len(entries) > 1:
+        spools = [Spool() for _ in entries]
+        decoded = read_encoded_frames_together([e.path for e in entries], cfg.image_format, cfg.quality, cfg.frame_stride,
+                                               cfg.size, cfg.short_side, sinks=[s.put for s in spools])
+        if decoded is not None:
+            return [video_samples(VideoResult(e, spool=s), cfg, d) for e, s, d in zip(entries, spools, decoded)]
+        for s in spools:
+            s.close()
+    return [shard_video(e, cfg) for e in entries]
+
+
 def shard_video(entry: VideoEntry, cfg: ShardConfig) -> VideoResult:
-    """Decode one video into encoded frame samples; never raises for a bad video."""
-    result = VideoResult(entry)
-    base = {"path": entry.rel, "id": entry.video_id}
-
-    def skip(reason):
-        result.record, result.skipped = {**base, "reason": reason}, True
-        return result
-
+    """Decode one video into encoded frame samples, its frames parked in a spool on local disk
+    (memory holds where they are, not the frames); never raises for a bad video."""
+    result = VideoResult(entry, spool=Spool())
     try:
         if entry.path.stat().st_size == 0:
-            return skip("empty file (0 bytes)")
-        decoded = read_encoded_frames(entry.path, cfg.image_format, cfg.quality, cfg.frame_stride, cfg.size, cfg.short_side)
+            return skipped(result, "empty file (0 bytes)")
+        decoded = read_encoded_frames(entry.path, cfg.image_format, cfg.quality, cfg.frame_stride, cfg.size, cfg.short_side,
+                                      sink=result.spool.put)
     except OSError as e:
-        return skip(f"cannot read: {e}")
+        return skipped(result, f"cannot read: {e}")
+    return video_samples(result, cfg, decoded)
+
+
+def skipped(result: VideoResult, reason: str) -> VideoResult:
+    result.close()
+    result.record, result.skipped = {"path": result.entry.rel, "id": result.entry.video_id, "reason": reason}, True
+    return result
+
+
+def video_samples(result: VideoResult, cfg: ShardConfig, decoded) -> VideoResult:
+    """The samples and the manifest's record of a decoded video (its frames in result.spool)."""
+    entry = result.entry
     problem = decode_problem(decoded.problems, decoded.returncode, truncated=bool(decoded.truncated_bytes))
     if failure := partial_decode(problem, len(decoded.images), keep_partial=True):
-        return skip(failure)
+        return skipped(result, failure)
     fps = decoded.fps
     if fps is None:  # the log did not say; ask ffprobe (slower, but exact)
         try:
             fps = probe_video(entry.path).fps
         except UnreadableVideo as e:
-            return skip(str(e))
-    width, height = image_size(decoded.images[0])
+            return skipped(result, str(e))
+    width, height = image_size(decoded.images[0].read())
     meta = {
         "video": entry.video_id, "class": entry.cls, "group": entry.group, "clip": entry.clip,
         "fps": round(float(fps), 6), "width": width, "height": height, "source": entry.rel,
     }
     if len(decoded.images) < cfg.clip_len:
-        return skip(f"shorter than --clip-len {cfg.clip_len} ({len(decoded.images)} frames)")
+        return skipped(result, f"shorter than --clip-len {cfg.clip_len} ({len(decoded.images)} frames)")
     damaged = None
     if cfg.preset == "real":
         try:
-            damaged = damaged_frames(entry, cfg)
+            damaged = damaged_frames(entry, cfg, result.spool)
         except (UnreadableVideo, RuntimeError, OSError) as e:
-            return skip(f"--preset real: could not make the damaged copy: {e}")
+            return skipped(result, f"--preset real: could not make the damaged copy: {e}")
         for copy in damaged:
             if len(copy) != len(decoded.images):
-                return skip(f"--preset real: the damaged copy has {len(copy)} frames, the video {len(decoded.images)}")
+                return skipped(result, f"--preset real: the damaged copy has {len(copy)} frames, the video {len(decoded.images)}")
     by_frame = cfg.clip_len > 1 and cfg.layout == "frames"
     result.samples = (frame_run_samples if by_frame else clip_samples)(entry.video_id, decoded.images, meta, cfg, damaged)
-    # Training samples of this video: T-frame windows (frames layout) or stored clips.
-    clips = sum(len(range(0, len(g), cfg.clip_stride)) for g in result.samples) if by_frame else len(result.samples)
+    # Training samples of this video: T-frame windows (frames layout: every clip_stride-th
+    # centre of each run, context frames left out) or stored clips.
+    centres = lambda g: sum(1 for key, _ in g if not key.rpartition("/")[2].startswith("c"))
+    clips = sum(len(range(0, centres(g), cfg.clip_stride)) for g in result.samples) if by_frame else len(result.samples)
     result.record = {
-        **base, "class": entry.cls, "group": entry.group, "clip": entry.clip,
+        "path": entry.rel, "id": entry.video_id, "class": entry.cls, "group": entry.group, "clip": entry.clip,
         "frames": len(decoded.images), "fps": meta["fps"], "width": width, "height": height,
         "partial": bool(problem), **({"warning": problem} if problem else {}),
         **({"clips": clips} if cfg.clip_len > 1 else {}),
@@ -237,7 +296,7 @@ def real_record(entry: VideoEntry, cfg: ShardConfig):
     return draws[0] if cfg.real_draws == 1 else draws
 
 
-def damaged_frames(entry: VideoEntry, cfg: ShardConfig) -> list:
+def damaged_frames(entry: VideoEntry, cfg: ShardConfig, spool: Spool) -> list:
     """The video's real-preset copies, one per draw, each made by `vrestore degrade`'s own
     function into a lossless file in a temporary folder (from a lossless copy resized as the
     clean frames are, when --size/--short-side resize), then decoded with the clean frames'
@@ -251,7 +310,7 @@ def damaged_frames(entry: VideoEntry, cfg: ShardConfig) -> list:
         for k, seed in enumerate(draw_seeds(entry, cfg)):
             copy = Path(tmp) / f"damaged{k}.avi"
             degrade_video(source, copy, DegradationSpec(), seed, codec="ffv1", warnings=[], real=cfg.real)
-            copies.append(read_encoded_frames(copy, "png", cfg.quality, cfg.frame_stride).images)
+            copies.append(read_encoded_frames(copy, "png", cfg.quality, cfg.frame_stride, sink=spool.put).images)
             copy.unlink()
     return copies
 
@@ -266,11 +325,11 @@ def videos_fingerprint(entries) -> str:
 
 def _decoded_windows(windows, start, pool, cfg):
     """Yield (index, results) per window while the next window already decodes."""
-    submit = lambda w: [pool.submit(shard_video, e, cfg) for e in windows[w]] if w < len(windows) else []
+    submit = lambda w: [pool.submit(shard_batch, b, cfg) for b in decode_batches(windows[w], cfg)] if w < len(windows) else []
     ahead = submit(start)
     for w in range(start, len(windows)):
         current, ahead = ahead, submit(w + 1)
-        yield w, [f.result() for f in current]
+        yield w, [r for f in current for r in f.result()]
 
 
 def _prepare_out_dir(cfg: ShardConfig, state_path: Path, manifest_path: Path) -> None:
@@ -356,6 +415,8 @@ def _make_shards(cfg: ShardConfig, on_shard, t0: float, entries: list, missing: 
                 position["offset"] = i
                 writer.write_group(groups[i])
             records_before = records_before + [r.record | {"skipped": r.skipped} for r in results]
+            for r in results:
+                r.close()
             position["window"], position["offset"] = w + 1, 0
             for r in results:
                 if r.skipped or r.record.get("partial"):

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from vrestore.pipeline.atomic import check_writable, remove_dead_temp_files, write_json_atomic
 from vrestore.pipeline.cluster import ray_engine
 from vrestore.pipeline.dataset.make_shards import (
-    NoReadableVideo, ShardConfig, ShardResult, select_videos, shard_video, videos_fingerprint, window_rng,
+    NoReadableVideo, ShardConfig, ShardResult, decode_batches, select_videos, shard_batch, videos_fingerprint, window_rng,
 )
 from vrestore.pipeline.dataset.manifest import build_manifest, node_manifest_name
 from vrestore.pipeline.dataset.shard_writer import ShardWriter
@@ -40,7 +40,7 @@ def shard_window(cfg: ShardConfig, w: int, entries: list, params: dict, fingerpr
     content. Idempotent: a retry rewrites the same shards with the same bytes."""
     prefix = window_prefix(cfg, w)
     remove_dead_temp_files(cfg.out, prefix)  # an earlier attempt's, if its worker died mid-shard
-    results = [shard_video(e, cfg) for e in entries]
+    results = [r for batch in decode_batches(entries, cfg) for r in shard_batch(batch, cfg)]
     groups = [g for r in results for g in r.samples]
     window_rng(cfg, w).shuffle(groups)
     shards = []
@@ -52,6 +52,9 @@ def shard_window(cfg: ShardConfig, w: int, entries: list, params: dict, fingerpr
     except BaseException:
         writer.abandon()
         raise
+    finally:
+        for r in results:
+            r.close()
     stats = {"params": params, "videos_fingerprint": fingerprint, "window": w, "shards": shards, "samples": sum(len(g) for g in groups),
              "records": [r.record | {"skipped": r.skipped} for r in results]}
     write_json_atomic(done_path(cfg, w), stats)

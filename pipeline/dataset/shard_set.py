@@ -30,6 +30,7 @@ class ShardSet:
     real: dict = None  # the real preset's settings, as the manifest records them
     layout: str = "clips"  # see LAYOUTS; per-frame shards (clip_len 1) read the same either way
     max_clip_len: int = 1  # frames layout: the longest window the runs allow (make-shards --clip-len)
+    frame_spacing: int = 1  # source frames between stored neighbours (make-shards --frame-stride)
     folder: Optional[str] = None
 
     @property
@@ -56,7 +57,7 @@ def _remove_window_dirs():
         shutil.rmtree(d, ignore_errors=True)
 
 
-def with_windows(shards: ShardSet, clip_len: int, stride: int = 1, seed: int = 0) -> ShardSet:
+def with_windows(shards: ShardSet, clip_len: int, stride: int = 1, seed: int = 0, order: str = "sequential") -> ShardSet:
     """A frames-layout set read as windows of `clip_len` frames: the index of each shard's
     windows is written into a private temporary folder (never beside the shards, which other
     hosts may share or which may be read-only), removed when the process ends."""
@@ -68,7 +69,7 @@ def with_windows(shards: ShardSet, clip_len: int, stride: int = 1, seed: int = 0
     tars, indexes, total = [], [], 0
     for tar, idx in zip(shards.tars, shards.indexes):
         out = Path(work) / Path(idx).name
-        n = write_window_index(idx, out, clip_len, stride, shards.image_ext, shards.preset == "real", seed)
+        n = write_window_index(idx, out, clip_len, stride, shards.image_ext, shards.preset == "real", seed, order)
         if n:
             tars.append(tar)
             indexes.append(str(out))
@@ -78,7 +79,37 @@ def with_windows(shards: ShardSet, clip_len: int, stride: int = 1, seed: int = 0
     return replace(shards, tars=tars, indexes=indexes, num_samples=total, clip_len=clip_len)
 
 
-def load_shard_set(folder, clip_len: Optional[int] = None) -> ShardSet:
+def spread(shards: ShardSet, n: int) -> ShardSet:
+    """`n` samples of `shards` spread evenly over the whole set (every len/n-th line of the
+    shards' indexes, in order), as a set of their own: the validation set. Shards read in the
+    order their bytes lie start with one video's frames; their first n samples would be a
+    single clip. The indexes go to the private temporary folder, as with_windows' do."""
+    counts = []
+    for idx in shards.indexes:  # "v1.2 N": each index says how many lines follow
+        with open(idx) as f:
+            counts.append(int(f.readline().split()[1]))
+    total = sum(counts)
+    wanted = sorted({i * total // n for i in range(min(n, total))})  # positions over the whole set
+    work = tempfile.mkdtemp(prefix="vrestore-spread-")
+    _window_dirs.append(work)
+    tars, indexes, start, picked = [], [], 0, 0
+    for tar, idx, count in zip(shards.tars, shards.indexes, counts):
+        mine = {w - start for w in wanted if start <= w < start + count}
+        start += count
+        if not mine:
+            continue
+        with open(idx) as f:
+            f.readline()
+            lines = [line.rstrip("\n") for k, line in enumerate(f) if k in mine]
+        out = Path(work) / f"{len(tars):06d}.idx"
+        out.write_text(f"v1.2 {len(lines)}\n" + "\n".join(lines) + "\n")
+        tars.append(tar)
+        indexes.append(str(out))
+        picked += len(lines)
+    return replace(shards, tars=tars, indexes=indexes, num_samples=picked)
+
+
+def load_shard_set(folder, clip_len: Optional[int] = None, order: str = "sequential") -> ShardSet:
     """The shards a manifest lists, each checked to be there whole (DALI would fail later with
     a traceback, or read a truncated tar as garbage), as samples of `clip_len` frames (None: the
     manifest's clip length). Frames-layout shards give windows of any odd length up to theirs;
@@ -113,11 +144,12 @@ def load_shard_set(folder, clip_len: Optional[int] = None) -> ShardSet:
         real=params.get("real"),
         layout=layout,
         max_clip_len=stored if layout == "frames" else 1,
+        frame_spacing=params.get("frame_stride", 1),
         folder=str(folder),
     )
     want = stored if clip_len is None else clip_len
     if layout == "frames":
-        return with_windows(shards, want, params.get("clip_stride", 1))
+        return with_windows(shards, want, params.get("clip_stride", 1), order=order)
     if want != stored:
         raise ValueError(f"--frames {want}, but {folder} holds samples of {stored} frame(s) (clips layout); "
                          f"make shards with make-shards --clip-len {want}")

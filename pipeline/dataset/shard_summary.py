@@ -18,7 +18,9 @@ def format_summary(result) -> str:
         samples = "frames"
     elif m["params"].get("layout", "clips") == "frames":
         windows = sum(v.get("clips", 0) for v in m["videos"])
-        samples = f"frames, each stored once ({windows} windows of up to {clip_len})"
+        copies = m["num_samples"] - sum(v["frames"] for v in m["videos"])  # context at the cuts of long videos
+        stored = "each stored once" if not copies else f"{copies} stored twice, as context where a long video was cut"
+        samples = f"frames, {stored} ({windows} windows of up to {clip_len})"
     else:
         samples = f"clips of {clip_len} frames"
     frames = sum(v["frames"] for v in m["videos"])

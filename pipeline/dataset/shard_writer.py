@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vrestore.pipeline.atomic import naming, temp_path_for
-
-TAR_HEADER = 512  # bytes before each member, near enough for a size cap
+from vrestore.pipeline.dataset.samples import TAR_HEADER  # bytes before each member, near enough for a size cap
+from vrestore.pipeline.dataset.spool import materialize
 
 
 @dataclass
@@ -64,7 +64,8 @@ class ShardWriter:
         if self._tar is None:
             self._open()
         with naming(self.out_dir / shard_names(self.prefix, self.number)[0]):
-            self._tar.write({"__key__": key, **sample})
+            # members may wait in a spool on disk (make-shards): read back one sample at a time
+            self._tar.write({"__key__": key, **{k: materialize(v) for k, v in sample.items()}})
         self._samples += 1
         self._bytes += size
 
