@@ -39,6 +39,9 @@ class GeneratorConfig:
     temporal: str = "early"  # NAFNet: early (frames stacked at the input) or shift (mixed inside, models/nafnet.py)
     preset: str = "seed"  # the damage it was trained to undo (train --preset); absent in old files: seed
     residual: bool = False  # U-Net only (NAFNet's is built in): output = centre frame + the net's; absent in old files: False
+    # source frames between the neighbours of its training windows (make-shards --frame-stride):
+    # restore feeds windows with the same spacing; absent in old files: 1 (consecutive frames)
+    frame_spacing: int = 1
 
     def __post_init__(self):
         # JSON and weights files hold lists; the config keeps tuples (hashable, comparable)
@@ -56,6 +59,8 @@ class GeneratorConfig:
                              "one count per level, the same number of levels, none negative")
         if self.frames < 1 or self.frames % 2 == 0:
             raise ValueError(f"frames must be odd and >= 1 (1, 3, 5), not {self.frames}")
+        if self.frame_spacing < 1:
+            raise ValueError(f"frame_spacing must be >= 1, not {self.frame_spacing}")
         norm_layer(self.norm, 1)
 
     @staticmethod

@@ -5,6 +5,8 @@ A dict of plain types and tensors, {"kind", "format", "config", "state_dict"}, s
 Beside the networks it describes; like them it imports nothing else of this package, so the
 caller writes it under a temporary name (the trainer through pipeline/atomic.py).
 """
+import warnings
+import zipfile
 from pathlib import Path
 
 import torch
@@ -73,6 +75,23 @@ def save_file(obj, path) -> None:
         raise
 
 
+def exported_format(path: Path):
+    """"TorchScript" or "ONNX" when `path` is a file `vrestore export` (or torch) wrote for
+    running elsewhere, not a weights file; None otherwise. Told by content, not by name."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+        if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+            return "TorchScript"
+        return None
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    # ONNX is a protobuf ModelProto: field 1 (ir_version, a varint) first, then the producer
+    if head[:1] == b"\x08" and (b"pytorch" in head or b"onnx" in head.lower()):
+        return "ONNX"
+    return None
+
+
 def read_weights(path, kind: str) -> dict:
     path = Path(path)
     if path.is_dir():
@@ -83,8 +102,15 @@ def read_weights(path, kind: str) -> dict:
         raise WeightsError(f"{path}: not a regular file (a device or pipe), not a weights file")
     if path.stat().st_size == 0:
         raise WeightsError(f"{path}: empty file (0 bytes), not a weights file")
+    exported = exported_format(path)
+    if exported:
+        article = "an" if exported == "ONNX" else "a"
+        raise WeightsError(f"{path}: {article} {exported} export, for running elsewhere; this command takes the {kind}.pth "
+                           "that training wrote (vrestore export made this file from one)")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns, with its source path, before failing on foreign files
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle, zip and weights_only errors all mean "not our file"
         raise WeightsError(f"{path}: not a weights file ({first_line(e)})") from None
     if not isinstance(payload, dict) or "state_dict" not in payload or "config" not in payload:

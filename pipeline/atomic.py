@@ -47,6 +47,47 @@ def temp_path_for(path: Path) -> Path:
     return path.with_name(name + suffix)
 
 
+def fit_name(name: str) -> str:
+    """`name` as it is when the file system takes it (255 bytes), else its stem cut short and
+    given a hash of the whole name, its extension kept: a name derived from a long input name
+    (`a_mp4.avi` beside `a_mkv.avi`, `NAME_mask.avi`) still fits, and two stay apart."""
+    if len(os.fsencode(name)) <= NAME_MAX:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    ext = dot + ext if stem and len(ext) <= 8 else ""
+    stem = stem if ext else name
+    digest = hashlib.sha1(os.fsencode(name)).hexdigest()[:12]
+    keep = NAME_MAX - len(os.fsencode(ext)) - len(digest) - 1
+    return os.fsdecode(os.fsencode(stem)[:keep]).rstrip("\udcff") + "~" + digest + ext
+
+
+def marker_path(path: Path, tag: str) -> Path:
+    """`.NAME.TAG` beside `path` (a note about it, e.g. "partial"), shortened as temp_path_for
+    shortens a name too long for its suffix."""
+    name, suffix = "." + Path(path).name, f".{tag}"
+    if len(os.fsencode(name + suffix)) > NAME_MAX:
+        digest = hashlib.sha1(os.fsencode(name)).hexdigest()[:12]
+        keep = NAME_MAX - len(suffix.encode()) - len(digest) - 1
+        name = os.fsdecode(os.fsencode(name)[:keep]) + "~" + digest
+    return Path(path).with_name(name + suffix)
+
+
+@contextmanager
+def kept_only_if_used(folder: Path):
+    """A folder the block may create (an output folder, for its lock): removed again when the
+    block fails and the folder is still empty, so a refused run leaves nothing behind."""
+    existed = Path(folder).exists()
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            try:
+                Path(folder).rmdir()  # only if empty
+            except OSError:
+                pass
+        raise
+
+
 def check_writable(folder: Path, option: str) -> None:
     """Create `folder` if missing and write a probe file in it, so an unwritable place is one line
     naming the option before any work, not a traceback after it."""
@@ -144,3 +185,24 @@ def remove_dead_temp_files(folder: Path, prefix: str = "") -> int:
             p.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def publish(tmp: Path, path: Path, replace: bool) -> None:
+    """Give the finished `tmp` its name. replace=False never replaces a file that took the name
+    meanwhile (another run, by hand): a hard link creates the name only if it is free, then the
+    temporary name goes. A file system without hard links gets a rename after a check."""
+    if replace:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        Path(tmp).unlink(missing_ok=True)
+        raise FileExistsError(f"{path} appeared while this run wrote it (another run?); it was kept, --overwrite replaces it") from None
+    except OSError:  # no hard links here (some FUSE or SMB mounts)
+        if Path(path).exists():
+            Path(tmp).unlink(missing_ok=True)
+            raise FileExistsError(f"{path} appeared while this run wrote it (another run?); it was kept, --overwrite replaces it") from None
+        os.replace(tmp, path)
+        return
+    Path(tmp).unlink()

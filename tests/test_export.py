@@ -63,6 +63,16 @@ def test_onnx_export_runs_in_onnxruntime(three_frame_weights, tmp_path):
         y = session.run(None, {"frames": x})[0]
         assert y.shape == (x.shape[0], 3, *x.shape[2:])
         np.testing.assert_allclose(y, reference(three_frame_weights, x), atol=1e-4)
+    refused_as_weights(tmp_path / "g.onnx", "an ONNX export")
+
+
+def refused_as_weights(exported, words):
+    """An exported file given to restore as weights: one line saying what it is (torch.load's
+    own complaint was a warning with a source path and a page on weights_only)."""
+    from test_real_world import cli_run, one_line_error
+
+    one_line_error(cli_run("vrestore", "restore", exported, "--weights", exported, "--output-dir", exported.parent / "out"),
+                   words, "takes the generator.pth")
 
 
 @pytest.mark.slow
@@ -73,6 +83,7 @@ def test_torchscript_export_loads_without_this_package(three_frame_weights, tmp_
         with torch.no_grad():
             y = scripted(torch.from_numpy(x)).numpy()
         np.testing.assert_allclose(y, reference(three_frame_weights, x), atol=1e-4)
+    refused_as_weights(tmp_path / "g.pt", "a TorchScript export")
 
 
 def test_export_refuses_a_discriminator(tmp_path):

@@ -262,6 +262,7 @@ def restored_cat(sample_tree, tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("restored_cat")  # one worker restores the clips for both tests
 def test_restore_reports_in_box_and_temporal_scores_with_masks(restored_cat):
     clean, _, result = restored_cat
     assert len(result.videos) == len(list(clean.glob("*.avi")))  # the masks are not restored
@@ -272,6 +273,7 @@ def test_restore_reports_in_box_and_temporal_scores_with_masks(restored_cat):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("restored_cat")
 def test_restores_all_row_is_bench_qualitys_figure(restored_cat):
     """One definition of every score: restore's "all" row (per-video sums pooled) equals what
     bench/quality.py computes over the same videos in one pass, and its PSNR is the mean over
@@ -306,3 +308,31 @@ def test_restores_all_row_is_bench_qualitys_figure(restored_cat):
     # the box PSNR pools pixels: not the frame-weighted mean of per-video figures (that differs)
     weighted = sum(r.psnr_boxes_restored * r.frames for r in result.videos) / row["frames"]
     assert abs(weighted - row["psnr_boxes_restored"]) > 1e-6
+
+
+def test_weights_carry_the_spacing_of_their_windows_and_restore_feeds_it(tmp_path):
+    """Shards of every 2nd frame (--frame-stride 2) give training windows whose neighbours are
+    2 source frames apart: the weights record it, restore feeds windows with that spacing (and
+    says so, in its report too); consecutive-frame weights keep spacing 1."""
+    from test_real_world import cli_run, clip
+    from vrestore.models.weights import load_network
+    from vrestore.pipeline.inference.frame_windows import sliding_windows
+
+    src = tmp_path / "videos"
+    src.mkdir()
+    clip(src / "a.avi", seconds=3, rate=10, size="64x48")
+    r = cli_run("make-shards", src, tmp_path / "shards", "--frame-stride", "2", "--clip-len", "3", "--quiet")
+    assert r.returncode == 0, r.stderr
+    r = cli_run("vrestore", "train", "--shards", tmp_path / "shards", "--out", tmp_path / "run", "--crop", "32", "--ngf", "4",
+                "--ndf", "4", "--batch-size", "2", "--val-frames", "1", "--max-steps", "1", "--quiet")
+    assert r.returncode == 0 and "2 source frames apart" in r.stderr, r.stderr
+    assert load_network(tmp_path / "run" / "generator.pth").cfg.frame_spacing == 2
+    report = tmp_path / "out" / "report.json"
+    r = cli_run("vrestore", "restore", src, "--weights", tmp_path / "run" / "generator.pth", "--output-dir", tmp_path / "out",
+                "--report", report, "--niqe-frames", "0", "--quiet")
+    assert r.returncode == 0 and "3 frame(s), neighbours 2 frames apart" in r.stdout, r.stdout + r.stderr
+    assert json.loads(report.read_text())["model"]["frame_spacing"] == 2
+    # the windows restore makes: frame t with t-2 and t+2, mirrored at the ends
+    frames = np.arange(8)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
+    got = [w[:, :, 0, 0, 0].tolist() for _, w in sliding_windows(iter([frames[:3], frames[3:]]), 3, 2)]
+    assert sum(got, []) == [[2, 0, 2], [1, 1, 3], [0, 2, 4], [1, 3, 5], [2, 4, 6], [3, 5, 7], [4, 6, 6], [5, 7, 5]]

@@ -18,7 +18,7 @@ import torch
 
 from test_real_world import cli_run
 from test_shared_machines import UNSHARE, other_host
-from test_train import TINY, tiny_cli, torchrun
+from test_train import TINY, tiny_cli
 from vrestore.pipeline.atomic import host_token
 from vrestore.pipeline.lease import Lease, fs_now, job_identity
 from vrestore.trainer.checkpoint import load_checkpoint
@@ -126,18 +126,25 @@ def test_a_warned_job_is_requeued_only_when_it_may_be(slurm, tmp_path):
 
 @pytest.mark.slow
 def test_torchrun_restarts_a_killed_rank_and_the_run_ends_as_an_uninterrupted_one(tiny_frame_shards, tmp_path):
-    """`torchrun --max-restarts 1`, 2 ranks: rank 1 dies by SIGKILL before step 5; torchrun
-    restarts the group, which takes the lock of its dead rank 0 at once, resumes at the last
-    checkpoint (step 4) by itself and finishes with the weights of a run never killed. The same
-    2-rank run with instance norm and windows of 3 frames is checked whole (test_train)."""
-    from test_train import check_two_rank_run
+    """`torchrun --max-restarts 1`, 2 ranks, instance norm, windows of 3 frames: rank 1 dies by
+    SIGKILL before step 5; torchrun restarts the group, which takes the lock of its dead rank 0
+    at once, resumes at the last checkpoint (step 4) by itself and finishes with the weights of
+    a run never killed.
 
-    args = ["--max-steps", 6, "--val-interval", 0, "--norm", "instance", "--frames", 3]  # 2 steps an epoch: saved at each end
+    That run is checked whole too (test_train.check_two_rank_run), with rank 1's clock running
+    1000 times as fast: validate-and-save at an epoch end (--val-interval 5 s) is decided on the
+    agreed clock, so both ranks enter it together at every epoch end (a per-rank decision would
+    hang: rank 1 in the gather, rank 0 in the next step's all-reduce)."""
+    from test_train import check_two_rank_run, two_rank_run
+
+    args = ["--max-steps", 6, "--norm", "instance", "--frames", 3]  # 2 steps an epoch
     whole = tmp_path / "whole"
-    check_two_rank_run(torchrun(2, tiny_cli(tiny_frame_shards, whole, *args)), whole, "instance", 3, steps=6)
+    r, _ = two_rank_run(tiny_frame_shards, whole, *args, "--val-interval", 5, hooks=("--clock-scale", "1=1000"))
+    check_two_rank_run(r, whole, "instance", 3, steps=6, spacing=4)  # the shards keep every 4th frame
+    assert len((whole / "metrics.jsonl").read_text().splitlines()) == 3  # every epoch end validated
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--max-restarts=1", str(ENTRY),
-           "--kill-at", "1=5", "--", *tiny_cli(tiny_frame_shards, out, *args)]
+           "--kill-at", "1=5", "--", *tiny_cli(tiny_frame_shards, out, *args, "--val-interval", 0)]
     r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "resuming at step 4" in r.stderr and r.stderr.count("training on 2 x cpu") == 2, r.stderr[-3000:]

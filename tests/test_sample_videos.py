@@ -7,6 +7,9 @@ import pytest
 
 from vrestore.pipeline.dataset.sample_videos import SOURCES, SampleConfig, make_sample_videos
 
+# one pytest worker makes the full tree (40 s) for all the tests that read it
+pytestmark = pytest.mark.xdist_group("sample_videos")
+
 
 def stream_info(path):
     out = subprocess.run(

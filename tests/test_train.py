@@ -38,10 +38,11 @@ def torchrun(nproc, args, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, **kw)
 
 
-def check_two_rank_run(r, out, norm: str, frames: int, steps: int = 3) -> None:
+def check_two_rank_run(r, out, norm: str, frames: int, steps: int = 3, spacing: int = 1) -> None:
     """What a 2-rank run of `steps` steps leaves (test_shared_machines runs one with batch norm
     on two nodes, test_preemption one with instance norm and windows of 3 frames): every file,
-    loadable networks of the asked norm and frames, and ranks that agree."""
+    loadable networks of the asked norm and frames (`spacing` source frames apart, the shards'
+    stride), and ranks that agree."""
     assert r.returncode == 0, r.stderr[-3000:]
     assert "training on 2 x cpu" in r.stderr
     for name in ("generator.pth", "discriminator.pth", "checkpoint.pt", "config.json", "metrics.jsonl"):
@@ -57,7 +58,7 @@ def check_two_rank_run(r, out, norm: str, frames: int, steps: int = 3) -> None:
     assert ckpt["ranks"][0]["data"]["dali"] != ckpt["ranks"][1]["data"]["dali"]
     G = load_network(out / "generator.pth", "generator")  # weights_only inside
     D = load_network(out / "discriminator.pth", "discriminator")
-    assert G.cfg == GeneratorConfig(ngf=4, depth=5, norm=norm, frames=frames) and D.cfg.ndf == 4 and D.cfg.norm == norm
+    assert G.cfg == GeneratorConfig(ngf=4, depth=5, norm=norm, frames=frames, frame_spacing=spacing) and D.cfg.ndf == 4 and D.cfg.norm == norm
     with torch.no_grad():
         y = G.eval()(torch.zeros(1, 3 * frames, 32, 32))
     assert y.shape == (1, 3, 32, 32) and torch.isfinite(y).all()
@@ -104,21 +105,6 @@ def two_rank_run(shards, out, *extra, hooks=(), timeout=240):
 def rank_checksums(out):
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     return [r["checksum"] for r in ckpt["ranks"]], ckpt
-
-
-@pytest.mark.slow
-def test_ranks_whose_clocks_disagree_still_agree(tiny_shards, tmp_path):
-    """Rank 1's clock runs 1000 times as fast. Validate-and-save at an epoch end is decided on
-    the agreed clock, so both ranks enter it together (a per-rank decision would hang here: rank 1
-    in the gather, rank 0 in the next step's all-reduce)."""
-    out = tmp_path / "run"
-    r, _ = two_rank_run(tiny_shards, out, "--epochs", 4, "--val-interval", 5,
-                        hooks=("--clock-scale", "1=1000"), timeout=180)
-    assert r.returncode == 0, r.stderr[-3000:]
-    sums, ckpt = rank_checksums(out)
-    assert sums[0] == sums[1]
-    # every epoch end validated (the agreed clock is past the interval each time)
-    assert len((out / "metrics.jsonl").read_text().splitlines()) == 4
 
 
 @pytest.mark.slow
@@ -183,17 +169,17 @@ def test_resume_is_exact(tiny_shards, tiny_frame_shards, tmp_path, arch, frames)
     # 3 epochs: the lr decays from 1.5 epochs on, so the resumed parts cross into the decay
     tiny = TINY | {"arch": arch}
     whole = train(TrainConfig(tiny_shards, out=tmp_path / "whole", max_steps=end, epochs=3, **tiny))
-    for i, stop in enumerate([spe, spe + 1, end]):
+    for stop in [spe, spe + 1, end]:
         part = train(TrainConfig(tiny_shards, out=tmp_path / "split", max_steps=stop, epochs=3, **tiny))
         assert part.step == stop
     assert whole.step == end and whole.epoch == part.epoch == 2
     a = torch.load(tmp_path / "whole" / "generator.pth", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "split" / "generator.pth", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
-    # a run with another seed differs, so the comparison above can fail
-    train(TrainConfig(tiny_shards, out=tmp_path / "other", max_steps=end, epochs=3, seed=1, **tiny))
-    c = torch.load(tmp_path / "other" / "generator.pth", weights_only=True)["state_dict"]
-    assert not all(torch.equal(a[k], c[k]) for k in a)
+    if (arch, frames) == ("unet", 1):  # a run with another seed differs, so the comparison above can fail
+        train(TrainConfig(tiny_shards, out=tmp_path / "other", max_steps=end, epochs=3, seed=1, **tiny))
+        c = torch.load(tmp_path / "other" / "generator.pth", weights_only=True)["state_dict"]
+        assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
 
@@ -301,7 +287,7 @@ def test_best_weights_are_the_best_validations(sample_shards, tmp_path):
     ema_state = {k.removeprefix("module."): v for k, v in ckpt["G_ema"].items() if k.startswith("module.")}
     assert all(torch.equal(last[k], ema_state[k]) for k in last)
     assert not all(torch.equal(last[k], ckpt["G"][k]) for k in last)
-    # curves.png is redrawn at each validation: a real PNG of the plotted figure
+    # curves.png, drawn at the last validation (and at most once a minute before): a real PNG of the plotted figure
     from PIL import Image
 
     with Image.open(tmp_path / "curves.png") as picture:

@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 from vrestore.pipeline.devices import resolve_device
+from vrestore.trainer.torch_compat import copy_all_, default_store
 
 ERROR_KEY = "vrestore/error"
 
@@ -100,7 +101,7 @@ def average_buffers(d: Dist, nets) -> None:
     flat = torch.cat([b.reshape(-1).float() for b in buffers])
     dist.all_reduce(flat)  # the training group: NCCL on GPUs, gloo on the CPU
     flat /= d.world_size
-    torch._foreach_copy_(buffers, [v.view_as(b) for v, b in zip(flat.split([b.numel() for b in buffers]), buffers)])
+    copy_all_(buffers, [v.view_as(b) for v, b in zip(flat.split([b.numel() for b in buffers]), buffers)])
 
 
 def weights_checksum(nets) -> str:
@@ -122,7 +123,7 @@ def report_failure(d: Dist, message: str, code: int = 1) -> None:
     rank: a rank stopped by another's failure exits with that rank's code."""
     line = f"error: rank {d.rank}: {message}"
     try:
-        dist.distributed_c10d._get_default_store().set(ERROR_KEY, f"{code}|{line}")
+        default_store().set(ERROR_KEY, f"{code}|{line}")
     except Exception:  # the store may be gone already; the message is still printed
         pass
     print(line, file=sys.stderr, flush=True)
@@ -135,7 +136,7 @@ def other_rank_failure(d: Dist) -> tuple:
     if not d.enabled:
         return "", 0
     try:
-        store = dist.distributed_c10d._get_default_store()
+        store = default_store()
         if not store.check([ERROR_KEY]):
             return "", 0
         code, _, line = store.get(ERROR_KEY).decode().partition("|")

@@ -17,6 +17,8 @@ from itertools import chain
 import torch
 from torch.optim.swa_utils import AveragedModel
 
+from vrestore.trainer.torch_compat import copy_all_
+
 
 class GeneratorEMA:
     def __init__(self, G: torch.nn.Module, decay: float):
@@ -48,9 +50,9 @@ class GeneratorEMA:
         """Move the average toward G's tensors as they are now (the first call copies them)."""
         first = int(self.model.n_averaged) == 0
         if self.averaged_ints:  # none with instance norm
-            torch._foreach_copy_(self.averaged_ints, self.current_ints)
+            copy_all_(self.averaged_ints, self.current_ints)
         if first:
-            torch._foreach_copy_(self.averaged, self.current)
+            copy_all_(self.averaged, self.current)
         else:
             torch._foreach_lerp_(self.averaged, self.current, 1.0 - self.decay_at(step))
         self.model.n_averaged += 1

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from vrestore.models import GANLoss, centre_frame
+from vrestore.trainer.torch_compat import copy_all_, step_unless
 
 LOSS_NAMES = ("G_GAN", "G_L1", "D_real", "D_fake")
 
@@ -69,7 +70,7 @@ class BufferGuard:
     def restore_where(self, bad: torch.Tensor) -> None:
         for dtype, bs in self.groups.items():
             kept = torch.where(bad.bool(), self.saved[dtype], self._flat(bs))
-            torch._foreach_copy_(bs, [v.view_as(b) for v, b in zip(kept.split([b.numel() for b in bs]), bs)])
+            copy_all_(bs, [v.view_as(b) for v, b in zip(kept.split([b.numel() for b in bs]), bs)])
 
 
 @dataclass
@@ -137,8 +138,7 @@ class Pix2Pix:
         self.scaler.unscale_(opt)
         grads = [p.grad for group in opt.param_groups for p in group["params"] if p.grad is not None]
         found_inf = (~torch.isfinite(torch.nn.utils.get_total_norm(grads))).float()
-        opt.found_inf = found_inf  # read by the fused kernel: a set flag leaves everything as it was
-        opt.step()
+        step_unless(opt, found_inf)  # the fused kernel reads it: a set flag leaves everything as it was
         return found_inf
 
     def optimize(self, batch: dict) -> tuple:

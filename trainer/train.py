@@ -50,14 +50,16 @@ class TrainResult:
     note: str = ""  # what the end of the run has to tell (the requeue, the lost lease)
 
 
-def network_configs(cfg: TrainConfig, frames: int, preset: str = "seed"):
+def network_configs(cfg: TrainConfig, frames: int, preset: str = "seed", spacing: int = 1):
+    """The networks' configs. `spacing`: source frames between the neighbours of the shards'
+    windows (make-shards --frame-stride), recorded in the generator so restore feeds it alike."""
     # residual by default on the real preset: its mild codec damage must pass through nearly
     # unchanged, which the plain U-Net, redrawing every pixel, did not learn in the minutes
     # bench/presets.py gives it (docs/degradations.md); the seed preset keeps pix2pix's
     residual = cfg.residual if cfg.residual is not None else preset == "real"
     g = GeneratorConfig.for_crop(cfg.crop, ngf=cfg.ngf, norm=cfg.norm, dropout=cfg.dropout, frames=frames, arch=cfg.arch,
                                  temporal=cfg.temporal, enc_blocks=cfg.enc_blocks, middle_blocks=cfg.middle_blocks, dec_blocks=cfg.dec_blocks,
-                                 preset=preset, residual=residual)
+                                 preset=preset, residual=residual, frame_spacing=spacing if frames > 1 else 1)
     return g, DiscriminatorConfig(ndf=cfg.ndf, norm=cfg.norm)
 
 
@@ -87,7 +89,7 @@ def training_shards(cfg: TrainConfig):
     return shards, val_shards
 
 
-def prepare_out(cfg: TrainConfig, d, frames: int, preset: str) -> tuple:
+def prepare_out(cfg: TrainConfig, d, frames: int, preset: str, spacing: int) -> tuple:
     """(checkpoint state or None, run id): continue the run OUT holds, or start a new one, as
     --resume and --overwrite say. A checkpoint of another configuration is refused, naming what
     differs, so `--resume auto` never continues a run the command does not describe."""
@@ -100,7 +102,7 @@ def prepare_out(cfg: TrainConfig, d, frames: int, preset: str) -> tuple:
         # rank 0 clears and names the new run (only rank 0 writes); the others need no id
         return None, (start_run(cfg.out) if d.is_main else None)
     state = load_checkpoint(cfg.out)
-    g, dc = network_configs(cfg, frames, preset)
+    g, dc = network_configs(cfg, frames, preset, spacing)
     saved = GeneratorConfig(**state["G_config"]).to_dict()  # older checkpoints lack newer keys: their defaults
     differ = [f"generator {k}: {saved[k]} in the checkpoint, {v} now" for k, v in g.to_dict().items() if saved[k] != v]
     differ += [f"critic {k}: {state['D_config'][k]} in the checkpoint, {v} now" for k, v in dc.to_dict().items() if state["D_config"].get(k) != v]
@@ -177,10 +179,10 @@ def train(cfg: TrainConfig, hooks: Optional[LoopHooks] = None) -> TrainResult:
         distributed.teardown(d)
 
 
-def build(cfg: TrainConfig, d, state: Optional[dict], mine: Optional[dict], frames: int, preset: str):
+def build(cfg: TrainConfig, d, state: Optional[dict], mine: Optional[dict], frames: int, preset: str, spacing: int):
     """The networks (unwrapped, for saving), the generator's EMA (rank 0, or None), the pix2pix
     step around the wrapped networks, and the (epoch, step, epoch_step) to start at."""
-    g_cfg, d_cfg = network_configs(cfg, frames, preset)
+    g_cfg, d_cfg = network_configs(cfg, frames, preset, spacing)
     G, D = build_generator(g_cfg), build_discriminator(d_cfg)
     if state:
         G.load_state_dict(state["G"])
@@ -275,7 +277,7 @@ def run(cfg: TrainConfig, d, hooks: LoopHooks, stop: StopRequest, lease: Optiona
     shards, val_shards = training_shards(cfg)
     frames = shards.clip_len
     preset = shards_preset(cfg, shards, val_shards)
-    state, run_id = prepare_out(cfg, d, frames, preset)
+    state, run_id = prepare_out(cfg, d, frames, preset, shards.frame_spacing)
     trained = state["trained_seconds"] if state else 0.0  # the run's training time before this launch
     steps_per_epoch = batches_per_epoch(shards.num_samples, cfg.batch_size, d.world_size)
     schedule_steps = cfg.epochs * steps_per_epoch
@@ -288,7 +290,7 @@ def run(cfg: TrainConfig, d, hooks: LoopHooks, stop: StopRequest, lease: Optiona
             print(note, file=sys.stderr)
         return TrainResult(state["step"], state["epoch"], "finished", note=note)
     mine = stream_state(cfg, d, state)
-    G, D, ema, model, (epoch, step, epoch_step) = build(cfg, d, state, mine, frames, preset)
+    G, D, ema, model, (epoch, step, epoch_step) = build(cfg, d, state, mine, frames, preset, shards.frame_spacing)
     batches = train_batches(shards, cfg.spec, cfg.batch_size, cfg.crop, d.device, d.rank, d.world_size,
                             cfg.seed, cfg.num_threads, state=mine and mine["data"], prefetch=cfg.prefetch)
 
@@ -309,7 +311,8 @@ def run(cfg: TrainConfig, d, hooks: LoopHooks, stop: StopRequest, lease: Optiona
               + (f", resuming at step {step} after {trained / 60:.1f} training minutes" if state else "")
               + f"; {describe_schedule(cfg, schedule_steps)}; "
               + (f"EMA of G with decay {cfg.ema_decay:g}" if ema else "no EMA") + f"; validation on {len(vset)} whole frames; "
-              + f"generator: {G.cfg.arch}{' (residual)' if G.cfg.arch == 'unet' and G.cfg.residual else ''} for the {preset} preset",
+              + f"generator: {G.cfg.arch}{' (residual)' if G.cfg.arch == 'unet' and G.cfg.residual else ''} for the {preset} preset"
+              + (f", neighbours {G.cfg.frame_spacing} source frames apart (make-shards --frame-stride)" if G.cfg.frame_spacing > 1 else ""),
               file=sys.stderr)
         if cfg.val_shards is None:
             print(f"warning: no --val-shards: validation and generator_best.pth use frames of the training shards "
@@ -325,9 +328,9 @@ def run(cfg: TrainConfig, d, hooks: LoopHooks, stop: StopRequest, lease: Optiona
     bar = tqdm(total=total_steps, initial=step, unit="step", disable=not (cfg.progress and d.is_main), dynamic_ncols=True)
     last_val, stopped, timed, loop_end = {}, None, None, None
 
-    def end_segment(with_validation=True):
+    def end_segment(with_validation=True, last=False):
         """Validate (rank 0) and save (all ranks send their RNG and input position). After a
-        signal only save: torchrun kills its workers 30 s after it."""
+        signal only save: torchrun kills its workers 30 s after it. `last`: the run's end."""
         nonlocal last_save
         val, last_save, note = {}, clock, ""
         distributed.average_buffers(d, [G, D] + ([ema.module] if ema else []))  # one network on every rank before judging and saving it
@@ -336,7 +339,7 @@ def run(cfg: TrainConfig, d, hooks: LoopHooks, stop: StopRequest, lease: Optiona
             val, columns = validate(G_eval, vset, model.autocast, cfg.samples)
             if ema:
                 val["psnr_raw"] = validate(G, vset, model.autocast)[0]["psnr"]
-            picture = log.validation(step, epoch, meter.pop_since_validation(), val, model.lr(), columns)
+            picture = log.validation(step, epoch, meter.pop_since_validation(), val, model.lr(), columns, last)
             history.append((val["psnr"], val.get("psnr_raw")))
             if val["psnr"] > best["psnr"]:
                 best.update(psnr=val["psnr"], step=step)
@@ -400,7 +403,7 @@ def run(cfg: TrainConfig, d, hooks: LoopHooks, stop: StopRequest, lease: Optiona
                 break  # another run owns --out now: write nothing more there
             # Small epochs on a fast GPU last seconds: validating each would halve throughput.
             if stopped or epoch >= cfg.epochs or clock - last_segment >= cfg.val_interval:
-                last_val, last_segment = end_segment(with_validation=stopped not in ("signal", "warning")), clock
+                last_val, last_segment = end_segment(stopped not in ("signal", "warning"), bool(stopped) or epoch >= cfg.epochs), clock
         note = ""
         if stopped == "warning" and d.is_main:
             note = requeue_this_job()  # the checkpoint is saved: now the job may be put back in the queue

@@ -224,7 +224,8 @@ def restore_cmd(quiet, **options):
     result = restore_videos(cfg)
     frames = sum(r.frames for r in result.videos)
     m = result.model
-    click.echo(f"model: {m['weights']}: {m['arch']}, {m['frames']} frame(s), trained for the {m['trained_for_preset']} degradation preset")
+    spacing = f", neighbours {m['frame_spacing']} frames apart (as trained)" if m["frames"] > 1 and m["frame_spacing"] > 1 else ""
+    click.echo(f"model: {m['weights']}: {m['arch']}, {m['frames']} frame(s){spacing}, trained for the {m['trained_for_preset']} degradation preset")
     click.echo(f"restored {len(result.videos)} videos ({frames} frames) into {cfg.output_dir}; "
                f"{len(result.skipped)} already there (--overwrite replaces them); {len(result.failed)} failed"
                + (f"; {len(result.partial)} partly decoded (their decodable frames restored)" if result.partial else ""))

@@ -35,6 +35,7 @@ from vrestore.pipeline.media.frame_reader import (ffmpeg_version, read_encoded_f
 from vrestore.pipeline.media.image_stream import image_size
 from vrestore.pipeline.dataset.manifest import build_manifest, node_manifest_name
 from vrestore.pipeline.media.probe import UnreadableVideo, probe_video
+from vrestore.pipeline.media.video_io import VIDEO_FAILURES
 from vrestore.pipeline.dataset.samples import clip_samples, frame_run_samples
 from vrestore.pipeline.dataset.shard_set import LAYOUTS
 from vrestore.pipeline.dataset.shard_writer import ShardInfo, ShardWriter
@@ -264,7 +265,7 @@ def video_samples(result: VideoResult, cfg: ShardConfig, decoded) -> VideoResult
     if cfg.preset == "real":
         try:
             damaged = damaged_frames(entry, cfg, result.spool)
-        except (UnreadableVideo, RuntimeError, OSError) as e:
+        except VIDEO_FAILURES as e:
             return skipped(result, f"--preset real: could not make the damaged copy: {e}")
         for copy in damaged:
             if len(copy) != len(decoded.images):

@@ -1,6 +1,7 @@
 """Reading a make-shards folder back: the shards its manifest lists, checked to be there whole,
 as the samples training reads (frames, or windows of T frames)."""
 import atexit
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, replace
@@ -109,6 +110,32 @@ def spread(shards: ShardSet, n: int) -> ShardSet:
     return replace(shards, tars=tars, indexes=indexes, num_samples=picked)
 
 
+def check_index_matches_tar(tar: Path, idx: Path) -> None:
+    """The first and last sample of a DALI index must be where the index says in its tar: a tar
+    rewritten after its index was made (same size, other bytes) otherwise fails deep inside
+    DALI's decoder with a traceback. Two 512-byte reads a shard."""
+    with open(idx, "rb") as f:
+        f.readline()  # "v1.2 N"
+        first = f.readline()
+        f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
+        last = f.read().rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    with open(tar, "rb") as t:
+        for line in (first, last):
+            if not line.strip():
+                continue
+            _, offset, size, name = os.fsdecode(line).split()[:4]
+            t.seek(int(offset) - 512)
+            header = t.read(512)
+            stored = header[:100].split(b"\0", 1)[0]
+            try:
+                stored_size = int(header[124:136].split(b"\0", 1)[0].strip() or b"-1", 8)
+            except ValueError:
+                stored_size = -1
+            if len(header) < 512 or not os.fsencode(name).startswith(stored) or not stored or stored_size != int(size):
+                raise ManifestError(f"{idx} does not match {tar} (the tar was rewritten after its index was made); "
+                                    f"remake the shards: make-shards ... {Path(tar).parent} --overwrite")
+
+
 def load_shard_set(folder, clip_len: Optional[int] = None, order: str = "sequential") -> ShardSet:
     """The shards a manifest lists, each checked to be there whole (DALI would fail later with
     a traceback, or read a truncated tar as garbage), as samples of `clip_len` frames (None: the
@@ -124,6 +151,7 @@ def load_shard_set(folder, clip_len: Optional[int] = None, order: str = "sequent
         if tar.stat().st_size != s["bytes"]:
             raise ManifestError(f"{tar}: {tar.stat().st_size} bytes, the manifest says {s['bytes']} (truncated or replaced); "
                                 "run make-shards again with --overwrite")
+        check_index_matches_tar(tar, idx)
     params = m.get("params")
     if not isinstance(params, dict) or "image_format" not in params:
         raise ManifestError(f"{folder / 'manifest.json'}: no make-shards settings (params) in it; run make-shards again with --overwrite")

@@ -14,15 +14,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vrestore.pipeline.atomic import check_writable, remove_dead_temp_files, temp_path_for
+from vrestore.pipeline.atomic import check_writable, fit_name, kept_only_if_used, marker_path, remove_dead_temp_files, temp_path_for
+from vrestore.pipeline.lease import exclusive
 from vrestore.pipeline.cluster.jobs import run_jobs
 from vrestore.pipeline.cluster.ray_engine import ENGINES, check_engine
 from vrestore.pipeline.degrade.degradations import DegradationSpec, add_boxes, degrade
 from vrestore.pipeline.degrade.real_world import PRESETS, RealSpec, damage_codec, draw, frame_damage
 from vrestore.pipeline.options import option
-from vrestore.pipeline.media.discover import check_output_folder, list_source_videos, output_names, refuse_replacing_inputs
-from vrestore.pipeline.media.probe import UnreadableVideo, probe_video
-from vrestore.pipeline.media.video_io import CODECS, VideoReadError, VideoWriter, not_carried, read_frames
+from vrestore.pipeline.media.discover import (PARTIAL, VIDEOS_LOCK, check_output_folder, list_source_videos, note_partial,
+                                              output_names, refuse_replacing_inputs)
+from vrestore.pipeline.media.probe import probe_video
+from vrestore.pipeline.media.video_io import CODECS, VIDEO_FAILURES, VideoWriter, not_carried, read_frames
 
 
 @dataclass
@@ -77,11 +79,11 @@ def output_path(dst_root: Path, rel: str, codec: str) -> Path:
 
 
 def mask_path(video_out: Path) -> Path:
-    return video_out.with_name(f"{video_out.stem}_mask{video_out.suffix}")
+    return video_out.with_name(fit_name(f"{video_out.stem}_mask{video_out.suffix}"))
 
 
 def degrade_video(src: Path, dst: Path, spec: DegradationSpec, seed: int, codec="ffv1", save_masks=False, batch_size=16,
-                  on_frames=None, warnings: list = None, real: Optional[RealSpec] = None, notes: list = None) -> int:
+                  on_frames=None, warnings: list = None, real: Optional[RealSpec] = None, notes: list = None, replace: bool = True) -> int:
     """Degrade `src` into `dst` (and its mask); returns the frame count. With a `warnings` list,
     a video ffmpeg complains about but decodes is degraded as far as it decodes (see read_frames);
     `notes` gets what the output leaves out of the source (subtitles, bits past 8).
@@ -94,9 +96,10 @@ def degrade_video(src: Path, dst: Path, spec: DegradationSpec, seed: int, codec=
     generator = torch.Generator().manual_seed(seed)
     dst.parent.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        out = stack.enter_context(VideoWriter(dst, info.width, info.height, info.fps, codec, sample_aspect=info.sample_aspect))
+        out = stack.enter_context(VideoWriter(dst, info.width, info.height, info.fps, codec, sample_aspect=info.sample_aspect,
+                                              replace=replace))
         masks = stack.enter_context(VideoWriter(mask_path(dst), info.width, info.height, info.fps, codec, gray=True,
-                                                sample_aspect=info.sample_aspect)) if save_masks else None
+                                                sample_aspect=info.sample_aspect, replace=replace)) if save_masks else None
 
         def emit(x: torch.Tensor, mask: Optional[torch.Tensor] = None):
             out.write(x.permute(0, 2, 3, 1).to(torch.uint8).numpy())
@@ -141,6 +144,7 @@ class DegradeJob:
     save_masks: bool
     batch_size: int
     real: Optional[RealSpec] = None  # the real preset; None: the seed's
+    replace: bool = False  # --overwrite, or an earlier run's partial output of this video
 
 
 def degrade_job(_state, job: DegradeJob, on_frames=None) -> tuple:
@@ -148,18 +152,27 @@ def degrade_job(_state, job: DegradeJob, on_frames=None) -> tuple:
     warnings, notes = [], []
     try:
         n = degrade_video(job.src, job.dst, job.spec, job.seed, job.codec, job.save_masks, job.batch_size, on_frames, warnings, job.real,
-                          notes)
-    except (UnreadableVideo, VideoReadError, RuntimeError, OSError) as e:
+                          notes, job.replace)
+    except (*VIDEO_FAILURES, torch.OutOfMemoryError) as e:
         return "failed", str(e)
     return "done", n, warnings[-1] if warnings else None, notes
 
 
 def degrade_videos(cfg: DegradeConfig) -> DegradeResult:
     """Degrade every selected video here (`engine` "local") or as Ray tasks (`engine` "ray");
-    the same outputs either way (each video's seed comes from its path)."""
+    the same outputs either way (each video's seed comes from its path). One run at a time
+    writes into DST (the folder's lock, which `restore` takes too)."""
     single_out = cfg.dst if cfg.src.is_file() and cfg.dst.suffix else None
+    folder = single_out.parent if single_out else cfg.dst
     if single_out is None and cfg.dst.is_file():
         raise ValueError(f"DST {cfg.dst} is a file; give a folder for the degraded videos")
+    with kept_only_if_used(folder):
+        check_writable(folder, "DST")  # read-only or blocked: one line before any work
+        with exclusive(folder / VIDEOS_LOCK, f"DST {folder}"):
+            return _degrade_videos(cfg, single_out)
+
+
+def _degrade_videos(cfg: DegradeConfig, single_out) -> DegradeResult:
     exclude = () if single_out else check_output_folder(cfg.src, cfg.dst, "DST")
     entries, missing = list_source_videos(cfg.src, cfg.split_file, exclude)
     root = cfg.src.parent if cfg.src.is_file() else cfg.src
@@ -172,11 +185,12 @@ def degrade_videos(cfg: DegradeConfig) -> DegradeResult:
     result = DegradeResult(failed=list(missing))
     jobs = []
     for rel in rels:
-        if names[rel].exists() and not cfg.overwrite:
+        partial = marker_path(names[rel], PARTIAL).exists()  # an earlier run degraded only part of it: not done
+        if names[rel].exists() and not cfg.overwrite and not partial:
             result.skipped.append(rel)
         else:
             jobs.append(DegradeJob(rel, root / rel, names[rel], cfg.spec, video_seed(cfg.seed, rel), cfg.codec, cfg.save_masks, cfg.batch_size,
-                                  cfg.real if cfg.preset == "real" else None))
+                                  cfg.real if cfg.preset == "real" else None, cfg.overwrite or partial))
     frames_of = lambda outcome: outcome[1] if outcome[0] == "done" else 0
     # torch ops on the CPU on either engine, as the local engine runs them
     try:
@@ -191,6 +205,7 @@ def degrade_videos(cfg: DegradeConfig) -> DegradeResult:
             result.failed.append((job.rel, outcome[1]))
             continue
         result.done.append((job.rel, outcome[1]))
+        note_partial(job.dst, outcome[2])
         if outcome[2]:
             result.partial.append((job.rel, outcome[2]))
             say(f"partial: {job.rel}: {outcome[2]} (degraded the {outcome[1]} frames that decoded)")

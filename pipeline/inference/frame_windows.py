@@ -6,11 +6,12 @@ import numpy as np
 from vrestore.pipeline.neighbours import window_indices
 
 
-def sliding_windows(batches, frames: int):
+def sliding_windows(batches, frames: int, spacing: int = 1):
     """Yield (centre frames (m, H, W, 3), windows (m, T, H, W, 3)) from batches of consecutive
     frames, one output per input batch once enough neighbours have come (and the rest at the
-    end). Memory holds a batch plus 2k frames, never the video."""
-    k = frames // 2
+    end); neighbours `spacing` frames apart (the model's training spacing). Memory holds a
+    batch plus 2k * spacing frames, never the video."""
+    k = frames // 2 * spacing  # how far a window reaches each way
     if k == 0:  # a single-frame generator: no neighbours to gather, no copy
         for batch in batches:
             yield batch, batch[:, None]
@@ -23,8 +24,8 @@ def sliding_windows(batches, frames: int):
         t = upto
         if not ts:
             return None
-        windows = np.stack([np.stack([buf[i - first] for i in window_indices(s, n, frames)]) for s in ts])
-        return windows[:, k], windows
+        windows = np.stack([np.stack([buf[i - first] for i in window_indices(s, n, frames, spacing)]) for s in ts])
+        return windows[:, frames // 2], windows
 
     for batch in batches:
         buf.extend(batch)

@@ -3,6 +3,7 @@ compared frame for frame."""
 from pathlib import Path
 from typing import Optional
 
+from vrestore.pipeline.atomic import fit_name
 from vrestore.pipeline.media.discover import VIDEO_EXTENSIONS
 
 
@@ -50,15 +51,18 @@ class Originals:
         return None
 
 
-def is_mask(path: Path) -> bool:
-    """A NAME_mask.ext beside NAME.ext (see mask_beside) is not a video to restore."""
-    return path.stem.endswith("_mask") and any(path.with_name(path.stem[: -len("_mask")] + e).exists() for e in VIDEO_EXTENSIONS)
+def masks_among(videos: list) -> set:
+    """The masks `degrade --save-masks` wrote beside other videos of the list (mask_beside):
+    not videos to restore. Found from each video's own mask name, so a mask whose name had to
+    be shortened (a long input name) is known too."""
+    return {m for v in videos if (m := mask_beside(v)) is not None}
 
 
 def mask_beside(src: Path) -> Optional[Path]:
-    """`vrestore degrade --save-masks` writes NAME_mask.EXT beside NAME.EXT: 255 inside the boxes."""
+    """`vrestore degrade --save-masks` writes NAME_mask.EXT beside NAME.EXT (the name shortened,
+    as degrade shortens it, when too long): 255 inside the boxes."""
     for ext in VIDEO_EXTENSIONS:
-        if (p := src.with_name(f"{src.stem}_mask{ext}")).is_file():
+        if (p := src.with_name(fit_name(f"{src.stem}_mask{ext}"))).is_file():
             return p
     return None
 

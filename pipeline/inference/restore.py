@@ -7,23 +7,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import torch
 from tqdm import tqdm
 
 from vrestore.models.weights import load_network
-from vrestore.pipeline.atomic import check_writable, remove_dead_temp_files
+from vrestore.pipeline.atomic import check_writable, kept_only_if_used, marker_path, remove_dead_temp_files
+from vrestore.pipeline.lease import exclusive
 from vrestore.pipeline.cluster.jobs import run_jobs
 from vrestore.pipeline.cluster.ray_engine import ENGINES, check_engine
 from vrestore.pipeline.inference.gallery import GALLERY, gallery_items, write_gallery
 from vrestore.pipeline.inference.memory_cap import check_max_memory
-from vrestore.pipeline.inference.originals import Originals, is_mask
+from vrestore.pipeline.inference.originals import Originals, masks_among
 from vrestore.pipeline.inference.report import RestoreResult, write_report
 from vrestore.pipeline.inference.restore_video import restore_video
 from vrestore.pipeline.inference.restorer import Restorer
 from vrestore.pipeline.limits import cpu_count
 from vrestore.pipeline.options import option
-from vrestore.pipeline.media.discover import check_output_folder, list_source_videos, output_names, refuse_replacing_inputs
-from vrestore.pipeline.media.probe import UnreadableVideo
-from vrestore.pipeline.media.video_io import CODECS, VideoReadError
+from vrestore.pipeline.media.discover import (PARTIAL, VIDEOS_LOCK, check_output_folder, list_source_videos, note_partial,
+                                              output_names, refuse_replacing_inputs)
+from vrestore.pipeline.media.video_io import CODECS, VIDEO_FAILURES
 from vrestore.pipeline.precision import AMP_MODES
 
 @dataclass
@@ -89,6 +91,7 @@ class RestoreJob:
     codec: str
     batch_size: int
     niqe_frames: int = 16
+    replace: bool = False  # --overwrite, or an earlier run's partial output of this video
 
 
 def plan_restore(cfg: RestoreConfig) -> tuple:
@@ -103,7 +106,8 @@ def plan_restore(cfg: RestoreConfig) -> tuple:
         raise ValueError(f"--report {cfg.report}: give the JSON report's name; its CSV is written beside it (.csv)")
     entries, unreadable = list_source_videos(cfg.input, exclude=exclude)
     root = cfg.input.parent if cfg.input.is_file() else cfg.input
-    entries = [e for e in entries if not is_mask(root / e.rel)]
+    masks = masks_among([root / e.rel for e in entries])
+    entries = [e for e in entries if root / e.rel not in masks]
     ext = "." + CODECS[cfg.codec].container
     names = output_names([e.rel for e in entries], ext)
     inputs = [root / e.rel for e in entries] + ([cfg.originals] if cfg.originals and cfg.originals.is_file() else []) + [cfg.weights]
@@ -122,14 +126,16 @@ def plan_restore(cfg: RestoreConfig) -> tuple:
     jobs, skipped, no_original = [], [], []
     for e in entries:
         dst = cfg.output_dir / names[e.rel]
-        if dst.exists() and not cfg.overwrite:
+        partial = marker_path(dst, PARTIAL).exists()  # an earlier run restored only part of it: not done
+        if dst.exists() and not cfg.overwrite and not partial:
             skipped.append(e.rel)
             continue
         original = originals.get(e.rel)
         if cfg.originals and original is None:
             no_original.append(e.rel)
         comparison = cfg.output_dir / "side_by_side" / names[e.rel] if cfg.side_by_side else None
-        jobs.append(RestoreJob(e.rel, root / e.rel, dst, original, comparison, cfg.codec, cfg.batch_size, cfg.niqe_frames))
+        jobs.append(RestoreJob(e.rel, root / e.rel, dst, original, comparison, cfg.codec, cfg.batch_size, cfg.niqe_frames,
+                               cfg.overwrite or partial))
     return jobs, skipped, no_original, unreadable
 
 
@@ -137,8 +143,8 @@ def restore_job(restorer: Restorer, job: RestoreJob, on_frames=None) -> tuple:
     """("done", VideoReport) or ("failed", reason): a video that fails fails alone."""
     try:
         report = restore_video(job.src, job.dst, restorer, job.codec, job.batch_size, job.original, job.comparison, on_frames,
-                               job.niqe_frames)
-    except (UnreadableVideo, VideoReadError, RuntimeError, OSError) as err:
+                               job.niqe_frames, job.replace)
+    except (*VIDEO_FAILURES, torch.OutOfMemoryError) as err:
         return "failed", str(err)
     report.video = job.rel
     return "done", report
@@ -151,6 +157,7 @@ def collect(result: RestoreResult, job: RestoreJob, outcome: tuple, say) -> None
         return
     value.output = str(job.dst)  # as planned (a Ray worker saw the absolute path)
     result.videos.append(value)
+    note_partial(job.dst, value.warning)
     for note in (value.warning and f"partial: {job.rel}: {value.warning} (restored the frames that decoded)",
                  value.audio and f"{job.rel}: {value.audio}", value.not_carried and f"{job.rel}: {value.not_carried}"):
         if note:
@@ -162,7 +169,15 @@ def collect(result: RestoreResult, job: RestoreJob, outcome: tuple, say) -> None
 def restore_videos(cfg: RestoreConfig) -> RestoreResult:
     """Restore every planned video with the local generator (`engine` "local") or on Ray workers,
     one per GPU or CPU slot (`engine` "ray"); one report for the whole folder either way, its
-    rows in input order."""
+    rows in input order. One run at a time writes into --output-dir (OUTPUT_DIR's lock, which
+    `degrade` takes too): a second is refused in one line."""
+    with kept_only_if_used(cfg.output_dir):
+        check_writable(cfg.output_dir, "--output-dir")
+        with exclusive(cfg.output_dir / VIDEOS_LOCK, f"--output-dir {cfg.output_dir}"):
+            return _restore_videos(cfg)
+
+
+def _restore_videos(cfg: RestoreConfig) -> RestoreResult:
     if cfg.engine == "local":
         restorer = Restorer(cfg.weights, cfg.device, cfg.amp, cfg.channels_last, cfg.tile, cfg.max_memory)  # weights first: fail fast
         make_state, g = (lambda: restorer), restorer.G.cfg
@@ -174,7 +189,8 @@ def restore_videos(cfg: RestoreConfig) -> RestoreResult:
         make_state = functools.partial(Restorer, cfg.weights.resolve(), device, cfg.amp, cfg.channels_last, cfg.tile,
                                        cfg.max_memory, share)
     jobs, skipped, no_original, unreadable = plan_restore(cfg)
-    model = {"weights": str(cfg.weights), "trained_for_preset": g.preset, "arch": g.arch, "frames": g.frames}
+    model = {"weights": str(cfg.weights), "trained_for_preset": g.preset, "arch": g.arch, "frames": g.frames,
+             "frame_spacing": g.frame_spacing}
     result = RestoreResult(skipped=skipped, no_original=no_original, failed=list(unreadable), model=model)
     frames_of = lambda outcome: outcome[1].frames if outcome[0] == "done" else 0
     try:

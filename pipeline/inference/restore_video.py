@@ -65,7 +65,7 @@ class Sink:
 
 
 def restore_video(src: Path, dst: Path, restorer: Restorer, codec="mjpeg", batch_size=8, original: Optional[Path] = None,
-                  comparison: Optional[Path] = None, on_frames=None, niqe_frames: int = 16) -> VideoReport:
+                  comparison: Optional[Path] = None, on_frames=None, niqe_frames: int = 16, replace: bool = True) -> VideoReport:
     """Restore one video into `dst` (audio copied); with `original`, score input and output
     against it (inside and outside the boxes too when NAME_mask.* lies beside `src`); with
     `comparison`, also write that video and a PNG of its middle frame.
@@ -90,7 +90,8 @@ def restore_video(src: Path, dst: Path, restorer: Restorer, codec="mjpeg", batch
             if reader is not None:
                 stack.callback(reader.close)  # stops its ffmpeg if we stop reading early
         out = stack.enter_context(VideoWriter(dst, info.width, info.height, info.fps, codec, audio_from=src, audio_codec=info.audio_codec,
-                                              start_time=info.start_time, sample_aspect=info.sample_aspect, audio_container=info.container))
+                                              start_time=info.start_time, sample_aspect=info.sample_aspect, audio_container=info.container,
+                                              replace=replace))
         sink = Sink(stack, out, info, codec, originals, masks, comparison, niqe_frames)
         pool = stack.enter_context(ThreadPoolExecutor(1))
         pending = None

@@ -107,5 +107,5 @@ class Restorer:
     def stream(self, batches):
         """Yield (input frames, restored frames) for batches of consecutive frames of one video,
         each frame restored from its mirrored window of neighbours."""
-        for centre, windows in sliding_windows(batches, self.frames):
+        for centre, windows in sliding_windows(batches, self.frames, self.G.cfg.frame_spacing):
             yield centre, self(windows)

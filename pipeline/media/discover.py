@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
+from vrestore.pipeline.atomic import fit_name, marker_path, write_json_atomic
+
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm")
 UCF_NAME = re.compile(r"^v_(?P<cls>.+)_g(?P<group>\d+)_c(?P<clip>\d+)$")
 # What a shard key may hold: DALI's index file is space-separated and GNU tar (which writes
@@ -73,7 +75,8 @@ def output_names(rels: list, suffix: str) -> dict:
     for out, group in plain.items():
         for rel in group:
             p = Path(rel)
-            names[rel] = out if len(group) == 1 else p.with_name(f"{p.stem}_{p.suffix[1:]}{suffix}")
+            name = out.name if len(group) == 1 else f"{p.stem}_{p.suffix[1:]}{suffix}"
+            names[rel] = p.with_name(fit_name(name))  # a 255-byte input name must still give an output name
     clashes = defaultdict(list)
     for rel, out in names.items():
         clashes[out].append(rel)
@@ -171,6 +174,22 @@ def list_source_videos(src: Path, split_file: Optional[Path] = None, exclude: tu
         what = f"none of the videos in {split_file}" if split_file else f"no video files ({', '.join(VIDEO_EXTENSIONS)})"
         raise SourceError(f"{src}: {what} found")
     return entries, missing
+
+
+# restore and degrade: one run at a time writes videos into a folder (pipeline/lease.py)
+VIDEOS_LOCK = ".vrestore-videos.lock"
+PARTIAL = "vrestore-partial"  # the marker beside an output made from a partly decoded input
+
+
+def note_partial(dst: Path, warning) -> None:
+    """Mark `dst` as made from a partly decoded input (a file still being written, a damaged
+    one), so a later run does it again instead of taking it for done; clear the mark when a
+    whole decode replaced it."""
+    marker = marker_path(dst, PARTIAL)
+    if warning:
+        write_json_atomic(marker, {"warning": warning})
+    else:
+        marker.unlink(missing_ok=True)
 
 
 def refuse_replacing_inputs(inputs: list, outputs: list) -> None:

@@ -16,6 +16,7 @@ import ffmpeg
 
 from vrestore.pipeline.media.ffmpeg_cmd import EXACT_SCALE_FLAGS, arg_path, ffmpeg_command, log_problems
 from vrestore.pipeline.media.image_stream import make_splitter
+from vrestore.pipeline.media.probe import UnreadableVideo
 
 READ_CHUNK = 1 << 20
 # "Stream #0:0: Video: mpeg4 (...), yuv420p, 320x240 [SAR 1:1 DAR 4:3], 25 fps, 25 tbr, 25 tbn"
@@ -50,7 +51,7 @@ def resized_copy(src, dst, size=None, short_side=None) -> None:
     args = ffmpeg_command(stream.output(arg_path(dst), format="avi", vcodec="ffv1", pix_fmt="bgr0", vsync="passthrough"), "-y")
     r = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True)
     if r.returncode:
-        raise RuntimeError(f"ffmpeg could not resize {src}: {r.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
+        raise UnreadableVideo(f"ffmpeg could not resize {src}: {r.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
 
 
 def _image_output(path, target, image_format, quality, frame_stride, size, short_side):

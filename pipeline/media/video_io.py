@@ -1,5 +1,4 @@
 """Raw RGB frames in and out of ffmpeg through pipes: memory stays flat however long a video is."""
-import os
 import queue
 import subprocess
 import threading
@@ -10,9 +9,9 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 
-from vrestore.pipeline.atomic import temp_path_for
+from vrestore.pipeline.atomic import publish, temp_path_for
 from vrestore.pipeline.media.ffmpeg_cmd import EXACT_SCALE_FLAGS, arg_path, decode_problem, ffmpeg_command, log_problems, partial_decode
-from vrestore.pipeline.media.probe import VideoInfo, probe_video
+from vrestore.pipeline.media.probe import UnreadableVideo, VideoInfo, probe_video
 
 @dataclass(frozen=True)
 class Codec:
@@ -69,6 +68,18 @@ def not_carried(info: VideoInfo) -> list:
 
 class VideoReadError(Exception):
     pass
+
+
+class VideoWriteError(RuntimeError):
+    """ffmpeg could not write an output video (its own complaint in the message): that video
+    fails, the others go on."""
+
+
+# What one video of a folder may fail of, alone (restore, degrade; they add running out of
+# memory): its file unreadable or damaged, a write that failed, a full disk, an output that
+# appeared meanwhile. Any other error is a bug of ours: it stops the run with its traceback
+# rather than reading as one failed video.
+VIDEO_FAILURES = (UnreadableVideo, VideoReadError, VideoWriteError, OSError)
 
 
 BATCH_BYTES = 256 * 2**20  # read_frames hands out batches of at most this many bytes (one frame at least)
@@ -166,19 +177,21 @@ class VideoWriter:
     """Encode raw frames fed to `write`; the file appears under its name only when complete."""
 
     def __init__(self, path, width: int, height: int, fps, codec: str = "ffv1", gray: bool = False, audio_from=None, audio_codec=None,
-                 start_time: float = 0.0, sample_aspect: str = None, audio_container: str = ""):
+                 start_time: float = 0.0, sample_aspect: str = None, audio_container: str = "", replace: bool = True):
         """audio_from: copy that file's audio streams, if it has any; `audio_codec` and
         `audio_container` (the source's, from probe_video) decide whether the output container
         can take it as it is.
         `start_time`: the source video's first timestamp; its audio is shifted by as much, so the
         frames written (which start at 0, evenly spaced) stay in step with it. `sample_aspect`
-        ("W:H", from probe_video): non-square pixels, kept so players show the source's shape."""
+        ("W:H", from probe_video): non-square pixels, kept so players show the source's shape.
+        `replace`: False never replaces a file that took `path` while this one was written
+        (atomic.publish): restore and degrade without --overwrite."""
         if not isinstance(codec, Codec) and codec not in CODECS:
             raise ValueError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
         self.path, self.channels = Path(path), 1 if gray else 3
         self.shape = (height, width, self.channels)
         c = codec if isinstance(codec, Codec) else CODECS[codec]  # a Codec: a lossy one of the real preset
-        self._tmp = temp_path_for(self.path)
+        self._tmp, self.replace = temp_path_for(self.path), replace
         stream = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="gray" if gray else "rgb24", s=f"{width}x{height}", framerate=str(fps))
         acodec, self.audio_note = audio_plan(c.container, audio_codec, audio_container) if audio_from else (None, None)
         offset = {"itsoffset": f"{-start_time:.6f}"} if audio_from and start_time else {}
@@ -226,7 +239,7 @@ class VideoWriter:
 
     def _fail(self, problem: str):
         self._tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"ffmpeg could not write {self.path}: {problem or 'it stopped reading frames'}")
+        raise VideoWriteError(f"ffmpeg could not write {self.path}: {problem or 'it stopped reading frames'}")
 
     def close(self, ok: bool = True):
         if self._log.closed:  # already finished (or failed)
@@ -235,7 +248,7 @@ class VideoWriter:
         if ok and not problem:
             problem = self._short_of_frames()
         if ok and not problem:
-            os.replace(self._tmp, self.path)
+            publish(self._tmp, self.path, self.replace)
         elif ok:
             self._fail(problem)
         else:
