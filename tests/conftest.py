@@ -114,3 +114,22 @@ def slurm(tmp_path_factory):
     cluster = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
     yield cluster
     cluster.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """--dist loadgroup: give each test of an xdist_group the `@group` suffix by which xdist's
+    scheduler sends a group to one worker. xdist 3.8 sets `item._nodeid`, which pytest 9 no
+    longer reads (it keeps a NodeId in `item._id`), so every group was spread over the workers
+    (the Ray instance started on each, shared fixtures made twice); done here for both."""
+    if not getattr(config.option, "loadgroup", False):  # set in xdist workers under --dist loadgroup
+        return
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")})
+        suffix = "@" + "_".join(names)
+        if names and not item.nodeid.endswith(suffix):
+            if hasattr(item, "_id"):  # pytest 9 keeps the id as a NodeId
+                from _pytest.nodeid import coerce_node_id
+
+                item._id = coerce_node_id(item.nodeid + suffix)
+            else:
+                item._nodeid = item.nodeid + suffix

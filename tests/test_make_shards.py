@@ -362,3 +362,30 @@ def test_make_shards_memory_does_not_grow_with_a_videos_length(tmp_path):
     assert weights[40, 5] > 30  # what holding the long video's frames would have added
     for long in ((40, 5), (40, 1)):
         assert peaks[long] - peaks[4, 5] < 12 and peaks[long] < 1.3 * peaks[4, 5], (peaks, weights)
+
+
+def test_a_manifest_names_only_its_own_shards_and_counts_that_add_up(tiny_shards, tmp_path):
+    """An edited or foreign manifest: a shard outside its folder, or counts that are not counts
+    or do not add up, is one line before DALI opens anything."""
+    import shutil
+
+    from vrestore.pipeline.dataset.shard_set import ManifestError, load_shard_set
+
+    good = json.loads((tiny_shards / "manifest.json").read_text())
+    edits = {"../elsewhere.tar": lambda m: m["shards"][0].update(tar="../" + m["shards"][0]["tar"]),
+             "/abs.idx": lambda m: m["shards"][0].update(index="/abs.idx"),
+             "samples -3": lambda m: m["shards"][0].update(samples=-3),
+             "num_samples": lambda m: m.update(num_samples=m["num_samples"] + 1)}
+    for words, edit in edits.items():
+        folder = tmp_path / f"s{len(words)}"
+        shutil.copytree(tiny_shards, folder)
+        m = json.loads(json.dumps(good))
+        edit(m)
+        (folder / "manifest.json").write_text(json.dumps(m))
+        with pytest.raises(ManifestError) as err:
+            load_shard_set(folder)
+        line = str(err.value)
+        assert "\n" not in line and "manifest.json" in line and "make-shards" in line, line
+        r = cli_run("vrestore", "preview", folder, "--out", tmp_path / f"p{len(words)}.png")
+        assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error:"), r.stderr
+    load_shard_set(tiny_shards)  # the untouched one loads

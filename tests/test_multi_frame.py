@@ -251,7 +251,7 @@ def degrade_and_restore(clean, tmp_path):
                                         originals=clean, progress=False, codec="ffv1", niqe_frames=4))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not module: xdist interleaves other modules' tests, which would tear it down
 def restored_cat(sample_tree, tmp_path_factory):
     """The Cat clips (their first 25 frames) degraded with masks and restored against their
     originals, once for the tests below: (clean folder, work folder, RestoreResult)."""
@@ -296,7 +296,9 @@ def test_restores_all_row_is_bench_qualitys_figure(restored_cat):
     assert row["frames"] == bench["frames"] == sum(r.frames for r in result.videos)
     for ours, theirs in (("psnr_restored", "psnr"), ("ssim_restored", "ssim"), ("psnr_boxes_restored", "psnr_boxes"),
                          ("psnr_outside_restored", "psnr_outside"), ("temporal_psnr_restored", "temporal_psnr")):
-        assert row[ours] == pytest.approx(bench[theirs], abs=1e-6), ours  # SSIM runs in float32, over other batch sizes
+        # SSIM runs in float32 over other batch sizes: a frame's mean of ~77,000 values summed in
+        # another order may move by log2(n) x float32's eps ~ 1e-6; a wrong definition moves it 1e-3
+        assert row[ours] == pytest.approx(bench[theirs], abs=1e-5), ours
     # whole-frame PSNR: the mean over all frames, from the outputs on disk, computed here with numpy
     per_frame = []
     for r in result.videos:

@@ -72,10 +72,14 @@ def test_the_core_restores_and_each_journey_names_its_missing_extra(tmp_path, we
             ["vrestore", "export", weights, tmp_path / "g.pt", "--format", "torchscript"]]
     refused = [(["vrestore", "train", "--shards", tmp_path], "train"), (["vrestore", "preview", tmp_path], "train"),
                (["make-shards", src, tmp_path / "s"], "train"), (["vrestore", "export", weights, tmp_path / "g.onnx"], "export"),
-               (["vrestore", "degrade", src, tmp_path / "d2", "--engine", "ray"], "cluster")]
+               (["vrestore", "degrade", src, tmp_path / "d2", "--engine", "ray"], "cluster"),
+               (["vrestore", "restore", src, "--weights", weights, "--output-dir", tmp_path / "r2", "--engine", "ray"], "cluster"),
+               (["make-shards", src, tmp_path / "s2", "--engine", "ray"], "cluster")]
     results = without_extras(work + [argv for argv, _ in refused], tmp_path)
     for argv, (code, err) in zip(work, results):
         assert code == 0, (argv, err)
     for (argv, extra), (code, err) in zip(refused, results[len(work):]):
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and f"video-restoration-gan[{extra}]" in lines[0], (argv, err)
+    for refused_out in ("d2", "r2", "s", "s2"):  # said before any output folder was made
+        assert not (tmp_path / refused_out).exists(), refused_out

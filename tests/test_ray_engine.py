@@ -18,6 +18,9 @@ from vrestore.pipeline.inference.restore import RestoreConfig, restore_videos
 from vrestore.pipeline.media.video_io import read_frames
 from vrestore.pipeline.cluster.slurm import slurm_array_part
 
+# every test of the local Ray instance on one pytest worker: it starts once (about 10 s)
+pytestmark = pytest.mark.xdist_group("ray")
+
 
 def samples_in(folder):
     """{tar member name: bytes} over every shard: the samples, whatever shard holds them."""
@@ -111,10 +114,10 @@ def test_make_shards_on_ray_resumes_from_finished_windows(sample_tree, tmp_path,
 
 @pytest.fixture
 def degraded_folder(sample_tree, tmp_path):
-    """Two sample videos (their first 20 frames) degraded (with masks), plus a corrupt one."""
+    """Two sample videos (their first 10 frames) degraded (with masks), plus a corrupt one."""
     src = tmp_path / "clean"
     for rel in ("Astronaut/v_Astronaut_g01_c01.avi", "Cat/v_Cat_g01_c01.avi"):
-        trimmed(sample_tree / rel, src / rel, 20)
+        trimmed(sample_tree / rel, src / rel, 10)
     degrade_videos(DegradeConfig(src, tmp_path / "degraded", save_masks=True, progress=False))
     (tmp_path / "degraded" / "broken.avi").write_bytes(b"RIFF" + b"\0" * 200)
     return src, tmp_path / "degraded"
@@ -136,7 +139,9 @@ def test_restore_on_ray_gives_the_local_frames_and_report(degraded_folder, weigh
         fa = np.concatenate(list(read_frames(a.output))); fb = np.concatenate(list(read_frames(b.output)))
         assert fa.shape[0] == a.frames and np.array_equal(fa, fb)
         assert a.psnr_restored == pytest.approx(b.psnr_restored) and a.psnr_boxes_restored == pytest.approx(b.psnr_boxes_restored)
-    rows = lambda e: [{k: v for k, v in r.items() if k not in ("seconds", "output")} for r in json.loads((tmp_path / f"{e}.json").read_text())["videos"]]
+    # (the plan's windows per pass follow each process's memory share: a Ray worker's is its own)
+    rows = lambda e: [{k: v for k, v in r.items() if k not in ("seconds", "output", "plan")}
+                      for r in json.loads((tmp_path / f"{e}.json").read_text())["videos"]]
     assert rows("local") == rows("ray")
     # outputs already there are skipped on a second run
     again = restore_videos(RestoreConfig(degraded, weights, tmp_path / "ray", codec="ffv1", engine="ray", progress=False))
@@ -145,15 +150,15 @@ def test_restore_on_ray_gives_the_local_frames_and_report(degraded_folder, weigh
 
 @pytest.mark.slow
 def test_degrade_on_ray_writes_the_local_outputs(sample_tree, tmp_path, ray_local):
-    src = tmp_path / "src"  # the validation list's 4 videos, their first 20 frames, and the list
-    lines = (sample_tree / "ucfTrainTestlist/vallist01.txt").read_text().splitlines()
+    src = tmp_path / "src"  # 2 of the validation list's videos, their first 10 frames, and the list
+    lines = (sample_tree / "ucfTrainTestlist/vallist01.txt").read_text().splitlines()[:2]
     for rel in lines:
-        trimmed(sample_tree / rel, src / rel, 20)
+        trimmed(sample_tree / rel, src / rel, 10)
     (src / "vallist01.txt").write_text("\n".join(lines) + "\n")
     for engine in ("local", "ray"):
         r = degrade_videos(DegradeConfig(src, tmp_path / engine, split_file=src / "vallist01.txt", save_masks=True, engine=engine,
                                          progress=False))
-        assert len(r.done) == 4 and not r.failed
+        assert len(r.done) == 2 and not r.failed
     for video in sorted((tmp_path / "local").rglob("*.avi")):
         other = tmp_path / "ray" / video.relative_to(tmp_path / "local")
         assert np.array_equal(np.concatenate(list(read_frames(video))), np.concatenate(list(read_frames(other))))

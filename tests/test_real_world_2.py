@@ -169,19 +169,6 @@ def test_degrade_into_a_file_is_a_usage_error(tmp_path):
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"error: DST {tmp_path / 'taken'} is a file; give a folder for the degraded videos"]
 
 
-@pytest.mark.slow
-def test_onnx_export_is_one_file(tmp_path, weights):
-    pytest.importorskip("onnx")
-    for again in (False, True):  # a re-export (--overwrite) leaves nothing behind either
-        r = run("vrestore", "export", weights, tmp_path / "g.onnx", *(["--overwrite"] if again else []))
-        assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.onnx"]
-    import onnx
-
-    model = onnx.load(str(tmp_path / "g.onnx"))
-    assert all(t.data_location != onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
-
-
 def test_make_shards_into_a_read_only_folder_is_one_line(tmp_path):
     if os.geteuid() == 0:
         # root ignores permission bits: a file where the folder should be blocks it instead
@@ -274,7 +261,7 @@ def test_train_save_on_a_full_disk_is_one_line(sample_shards, tmp_path):
 def test_export_on_a_full_disk_is_one_line(tmp_path, weights):
     big = tmp_path / "big.pth"
     torch.manual_seed(0)
-    save_weights(big, build_generator(GeneratorConfig(ngf=32, depth=5)))
+    save_weights(big, build_generator(GeneratorConfig(ngf=8, depth=5)))  # 1 MB of weights: 4x the disk
     for fmt in ("onnx", "torchscript"):
         rc, lines, left, disk = on_small_disk(tmp_path, 256, "vrestore", "export", big, tmp_path / "disk" / f"g.{fmt}", "--format", fmt)
         assert rc == 1 and len(lines) == 1 and "No space left on device" in lines[0] and str(disk) in lines[0], (fmt, lines)

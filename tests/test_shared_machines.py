@@ -72,11 +72,12 @@ def start_and_wait_for_temp(cmd: list, out: Path, pattern: str):
 def test_two_hosts_writing_into_one_folder_lose_nothing(command, weights, tmp_path):
     """Host A writes a long output; host B starts into the same folder meanwhile. B's start-up
     cleanup must leave A's temporary file alone (A's PID is not in B's process table), and
-    both finish complete."""
+    both finish complete. (restore and degrade take turns: B watches A's lock of the folder
+    and goes on when A releases it; make-shards' two nodes write side by side.)"""
     a_in, b_in, out = tmp_path / "a", tmp_path / "b", tmp_path / "out"
     for d in (a_in, b_in):
         d.mkdir()
-    clip(a_in / "long.avi", seconds=20, rate=25, size="320x240")
+    clip(a_in / "long.avi", seconds=8, rate=25, size="320x240")
     clip(b_in / "short.avi", seconds=1, rate=10)
     if command == "restore":
         args = lambda src: [str(BIN / "vrestore"), "restore", str(src), "--weights", str(weights), "--output-dir", str(out), "--quiet"]
@@ -100,7 +101,7 @@ def test_two_hosts_writing_into_one_folder_lose_nothing(command, weights, tmp_pa
     else:
         from conftest import count_frames
 
-        assert count_frames(out / "long.avi") == 500 and count_frames(out / "short.avi") == 10
+        assert count_frames(out / "long.avi") == 200 and count_frames(out / "short.avi") == 10
 
 
 def limits_in(prefix: list) -> tuple:
@@ -234,18 +235,14 @@ def two_nodes(shards, out, *extra):
 
 
 @pytest.mark.slow
-def test_two_nodes_train_checkpoint_and_resume_with_one_network_on_every_rank(tiny_shards, tmp_path):
+def test_two_nodes_train_and_save_one_network_on_every_rank(tiny_shards, tmp_path):
     """Batch norm, EMA on: before each save the ranks' batch-norm buffers (G, D and the EMA's)
     are averaged, so every rank holds the same networks (the checkpoint's per-rank checksums,
-    which cover the EMA), every file is written and loads (test_train.check_two_rank_run, the
-    2-rank batch-norm case), and a resume on both nodes continues from the saved step."""
+    which cover the EMA), and every file is written and loads (test_train.check_two_rank_run,
+    the 2-rank batch-norm case). Two ranks resuming: test_preemption's torchrun restart."""
     out = tmp_path / "run"
     codes, err = two_nodes(tiny_shards, out, "--max-steps", 3, "--norm", "batch")
     check_two_rank_run(subprocess.CompletedProcess("two nodes", 0 if codes == [0, 0] else 1, "", err), out, "batch", 1)
-    codes, err = two_nodes(tiny_shards, out, "--max-steps", 6, "--norm", "batch", "--resume")
-    assert codes == [0, 0] and "resuming at step 3" in err, err[-3000:]
-    state = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert state["step"] == 6 and len({r["checksum"] for r in state["ranks"]}) == 1
 
 
 @pytest.mark.slow

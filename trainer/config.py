@@ -26,6 +26,8 @@ LAUNCH_FIELDS = frozenset({
     "frames", "residual", "preset",
 })
 
+CROP = 128  # the training crop by default (train and preview --crop)
+
 
 def check_crop(crop: int, min_side: Optional[int] = None) -> None:
     """Training and preview crops: the U-Net's depth is log2(crop), so a power of two; and, once
@@ -55,7 +57,7 @@ class TrainConfig:
                        path={"file_okay": False})
     epochs: int = option(50, "Epochs of the schedule (the lr decays over its last --decay-fraction).")
     batch_size: int = option(16, "Samples per step, per rank.")
-    crop: int = option(128, "Square training crop, a power of two; sets the U-Net depth (128: 7, 256: 8).")
+    crop: int = option(CROP, "Square training crop, a power of two; sets the U-Net depth (128: 7, 256: 8).")
     frames: Optional[int] = option(None, "Frames the generator sees (odd): the centre and its neighbours. Default: the "
                                    "shards' make-shards --clip-len; shards of the frames layout also give any smaller odd T "
                                    "(clips-layout shards only their own).")

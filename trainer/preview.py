@@ -9,13 +9,14 @@ from vrestore.pipeline.evaluation.metrics import to_255
 from vrestore.pipeline.evaluation.pictures import hwc_uint8, image_grid, write_png
 from vrestore.pipeline.atomic import check_writable
 from vrestore.pipeline.dataset.shard_set import load_shard_set
+from vrestore.trainer.config import CROP
 from vrestore.trainer.dali_input import train_batches
 
 
 MAX_ROWS = 256  # a grid taller than this is no longer looked at, and the batch grows with it
 
 
-def make_preview(shards: Path, out: Path, spec: DegradationSpec, n: int = 8, crop: int = 128, device="cpu", seed: int = 0) -> Path:
+def make_preview(shards: Path, out: Path, spec: DegradationSpec, n: int = 8, crop: int = CROP, device="cpu", seed: int = 0) -> Path:
     if not 1 <= n <= MAX_ROWS:
         raise ValueError(f"--num {n}: must be 1 to {MAX_ROWS} (one batch of that many samples is held in memory)")
     out = Path(out)

@@ -25,7 +25,7 @@ from vrestore.pipeline.degrade.real_world import PRESETS
 from vrestore.pipeline.inference.export import ExportConfig
 from vrestore.pipeline.inference.restore import RestoreConfig
 from vrestore.pipeline.degrade.degrade_videos import DegradeConfig
-from vrestore.trainer.config import TrainConfig
+from vrestore.trainer.config import CROP, TrainConfig
 
 DISTRIBUTION = "video-restoration-gan"  # the installed package whose version --version prints
 
@@ -141,7 +141,7 @@ def degrade_cmd(src, dst, quiet, **options):
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default="preview.png", show_default=True, help="PNG to write.")
 @degradation_options
 @click.option("-n", "--num", default=8, show_default=True, help="Samples (rows).")
-@click.option("--crop", default=128, show_default=True, help="Training crop size.")
+@click.option("--crop", default=CROP, show_default=True, help="Training crop size.")
 @click.option("--device", default="auto", show_default=True, help="cuda, cuda:N, cpu, or auto (cuda when available).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--preset", type=click.Choice(PRESETS), help="Check the shards carry this preset (make-shards --preset); "

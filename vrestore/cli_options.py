@@ -74,14 +74,6 @@ def one_line_errors(interrupted: str = "interrupted; no half-written file was le
     return wrap
 
 
-def parse_counts(ctx, param, value):
-    try:
-        counts = tuple(int(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter("expected counts like 1,1,1,2") from None
-    return counts
-
-
 def parse_range(ctx, param, value):
     try:
         low, high = (float(v) for v in value.split(","))

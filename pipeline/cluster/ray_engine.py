@@ -35,6 +35,8 @@ def check_engine(engine: str, address: Optional[str], workers: Optional[int]) ->
         raise ValueError("--ray-address and --ray-workers need --engine ray")
     if workers is not None and workers < 1:
         raise ValueError(f"--ray-workers {workers}: must be >= 1")
+    if engine == "ray":  # a missing extra is said before any folder is made
+        import_ray()
 
 
 def absolute_paths(job):

@@ -53,7 +53,8 @@ OUTPUT_PARAMS = (
 class ShardConfig:
     src: Path
     out: Path = Path("shards")
-    split_file: Optional[Path] = option(None, "UCF-101 trainlist/testlist file; paths are relative to SRC.")
+    split_file: Optional[Path] = option(None, "UCF-101 trainlist/testlist file (from the current folder, else from SRC); "
+                                                   "the paths it lists are relative to SRC.")
     limit: Optional[int] = option(None, "Keep only the first N videos in sorted order.")
     use_first_100: bool = option(False, "Keep only the first 100 videos in sorted order (the original project's quick mode).")
     image_format: str = option("jpg", "Frame encoding; png is lossless and ~8x larger.", choices=IMAGE_FORMATS, flag="--format")

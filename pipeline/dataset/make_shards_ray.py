@@ -74,6 +74,7 @@ def make_shards_ray(cfg: ShardConfig, address: Optional[str] = None, task: Calla
     worker that dies once, to show the retry)."""
     t0 = time.perf_counter()
     require_ffmpeg()
+    ray_engine.import_ray()  # a missing extra is one line before OUT is made
     entries, missing = select_videos(cfg)
     params, fingerprint = cfg.output_params() | {"engine": "ray"}, videos_fingerprint(entries)
     manifest_path = cfg.out / node_manifest_name(cfg.node_rank, cfg.num_nodes)

@@ -161,6 +161,8 @@ def clip_jobs(cfg: SampleConfig) -> list:
 def make_sample_videos(cfg: SampleConfig) -> dict:
     """Write the tree and its split files; returns {"train": [...], "val": [...], "test": [...]}."""
     jobs = clip_jobs(cfg)
+    for cls in dict.fromkeys(job[0] for job in jobs):  # every source file found before anything is written
+        source_path(SOURCES[cls])
     refuse_foreign_folder(cfg.out)
     check_writable(cfg.out, "OUT")
     remove_dead_temp_files(cfg.out)  # a killed run's half-written clips (this host's only)

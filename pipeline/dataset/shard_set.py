@@ -136,6 +136,32 @@ def check_index_matches_tar(tar: Path, idx: Path) -> None:
                                     f"remake the shards: make-shards ... {Path(tar).parent} --overwrite")
 
 
+def check_manifest_entries(folder: Path, m: dict) -> None:
+    """A manifest names only files in its own folder (a bare name: no path, no `..`; make-shards
+    writes nothing else) and counts that are whole numbers adding up: an edited or foreign one
+    is refused in one line before DALI opens anything."""
+    where = folder / "manifest.json"
+    shards = m.get("shards")
+    if not isinstance(shards, list):
+        raise ManifestError(f"{where}: no list of shards; run make-shards again with --overwrite")
+    total = 0
+    for s in shards:
+        if not isinstance(s, dict):
+            raise ManifestError(f"{where}: a shard entry is not a record; run make-shards again with --overwrite")
+        for key in ("tar", "index"):
+            name = s.get(key)
+            if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+                raise ManifestError(f"{where}: shard {key} {name!r} is not a file of this folder (a manifest names its own "
+                                    "shards only); run make-shards again with --overwrite")
+        for key in ("samples", "bytes"):
+            if not isinstance(s.get(key), int) or isinstance(s.get(key), bool) or s[key] < 0:
+                raise ManifestError(f"{where}: shard {s['tar']}: {key} {s.get(key)!r} is not a count; run make-shards again with --overwrite")
+        total += s["samples"]
+    n = m.get("num_samples")
+    if not isinstance(n, int) or isinstance(n, bool) or n != total:
+        raise ManifestError(f"{where}: num_samples {n!r}, but its shards hold {total}; run make-shards again with --overwrite")
+
+
 def load_shard_set(folder, clip_len: Optional[int] = None, order: str = "sequential") -> ShardSet:
     """The shards a manifest lists, each checked to be there whole (DALI would fail later with
     a traceback, or read a truncated tar as garbage), as samples of `clip_len` frames (None: the
@@ -143,6 +169,7 @@ def load_shard_set(folder, clip_len: Optional[int] = None, order: str = "sequent
     clips-layout shards only their own."""
     folder = Path(folder)
     m = read_manifest(folder)
+    check_manifest_entries(folder, m)
     for s in m["shards"]:
         tar, idx = folder / s["tar"], folder / s["index"]
         for path in (tar, idx):

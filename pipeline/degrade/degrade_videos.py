@@ -34,7 +34,8 @@ class DegradeConfig:
     spec: DegradationSpec = field(default_factory=DegradationSpec)
     preset: str = "seed"  # seed: blur, noise, boxes (spec); real: real_world.py (real); the CLI's --preset (real_options)
     real: RealSpec = field(default_factory=RealSpec)
-    split_file: Optional[Path] = option(None, "UCF-101 trainlist/testlist selecting videos under SRC.")
+    split_file: Optional[Path] = option(None, "UCF-101 trainlist/testlist selecting videos under SRC (the file from the current "
+                                                   "folder, else from SRC).")
     seed: int = option(0, "Base seed; each video's seed comes from it and the video's path.")
     codec: str = option("ffv1", "Output codec; ffv1 and png are lossless (the default: compression adds no error of its own).",
                         choices=CODECS)
@@ -97,7 +98,7 @@ def degrade_video(src: Path, dst: Path, spec: DegradationSpec, seed: int, codec=
     dst.parent.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         out = stack.enter_context(VideoWriter(dst, info.width, info.height, info.fps, codec, sample_aspect=info.sample_aspect,
-                                              replace=replace))
+                                              replace=replace, color=info.color))
         masks = stack.enter_context(VideoWriter(mask_path(dst), info.width, info.height, info.fps, codec, gray=True,
                                                 sample_aspect=info.sample_aspect, replace=replace)) if save_masks else None
 
@@ -121,7 +122,7 @@ def degrade_video(src: Path, dst: Path, spec: DegradationSpec, seed: int, codec=
             if d.codec is not None:  # through the drawn encoder and back
                 lossy = damage_codec(d.codec, info.width, info.height)
                 coded = temp_path_for(dst.with_name(f"{dst.stem}.codec.{lossy.container}"))
-                with VideoWriter(coded, info.width, info.height, info.fps, lossy) as enc:
+                with VideoWriter(coded, info.width, info.height, info.fps, lossy) as enc:  # untagged both ways (BT.601): only the encoder's damage counts
                     for y in damaged:
                         enc.write(y.permute(0, 2, 3, 1).to(torch.uint8).numpy())
                 damaged = (as_nchw(f) for f in read_frames(coded, batch_size))

@@ -1,5 +1,6 @@
 """Which original (and which occlusion mask) belongs to an input video, and whether the two can be
 compared frame for frame."""
+import unicodedata
 from pathlib import Path
 from typing import Optional
 
@@ -19,19 +20,28 @@ def original_names(rel: str) -> list:
     return names
 
 
+def nfc(name: str) -> str:
+    """A name in Unicode's composed form: macOS writes `é` decomposed (NFD), Linux and Windows
+    keep what they are given, so one name may reach us spelled either way."""
+    return unicodedata.normalize("NFC", name)
+
+
 class Originals:
     """The originals' folder (or one file), walked once: find(rel) is an input's original. A
     file is the original of a single input; in a folder, the same relative name (any video
-    extension) wins, then a unique file of that name anywhere below. Nothing under a folder in
-    `skip` (restore's output folder, when it lies inside the originals') is taken."""
+    extension) wins, then a unique file of that name anywhere below; names compare in NFC
+    (`é` composed or not). Nothing under a folder in `skip` (restore's output folder, when it
+    lies inside the originals') is taken."""
 
     def __init__(self, root: Path, skip: tuple = ()):
         self.root, self.skip = root, skip
-        self.by_name = {}  # file name -> the files below root that have it
+        self.by_name = {}  # file name (NFC) -> the files below root that have it
+        self.by_rel = {}  # relative path (NFC) -> the file
         if root.is_dir():
             for p in root.rglob("*"):
                 if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file() and self.outside(p):
-                    self.by_name.setdefault(p.name, []).append(p)
+                    self.by_name.setdefault(nfc(p.name), []).append(p)
+                    self.by_rel.setdefault(nfc(p.relative_to(root).as_posix()), p)
 
     def outside(self, p: Path) -> bool:
         return not any(p.resolve().is_relative_to(s) for s in self.skip)
@@ -43,9 +53,11 @@ class Originals:
             for ext in exts:
                 if (p := self.root / f"{stem}{ext}").is_file() and self.outside(p):
                     return p
+                if (p := self.by_rel.get(nfc(f"{stem}{ext}"))) is not None:
+                    return p
         for stem, exts in original_names(rel):
             name = Path(stem).name
-            matches = [p for e in exts for p in self.by_name.get(f"{name}{e}", [])]
+            matches = [p for e in exts for p in self.by_name.get(nfc(f"{name}{e}"), [])]
             if len(matches) == 1:
                 return matches[0]
         return None

@@ -44,6 +44,7 @@ class VideoReport:
     warning: Optional[str] = None  # ffmpeg complained but frames decoded: restored what decoded (partial)
     audio: Optional[str] = None  # how the audio was carried, when not copied as it was
     not_carried: Optional[str] = None  # what the output leaves out of the source (subtitles, bits past 8)
+    plan: Optional[str] = None  # how frames went through the generator: whole, or tiles of N px (Restorer.plan)
 
     @property
     def psnr_gain(self):
@@ -59,6 +60,7 @@ class RestoreResult:
     no_original: list = field(default_factory=list)
     model: dict = field(default_factory=dict)  # what the generator is: preset it was trained for, arch, frames
     gallery: Optional[Path] = None  # gallery.html, when asked for and written
+    plans: list = field(default_factory=list)  # the generator's plans in words, one per frame size
 
 
 def niqe_means(reports: list) -> Optional[dict]:

@@ -19,7 +19,7 @@ from vrestore.pipeline.inference.gallery import GALLERY, gallery_items, write_ga
 from vrestore.pipeline.inference.memory_cap import check_max_memory
 from vrestore.pipeline.inference.originals import Originals, masks_among
 from vrestore.pipeline.inference.report import RestoreResult, write_report
-from vrestore.pipeline.inference.restore_video import restore_video
+from vrestore.pipeline.inference.restore_video import NIQE_FRAMES, restore_video
 from vrestore.pipeline.inference.restorer import Restorer
 from vrestore.pipeline.limits import cpu_count
 from vrestore.pipeline.options import option
@@ -41,7 +41,7 @@ class RestoreConfig:
     channels_last: bool = option(True, "Run the generator in channels_last memory format.")
     tile: Optional[int] = option(None, "Restore large frames in overlapping tiles of N pixels (a multiple of the generator's "
                                  "2^depth) to bound memory.")
-    niqe_frames: int = option(16, "NIQE (a no-reference score, lower is more natural) of input and output, and of the original "
+    niqe_frames: int = option(NIQE_FRAMES, "NIQE (a no-reference score, lower is more natural) of input and output, and of the original "
                               "when given, from this many evenly spaced frames per video; 0 turns it off.")
     max_memory: Optional[float] = option(None, "GiB the generator's tensors may take at once (per process; each --engine ray "
                                          "worker has its own). Frames go through in smaller passes, then in tiles, to stay under "
@@ -90,7 +90,7 @@ class RestoreJob:
     comparison: Optional[Path]
     codec: str
     batch_size: int
-    niqe_frames: int = 16
+    niqe_frames: int = NIQE_FRAMES
     replace: bool = False  # --overwrite, or an earlier run's partial output of this video
 
 
@@ -117,6 +117,8 @@ def plan_restore(cfg: RestoreConfig) -> tuple:
     originals = {e.rel: found.find(e.rel) for e in entries} if found else {}
     refuse_replacing_inputs(inputs + [o for o in originals.values() if o], [cfg.output_dir / n for n in names.values()] + report_files)
     check_writable(cfg.output_dir, "--output-dir")  # a read-only or blocked folder: one line before any work
+    if cfg.side_by_side:  # every folder this run writes in, not only the first
+        check_writable(cfg.output_dir / "side_by_side", "--side-by-side")
     if cfg.report:
         check_writable(cfg.report.parent, "--report")  # now, not after every video was restored
         csv_path = cfg.report.with_suffix(".csv")
@@ -158,6 +160,9 @@ def collect(result: RestoreResult, job: RestoreJob, outcome: tuple, say) -> None
     value.output = str(job.dst)  # as planned (a Ray worker saw the absolute path)
     result.videos.append(value)
     note_partial(job.dst, value.warning)
+    if value.plan and value.plan not in result.plans:  # once per frame size (and Ray worker's plan)
+        result.plans.append(value.plan)
+        say(f"generator plan: {value.plan}")
     for note in (value.warning and f"partial: {job.rel}: {value.warning} (restored the frames that decoded)",
                  value.audio and f"{job.rel}: {value.audio}", value.not_carried and f"{job.rel}: {value.not_carried}"):
         if note:

@@ -16,6 +16,8 @@ from vrestore.pipeline.inference.video_scores import FrameQueue, FrameScores, NI
 from vrestore.pipeline.media.probe import probe_video
 from vrestore.pipeline.media.video_io import VideoWriter, not_carried, prefetched, read_frames
 
+NIQE_FRAMES = 16  # frames NIQE scores per video by default (restore --niqe-frames): evenly spaced, ~1 s of work
+
 
 class Sink:
     """Everything after the generator for one video: encode, score against the original, write
@@ -52,7 +54,8 @@ class Sink:
             if self.sbs is None:
                 self.comparison.parent.mkdir(parents=True, exist_ok=True)
                 h, w = panel.shape[1:3]
-                self.sbs = self.stack.enter_context(VideoWriter(self.comparison, w, h, self.info.fps, self.codec))
+                self.sbs = self.stack.enter_context(VideoWriter(self.comparison, w, h, self.info.fps, self.codec,
+                                                                                color=self.info.color))
             if first <= self.picture_at < self.out.frames:
                 write_png(self.comparison.with_suffix(".png"), panel[self.picture_at - first])
             self.sbs.write(panel)
@@ -65,7 +68,7 @@ class Sink:
 
 
 def restore_video(src: Path, dst: Path, restorer: Restorer, codec="mjpeg", batch_size=8, original: Optional[Path] = None,
-                  comparison: Optional[Path] = None, on_frames=None, niqe_frames: int = 16, replace: bool = True) -> VideoReport:
+                  comparison: Optional[Path] = None, on_frames=None, niqe_frames: int = NIQE_FRAMES, replace: bool = True) -> VideoReport:
     """Restore one video into `dst` (audio copied); with `original`, score input and output
     against it (inside and outside the boxes too when NAME_mask.* lies beside `src`); with
     `comparison`, also write that video and a PNG of its middle frame.
@@ -91,7 +94,7 @@ def restore_video(src: Path, dst: Path, restorer: Restorer, codec="mjpeg", batch
                 stack.callback(reader.close)  # stops its ffmpeg if we stop reading early
         out = stack.enter_context(VideoWriter(dst, info.width, info.height, info.fps, codec, audio_from=src, audio_codec=info.audio_codec,
                                               start_time=info.start_time, sample_aspect=info.sample_aspect, audio_container=info.container,
-                                              replace=replace))
+                                              replace=replace, color=info.color))
         sink = Sink(stack, out, info, codec, originals, masks, comparison, niqe_frames)
         pool = stack.enter_context(ThreadPoolExecutor(1))
         pending = None
@@ -108,7 +111,7 @@ def restore_video(src: Path, dst: Path, restorer: Restorer, codec="mjpeg", batch
                          round(time.monotonic() - t0, 2), str(original) if original else None,
                          mask=str(mask_path) if mask_path and sink.scores else None,
                          mismatch=mismatch or sink.mismatch, warning=warnings[-1] if warnings else None, audio=out.audio_note,
-                         not_carried="; ".join(not_carried(info)) or None)
+                         not_carried="; ".join(not_carried(info)) or None, plan=restorer.notes.get((info.height, info.width)))
     if sink.scores is not None:
         for k, v in sink.scores.means().items():
             setattr(report, k, v)

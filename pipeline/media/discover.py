@@ -14,7 +14,9 @@ from typing import Optional
 
 from vrestore.pipeline.atomic import fit_name, marker_path, write_json_atomic
 
-VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm")
+# what a folder's videos may be named (any case): the containers players open, animated GIFs too
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".m2ts", ".wmv", ".flv", ".3gp",
+                    ".ogv", ".gif")
 UCF_NAME = re.compile(r"^v_(?P<cls>.+)_g(?P<group>\d+)_c(?P<clip>\d+)$")
 # What a shard key may hold: DALI's index file is space-separated and GNU tar (which writes
 # it) escapes non-ASCII bytes, so anything else would give a key that no longer matches.
@@ -166,6 +168,8 @@ def list_source_videos(src: Path, split_file: Optional[Path] = None, exclude: tu
     if src.is_file():
         return [make_entry(src.parent, src)], []
     if split_file is not None:
+        if not split_file.is_absolute() and not split_file.exists() and (src / split_file).is_file():
+            split_file = src / split_file  # a list kept inside SRC (as sample-videos writes it), named from SRC
         entries, missing = select_by_split(src, read_split_file(split_file))
     else:
         entries, missing = find_videos(src, exclude), dangling_links(src, exclude)

@@ -16,6 +16,24 @@ class UnreadableVideo(Exception):
 
 
 @dataclass(frozen=True)
+class ColorTags:
+    """How a video's pixels are to be read, as ffprobe names it; None where the file does not
+    say (players then guess, and our reader's conversion to RGB takes BT.601, limited range)."""
+    matrix: Optional[str] = None  # YUV <-> RGB matrix ("bt709", "smpte170m", "bt470bg", "bt2020nc" ...)
+    range: Optional[str] = None  # "tv" (limited, 16-235) or "pc" (full)
+    primaries: Optional[str] = None
+    transfer: Optional[str] = None
+
+
+def color_tags(stream: dict) -> ColorTags:
+    def known(key):
+        value = stream.get(key)
+        return value if value and value not in ("unknown", "reserved", "unspecified") else None
+
+    return ColorTags(known("color_space"), known("color_range"), known("color_primaries"), known("color_transfer"))
+
+
+@dataclass(frozen=True)
 class VideoInfo:
     width: int  # as shown: ffmpeg applies a rotation tag when decoding, so 90/270 swap the sides
     height: int
@@ -30,6 +48,10 @@ class VideoInfo:
     container: str = ""  # ffprobe's format name ("avi", "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm" ...)
     bit_depth: int = 8  # bits per colour component of the stored frames (10 for yuv420p10le)
     subtitles: int = 0  # subtitle streams in the file (not carried into outputs)
+    color: ColorTags = ColorTags()  # its matrix, range, primaries and transfer, kept in outputs
+    video_streams: int = 1  # video streams in the file (the first is read; others are not carried)
+    alpha: bool = False  # the frames carry transparency (an alpha pixel format, or VP9/WebM's alpha_mode)
+    interlaced: bool = False  # stored as fields (field_order tt/bb/tb/bt): frames are read as stored, not deinterlaced
 
     @property
     def frame_count(self) -> Optional[int]:
@@ -88,22 +110,33 @@ def probe_video(path) -> VideoInfo:
         container=meta.get("format", {}).get("format_name", ""),
         bit_depth=pixel_bit_depth(s.get("pix_fmt")),
         subtitles=sum(1 for t in meta.get("streams", []) if t.get("codec_type") == "subtitle"),
+        color=color_tags(s),
+        video_streams=len(video),
+        alpha=pixel_has_alpha(s.get("pix_fmt")) or str(s.get("tags", {}).get("alpha_mode", s.get("tags", {}).get("ALPHA_MODE", "0"))) == "1",
+        interlaced=s.get("field_order") in ("tt", "bb", "tb", "bt"),
     )
 
 
 @functools.lru_cache(maxsize=1)
-def _bit_depths() -> dict:
-    """{pixel format: deepest component's bits}, from ffprobe's own table (no name parsing)."""
+def _pixel_formats() -> dict:
+    """{pixel format: ffprobe's entry (components with their bits, flags)}, from ffprobe's own
+    table (no name parsing)."""
     try:
         table = json.loads(subprocess.run(["ffprobe", "-v", "error", "-show_pixel_formats", "-of", "json"],
                                           capture_output=True, text=True, check=True).stdout)["pixel_formats"]
     except (OSError, subprocess.CalledProcessError, ValueError, KeyError):
         return {}
-    return {f["name"]: max((c.get("bit_depth", 8) for c in f.get("components", [])), default=8) for f in table}
+    return {f["name"]: f for f in table}
 
 
 def pixel_bit_depth(pix_fmt: Optional[str]) -> int:
-    return _bit_depths().get(pix_fmt, 8) if pix_fmt else 8
+    entry = _pixel_formats().get(pix_fmt) if pix_fmt else None
+    return max((c.get("bit_depth", 8) for c in entry.get("components", [])), default=8) if entry else 8
+
+
+def pixel_has_alpha(pix_fmt: Optional[str]) -> bool:
+    entry = _pixel_formats().get(pix_fmt) if pix_fmt else None
+    return bool(entry and entry.get("flags", {}).get("alpha"))
 
 
 def sample_aspect(stream: dict, rotation: int) -> Optional[str]:

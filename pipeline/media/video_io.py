@@ -11,7 +11,7 @@ import numpy as np
 
 from vrestore.pipeline.atomic import publish, temp_path_for
 from vrestore.pipeline.media.ffmpeg_cmd import EXACT_SCALE_FLAGS, arg_path, decode_problem, ffmpeg_command, log_problems, partial_decode
-from vrestore.pipeline.media.probe import UnreadableVideo, VideoInfo, probe_video
+from vrestore.pipeline.media.probe import ColorTags, UnreadableVideo, VideoInfo, probe_video
 
 @dataclass(frozen=True)
 class Codec:
@@ -56,6 +56,32 @@ def audio_plan(container: str, audio_codec, source_container: str = "") -> tuple
     return "copy", None
 
 
+# ffprobe's name of a YUV matrix -> the scale filter's (out_color_matrix); a matrix it cannot
+# convert to is written as BT.601 and left untagged, which is how the reader took it too.
+SCALE_MATRIX = {"bt709": "bt709", "smpte170m": "smpte170m", "bt470bg": "bt470", "fcc": "fcc", "smpte240m": "smpte240m",
+                "bt2020nc": "bt2020", "bt2020c": "bt2020"}
+
+
+def color_plan(pix_fmt: str, color: ColorTags) -> tuple:
+    """(scale filter options, output options) that write RGB frames in the source's colours:
+    a YUV output converted with the source's matrix and range and tagged so, every output tagged
+    with its primaries and transfer (the reader decoded with the source's tags, so the round trip
+    is exact up to rounding). MJPEG's yuvj formats are BT.601 full range by definition (JFIF)."""
+    scale, opts = [], {}
+    if color.primaries:
+        opts["color_primaries"] = color.primaries
+    if color.transfer:
+        opts["color_trc"] = color.transfer
+    if pix_fmt.startswith("yuv") and not pix_fmt.startswith("yuvj"):
+        if color.matrix in SCALE_MATRIX:
+            scale.append(f"out_color_matrix={SCALE_MATRIX[color.matrix]}")
+            opts["colorspace"] = color.matrix
+        if color.range in ("tv", "pc"):
+            scale.append(f"out_range={color.range}")
+            opts["color_range"] = color.range
+    return scale, opts
+
+
 def not_carried(info: VideoInfo) -> list:
     """What an output made from `info`'s video leaves out, one line each (said per video)."""
     notes = []
@@ -63,6 +89,13 @@ def not_carried(info: VideoInfo) -> list:
         notes.append(f"{info.subtitles} subtitle stream{'s' * (info.subtitles > 1)} not carried into the output")
     if info.bit_depth > 8:
         notes.append(f"{info.bit_depth}-bit source written as 8-bit (frames are processed as 8-bit RGB)")
+    if info.alpha:
+        notes.append("transparency (alpha) not carried: frames are processed as opaque RGB")
+    if info.video_streams > 1:
+        extra = info.video_streams - 1
+        notes.append(f"{extra} more video stream{'s' * (extra > 1)} not carried (only the first is restored)")
+    if info.interlaced:
+        notes.append("interlaced source processed as stored (fields woven into frames, not deinterlaced)")
     return notes
 
 
@@ -177,7 +210,8 @@ class VideoWriter:
     """Encode raw frames fed to `write`; the file appears under its name only when complete."""
 
     def __init__(self, path, width: int, height: int, fps, codec: str = "ffv1", gray: bool = False, audio_from=None, audio_codec=None,
-                 start_time: float = 0.0, sample_aspect: str = None, audio_container: str = "", replace: bool = True):
+                 start_time: float = 0.0, sample_aspect: str = None, audio_container: str = "", replace: bool = True,
+                 color: ColorTags = ColorTags()):
         """audio_from: copy that file's audio streams, if it has any; `audio_codec` and
         `audio_container` (the source's, from probe_video) decide whether the output container
         can take it as it is.
@@ -185,7 +219,8 @@ class VideoWriter:
         frames written (which start at 0, evenly spaced) stay in step with it. `sample_aspect`
         ("W:H", from probe_video): non-square pixels, kept so players show the source's shape.
         `replace`: False never replaces a file that took `path` while this one was written
-        (atomic.publish): restore and degrade without --overwrite."""
+        (atomic.publish): restore and degrade without --overwrite. `color` (probe_video's): the
+        source's matrix, range, primaries and transfer, which the output keeps (color_plan)."""
         if not isinstance(codec, Codec) and codec not in CODECS:
             raise ValueError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
         self.path, self.channels = Path(path), 1 if gray else 3
@@ -198,9 +233,11 @@ class VideoWriter:
         streams = [stream] + ([ffmpeg.input(arg_path(audio_from), **offset)["a?"]] if audio_from else [])
         # avoid_negative_ts disabled: the video's timestamps stay 0, 1/fps, 2/fps ... whatever the
         # audio's first timestamp (the muxer would otherwise shift every stream to make it 0)
+        scale, tags = color_plan(c.pix_fmt, color) if not gray else ([], {})
+        vf = ([f"scale={':'.join(scale)}"] if scale else []) + ([f"setsar={sample_aspect.replace(':', '/')}"] if sample_aspect else [])
         out = ffmpeg.output(*streams, arg_path(self._tmp), format=c.container, vcodec=c.vcodec, pix_fmt="gray" if gray else c.pix_fmt,
-                            avoid_negative_ts="disabled", **dict(c.options), **({"acodec": acodec} if audio_from else {}),
-                            **({"vf": f"setsar={sample_aspect.replace(':', '/')}"} if sample_aspect else {}))
+                            avoid_negative_ts="disabled", **dict(c.options), **tags, **({"acodec": acodec} if audio_from else {}),
+                            **({"vf": ",".join(vf)} if vf else {}))
         args = ffmpeg_command(out, "-y")
         self._log = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
