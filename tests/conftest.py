@@ -1,9 +1,19 @@
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # N pytest workers on N cores (scripts/test.sh): one compute thread each, for torch here and
+    # for every process a test starts. Two OpenMP threads per worker would spin-wait against
+    # the other worker's, burning the cores the run is short of.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 from vrestore.pipeline.dataset.sample_videos import SampleConfig, make_sample_videos
 

@@ -253,11 +253,11 @@ def degrade_and_restore(clean, tmp_path):
 
 @pytest.fixture(scope="session")  # not module: xdist interleaves other modules' tests, which would tear it down
 def restored_cat(sample_tree, tmp_path_factory):
-    """The Cat clips (their first 25 frames) degraded with masks and restored against their
+    """The Cat clips (their first 15 frames) degraded with masks and restored against their
     originals, once for the tests below: (clean folder, work folder, RestoreResult)."""
     work = tmp_path_factory.mktemp("restored_cat")
     for video in sorted((sample_tree / "Cat").glob("*.avi")):
-        trimmed(video, work / "clean" / video.name, 25)
+        trimmed(video, work / "clean" / video.name, 15)
     return work / "clean", work, degrade_and_restore(work / "clean", work)
 
 

@@ -192,14 +192,14 @@ def test_resume_refuses_another_architecture(sample_shards, tmp_path):
 @pytest.mark.slow
 def test_overfit_lowers_validation_l1(sample_shards, tmp_path):
     """A small run learns: validation L1 (fixed whole frames and degradations) falls by a fifth
-    or more between step 30 and step 120, and PSNR rises by more than 1 dB (measured: L1 0.44x,
-    +6.2 dB)."""
-    cfg = TrainConfig(sample_shards, out=tmp_path, max_steps=120, val_every=30, decay_fraction=0,
+    or more between step 30 and step 90, and PSNR rises by more than 1 dB (measured here: L1
+    0.61x, +3.7 dB)."""
+    cfg = TrainConfig(sample_shards, out=tmp_path, max_steps=90, val_every=30, decay_fraction=0,
                       **(TINY | {"ngf": 8, "ndf": 8, "batch_size": 8, "val_frames": 4}))
     result = train(cfg)
     lines = [json.loads(s) for s in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     first, last = lines[0]["val"], lines[-1]["val"]
-    assert lines[0]["step"] == 30 and lines[-1]["step"] == 120 == result.step
+    assert lines[0]["step"] == 30 and lines[-1]["step"] == 90 == result.step
     assert last["l1"] < 0.8 * first["l1"], (first, last)
     assert last["psnr"] > first["psnr"] + 1.0, (first, last)
 
