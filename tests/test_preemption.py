@@ -63,7 +63,7 @@ def test_a_slurm_job_warned_then_requeued_from_outside_ends_as_an_uninterrupted_
                        env={"NPROC_PER_NODE": "1", "MAX_RESTARTS": "0", "OMP_NUM_THREADS": "1"})
     t0 = time.monotonic()
     slurm.wait(job, lambda f: f.get("Restarts") == "1" and f.get("JobState") == "PENDING", 150, "requeued by its warning")
-    assert "saved and requeued" in log.read_text(), log.read_text()[-3000:]
+    assert "saved; requeueing it" in log.read_text(), log.read_text()[-3000:]
     first = step_of(out)
     assert 0 < first < steps
     slurm.update(job, TimeLimit=10)  # no second warning in this test

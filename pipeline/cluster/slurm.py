@@ -2,6 +2,7 @@
 and a training job that requeues itself after Slurm's warning signal."""
 import os
 import subprocess
+import sys
 from typing import Optional, Tuple
 
 
@@ -44,6 +45,9 @@ def requeue_this_job(environ=os.environ) -> str:
     if fields.get("Requeue") != "1":
         return (f"Slurm job {job}: saved; it was not submitted with --requeue, so it ends here "
                 f"(sbatch --requeue, or resubmit the same script, continues the run)")
+    # said before: Slurm stops this start (SIGTERM) as it requeues it, often before a later line is written
+    print(f"Slurm job {job}: saved; requeueing it, its next start continues the run with the same command",
+          file=sys.stderr, flush=True)
     r = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60, env=dict(environ))
     if r.returncode != 0:
         return f"Slurm job {job}: saved, but scontrol requeue failed ({r.stderr.strip() or r.returncode}); resubmit it to continue"
