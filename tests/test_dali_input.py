@@ -23,6 +23,8 @@ def test_batches_are_dense_nchw_channels_last_in_range(sample_shards):
         assert -1.0 <= x.min().item() and x.max().item() <= 1.0
     assert batch["mask"].shape == (6, 1, 64, 64) and batch["mask"].dtype == torch.bool
     gray = 128 / 127.5 - 1
+    # the box fill is the constant 128 scaled once in float32 (x / 127.5 - 1): one rounding, at
+    # most 1 ulp (6e-8) from the float64 value on any CPU; 1e-6 is 16 ulps, a wrong gray 4e-3
     assert torch.allclose(batch["degraded"][batch["mask"].expand(-1, 3, -1, -1)], torch.tensor(gray), atol=1e-6)
     # outside the boxes the degraded frame is the clean one blurred and noisy: close, not equal
     diff = (batch["degraded"] - batch["clean"]).abs()[~batch["mask"].expand(-1, 3, -1, -1)] * 127.5

@@ -34,6 +34,9 @@ def test_ssim_matches_scikit_image():
         for c, x in zip(clean, noisy)
     ]
     got = ssim(nchw(noisy), nchw(clean)).numpy()
-    np.testing.assert_allclose(got, expected, atol=1e-6)
+    # ours runs in float32, scikit-image in float64: the variance E[x^2] - mu^2 of values near
+    # 255^2 keeps about 1e-5 of relative precision per pixel, which averaging over 6,720 values
+    # shrinks; 1e-5 leaves room for kernels that round another way, a wrong window moves SSIM 1e-3
+    np.testing.assert_allclose(got, expected, atol=1e-5)
     assert ssim(nchw(clean), nchw(clean)).numpy() == pytest.approx(1.0)
     assert got.max() < 0.99  # the noisy images are measurably worse
