@@ -16,7 +16,7 @@ import time
 import torch
 from torch.optim.swa_utils import AveragedModel
 
-from vrestore.models import GeneratorConfig, build_generator
+from vrestore.models import DEPTH, GeneratorConfig, build_generator
 from vrestore.pipeline.devices import resolve_device
 from vrestore.trainer.ema import GeneratorEMA
 
@@ -64,11 +64,12 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--ngf", type=int, default=64)
     p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--depth", type=int, default=DEPTH)
     p.add_argument("--updates", type=int, default=50)
     p.add_argument("--busy-ms", type=float, default=20.0, help="device work queued before the second figure")
     args = p.parse_args()
     device = resolve_device(args.device)
-    G = build_generator(GeneratorConfig.for_crop(args.crop, ngf=args.ngf)).to(device, memory_format=torch.channels_last)
+    G = build_generator(GeneratorConfig(depth=args.depth, ngf=args.ngf)).to(device, memory_format=torch.channels_last)
     params = sum(t.numel() for t in G.parameters())
     print(f"{device}, generator ngf {args.ngf} crop {args.crop}: {params / 1e6:.1f} M parameters")
     rows = []

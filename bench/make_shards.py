@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from ucf_tree import make_tree  # noqa: E402
 from vrestore.pipeline.dataset import make_shards as make_shards_module  # noqa: E402
-from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards  # noqa: E402
+from vrestore.pipeline.dataset.make_shards import make_shards  # noqa: E402
+from vrestore.pipeline.dataset.shard_config import ShardConfig  # noqa: E402
 from vrestore.pipeline.media.frame_reader import ffmpeg_image_pipe_args  # noqa: E402
 
 

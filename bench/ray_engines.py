@@ -22,7 +22,8 @@ import ray
 
 from vrestore.models import GeneratorConfig, build_generator
 from vrestore.models.weights import save_weights
-from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
+from vrestore.pipeline.dataset.make_shards import make_shards
+from vrestore.pipeline.dataset.shard_config import ShardConfig
 from vrestore.pipeline.dataset.make_shards_ray import make_shards_ray
 from vrestore.pipeline.dataset.sample_videos import SampleConfig, make_sample_videos
 from vrestore.pipeline.degrade.degrade_videos import DegradeConfig, degrade_videos
@@ -58,7 +59,7 @@ def main():
     test = videos / "ucfTrainTestlist" / "testlist01.txt"
     degrade_videos(DegradeConfig(videos, tmp / "degraded", split_file=test, progress=False))
     weights = tmp / "g.pth"
-    save_weights(weights, build_generator(GeneratorConfig.for_crop(64, ngf=16, frames=5)))
+    save_weights(weights, build_generator(GeneratorConfig(ngf=16, frames=5)))
     common = dict(codec="mjpeg", progress=False, device="cpu")
     r_local, t_rl = timed(lambda: restore_videos(RestoreConfig(tmp / "degraded", weights, tmp / "restored_local", **common)))
     r_ray, t_rr = timed(lambda: restore_videos(RestoreConfig(tmp / "degraded", weights, tmp / "restored_ray", engine="ray", **common)))

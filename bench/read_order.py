@@ -80,7 +80,8 @@ def main():
         if shards is None:
             sys.path.insert(0, str(HERE))
             from ucf_tree import make_tree
-            from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
+            from vrestore.pipeline.dataset.make_shards import make_shards
+            from vrestore.pipeline.dataset.shard_config import ShardConfig
 
             root = make_tree(Path(tmp), args.clips, args.frames)
             shards = Path(tmp) / "shards"

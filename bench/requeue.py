@@ -29,12 +29,14 @@ import torch
 ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the test suite's Slurm cluster
 
-from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards  # noqa: E402
+from vrestore.pipeline.dataset.make_shards import make_shards  # noqa: E402
+
+from vrestore.pipeline.dataset.shard_config import ShardConfig  # noqa: E402
 from vrestore.pipeline.dataset.sample_videos import SampleConfig, make_sample_videos  # noqa: E402
 from vrestore.trainer.config import TrainConfig  # noqa: E402
 from vrestore.trainer.train import train  # noqa: E402
 
-TINY = dict(crop=32, ngf=4, ndf=4, batch_size=4, val_frames=2, num_threads=1, progress=False, val_interval=1e9)
+TINY = dict(crop=32, depth=5, ngf=4, ndf=4, batch_size=4, val_frames=2, num_threads=1, progress=False, val_interval=1e9)
 
 
 def sample_shards(work: Path) -> Path:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from vrestore.models import GeneratorConfig, build_generator
+from vrestore.models import DEPTH, GeneratorConfig, build_generator
 from vrestore.pipeline.media.probe import probe_video
 from vrestore.pipeline.inference.restore_video import restore_video
 from vrestore.pipeline.inference.restorer import Restorer
@@ -65,7 +65,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
     p.add_argument("--ngf", type=int, default=64)
-    p.add_argument("--crop", type=int, default=128, help="training crop the model is built for (sets depth)")
+    p.add_argument("--depth", type=int, default=DEPTH, help="the U-Net's levels (frames pad to 2^depth)")
     p.add_argument("--sizes", nargs="+", default=["320x240", "1280x720"])
     p.add_argument("--frames", type=int, nargs="+", default=[50, 8], help="frames per size")
     p.add_argument("--batch-size", type=int, default=8)
@@ -73,7 +73,7 @@ def main():
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        save_weights(tmp / "g.pth", build_generator(GeneratorConfig.for_crop(args.crop, ngf=args.ngf)))
+        save_weights(tmp / "g.pth", build_generator(GeneratorConfig(depth=args.depth, ngf=args.ngf)))
         restorer = Restorer(tmp / "g.pth", args.device)
         name = torch.cuda.get_device_name(restorer.device) if restorer.device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
         print(f"device: {name}; generator ngf {args.ngf}, depth {restorer.G.cfg.depth}; batch {args.batch_size}; codec {args.codec}; "

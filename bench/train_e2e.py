@@ -23,8 +23,7 @@ from pathlib import Path
 import torch
 
 from vrestore.pipeline.degrade.degradations import DegradationSpec
-from vrestore.pipeline.devices import resolve_device
-from vrestore.pipeline.precision import amp_dtype
+from vrestore.pipeline.devices import amp_dtype, resolve_device
 from train_step import batch, images_per_s, make_step, sync  # bench/train_step.py, beside this script
 from vrestore.trainer.config import TrainConfig
 from vrestore.pipeline.dataset.shard_set import load_shard_set

@@ -53,7 +53,7 @@ class LegacyPix2Pix(Pix2Pix):
 
 def make_step(device, crop, ngf, ndf, channels_last, dtype, ddp=False, legacy=False, compile_mode=None, graphed=False):
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    G = build_generator(GeneratorConfig.for_crop(crop, ngf=ngf)).to(device, memory_format=fmt)
+    G = build_generator(GeneratorConfig(ngf=ngf)).to(device, memory_format=fmt)
     D = build_discriminator(DiscriminatorConfig(ndf=ndf)).to(device, memory_format=fmt)
     if legacy:
         opt_G = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999), foreach=True)

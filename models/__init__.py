@@ -1,6 +1,7 @@
 """vrestore.models: the networks (networks.py) and the weights file format that describes them
 (weights.py). Imports nothing else of this package."""
 from vrestore.models.networks import (
+    DEPTH,
     DiscriminatorConfig,
     GANLoss,
     GeneratorConfig,
@@ -15,6 +16,6 @@ from vrestore.models.networks import (
 )
 
 __all__ = [
-    "DiscriminatorConfig", "GANLoss", "GeneratorConfig", "PatchDiscriminator", "UNetGenerator",
+    "DEPTH", "DiscriminatorConfig", "GANLoss", "GeneratorConfig", "PatchDiscriminator", "UNetGenerator",
     "build_discriminator", "build_generator", "generator_for", "centre_frame", "init_weights", "pad_to_multiple",
 ]

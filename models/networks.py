@@ -3,7 +3,6 @@
 Architecture settings live in small dataclasses of plain types, saved next to the weights so a
 checkpoint rebuilds its own model and loads with `torch.load(..., weights_only=True)`.
 """
-import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -11,6 +10,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 NORMS = ("batch", "instance")
+# U-Net stride-2 levels by default: frames pad to multiples of 2^6 = 64 (1080 rows to 1088), and
+# a 64 px crop reaches a 1x1 bottleneck (the demo's network); larger crops keep the same network
+DEPTH = 6
 ARCHS = ("unet", "nafnet")
 TEMPORAL = ("early", "shift")
 
@@ -28,7 +30,7 @@ class GeneratorConfig:
     in_channels: int = 3
     out_channels: int = 3
     ngf: int = 64  # width of the outermost layer (U-Net: inner layers go up to 8x; NAFNet: doubles per level)
-    depth: int = 7  # U-Net: stride-2 downsamplings: 7 turns a 128 crop into 1x1, 8 a 256 crop
+    depth: int = DEPTH  # U-Net: stride-2 downsamplings (its own option: the crop no longer sets it)
     norm: str = "batch"  # U-Net only (NAFNet blocks use layer norm)
     dropout: bool = True  # U-Net: 0.5 in the innermost decoder blocks, the pix2pix noise source
     frames: int = 1  # odd: the centre frame and its neighbours
@@ -52,7 +54,7 @@ class GeneratorConfig:
         if self.temporal not in TEMPORAL:
             raise ValueError(f"--temporal {self.temporal!r}: must be one of {', '.join(TEMPORAL)}")
         if self.arch == "unet" and self.depth < 5:
-            raise ValueError("depth must be >= 5 (the U-Net's outer four levels are fixed)")
+            raise ValueError(f"--depth {self.depth}: must be >= 5 (the U-Net's outer four levels are fixed)")
         if self.arch == "nafnet" and (len(self.enc_blocks) != len(self.dec_blocks) or not self.enc_blocks
                                       or min(self.enc_blocks + self.dec_blocks) < 0 or self.middle_blocks < 0):
             raise ValueError(f"--enc-blocks {','.join(map(str, self.enc_blocks))} and --dec-blocks {','.join(map(str, self.dec_blocks))}: "
@@ -63,18 +65,11 @@ class GeneratorConfig:
             raise ValueError(f"frame_spacing must be >= 1, not {self.frame_spacing}")
         norm_layer(self.norm, 1)
 
-    @staticmethod
-    def for_crop(crop: int, **kw) -> "GeneratorConfig":
-        """U-Net: depth log2(crop) (a 1x1 bottleneck), so a power of two; NAFNet: any multiple of its 2^levels."""
-        if kw.get("arch", "unet") == "nafnet":
-            cfg = GeneratorConfig(**kw)
-            if crop % cfg.multiple:
-                raise ValueError(f"--crop {crop}: must be a multiple of {cfg.multiple} for this NAFNet ({len(cfg.enc_blocks)} levels)")
-            return cfg
-        depth = int(math.log2(crop))
-        if 2**depth != crop:
-            raise ValueError(f"crop must be a power of two (128, 256), not {crop}")
-        return GeneratorConfig(depth=depth, **kw)
+    def check_crop(self, crop: int) -> None:
+        """Training crops are multiples of the generator's 2^levels: every level halves them."""
+        if crop % self.multiple:
+            levels = f"{len(self.enc_blocks)} levels" if self.arch == "nafnet" else f"--depth {self.depth}"
+            raise ValueError(f"--crop {crop}: must be a multiple of {self.multiple}, the generator's 2^levels ({levels})")
 
     @property
     def multiple(self) -> int:

@@ -1,4 +1,5 @@
-"""`--device` for every command: one rule, checked before any work starts."""
+"""Where and how a command computes: `--device` for every command (one rule, checked before any
+work starts), and `--amp`, the autocast choice training and restoring share."""
 import torch
 
 
@@ -22,3 +23,17 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if index >= torch.cuda.device_count():
         raise ValueError(f"--device {name}: GPU {index} asked for, torch sees {torch.cuda.device_count()}")
     return torch.device("cuda", index)
+
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+
+
+def amp_dtype(mode: str, device: torch.device):
+    """None for full precision. auto: bf16 on GPUs that have it, fp16 on older ones; off on the
+    CPU, where bf16 autocast is slower than fp32 on most machines (not all: see README)."""
+    if mode not in AMP_MODES:
+        raise ValueError(f"amp must be one of {AMP_MODES}, not {mode!r}")
+    if mode == "auto":
+        if device.type != "cuda":
+            return None
+        mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[mode]

@@ -6,15 +6,15 @@ from dataclasses import MISSING, field
 
 
 def option(default=MISSING, help: str = "", *, factory=None, choices=None, show_default=True, path=None, metavar=None, parse=None,
-           flag=None, bare=None):
+           flag=None, bare=None, short=None):
     """A dataclass field that is also a command-line option `--field-name` (or `flag`, e.g.
     "--format" for a field named image_format). choices: the allowed values; path: click.Path
     keyword arguments (e.g. exists=True); show_default: True, False, or the words --help shows
     instead of the value; parse: turns the option's text into the field's value (a ValueError
     is the option's one-line error); bare: the value of the option given without one (`--resume`
-    alone means `--resume require`)."""
+    alone means `--resume require`); short: a one-letter alias ("-n")."""
     meta = {"help": help, "choices": choices, "show_default": show_default, "path": path, "metavar": metavar, "parse": parse,
-            "flag": flag, "bare": bare}
+            "flag": flag, "bare": bare, "short": short}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)

@@ -1,5 +1,6 @@
 import json
 import os
+import random
 import shutil
 import subprocess
 from pathlib import Path
@@ -60,7 +61,8 @@ def videos_in(root: Path) -> list:
 @pytest.fixture(scope="session")
 def sample_shards(sample_tree, tmp_path_factory) -> Path:
     """Shards of the sample tree (several shards, every frame of 8 clips)."""
-    from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
+    from vrestore.pipeline.dataset.make_shards import make_shards
+    from vrestore.pipeline.dataset.shard_config import ShardConfig
 
     out = tmp_path_factory.mktemp("shards")
     make_shards(ShardConfig(sample_tree, out, max_frames=150, progress=False, workers=2))
@@ -95,7 +97,8 @@ def ray_local():
 @pytest.fixture(scope="session")
 def tiny_shards(sample_tree, tmp_path_factory):
     """One clip, every 4th frame, 10 frames per shard: an epoch is a handful of steps."""
-    from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
+    from vrestore.pipeline.dataset.make_shards import make_shards
+    from vrestore.pipeline.dataset.shard_config import ShardConfig
 
     out = tmp_path_factory.mktemp("tiny_shards")
     make_shards(ShardConfig(sample_tree, out, limit=1, frame_stride=4, max_frames=10, progress=False, workers=1))
@@ -105,7 +108,8 @@ def tiny_shards(sample_tree, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_frame_shards(sample_tree, tmp_path_factory):
     """The same clip as tiny_shards in the frames layout, for windows of 3 (each frame stored once)."""
-    from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
+    from vrestore.pipeline.dataset.make_shards import make_shards
+    from vrestore.pipeline.dataset.shard_config import ShardConfig
 
     out = tmp_path_factory.mktemp("tiny_frame_shards")
     make_shards(ShardConfig(sample_tree, out, limit=1, frame_stride=4, clip_len=3, progress=False, workers=1))
@@ -143,3 +147,34 @@ def pytest_collection_modifyitems(config, items):
                 item._id = coerce_node_id(item.nodeid + suffix)
             else:
                 item._nodeid = item.nodeid + suffix
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    """Videos as users have them, made with ffmpeg: rotated phone-style clips, names with spaces,
+    non-ASCII and shell characters, same-stem pairs, variable frame rate, a clip ffmpeg warns
+    about but decodes, Opus audio, an audio-only file, an empty file and a text file."""
+    from cli_helpers import ODD_NAMES, PAIRS, clip, ffmpeg
+
+    d = tmp_path_factory.mktemp("corpus") / "in"
+    d.mkdir()
+    base = clip(d.parent / "base.mp4", codec="libx264", extra=("-pix_fmt", "yuv420p"))
+    for angle in (90, 180, 270):
+        ffmpeg("-i", base, "-c", "copy", "-metadata:s:v:0", f"rotate={angle}", d / f"rot{angle}.mp4")
+    for name in ODD_NAMES + PAIRS:
+        clip(d / name, codec="libx264" if name.endswith(".mp4") else "mpeg4")
+    # variable frame rate: 10 frames 0.1 s apart, then 10 frames 0.2 s apart (3 s in all)
+    clip(d / "vfr.mp4", seconds=2, codec="libx264",
+         extra=("-vf", "setpts='if(lt(N,10),N/10/TB,(10+(N-10)*2)/10/TB)'", "-fps_mode", "vfr"))
+    clip(d / "opus.mkv", codec="libx264", extra=("-f", "lavfi", "-i", "sine=f=440:d=1", "-c:a", "libopus", "-shortest"))
+    ffmpeg("-f", "lavfi", "-i", "sine=f=440:d=1", "-c:a", "aac", d / "audio_only.mp4")
+    (d / "empty.avi").write_bytes(b"")
+    (d / "text.mp4").write_text("not a video\n")
+    # damaged: bytes zeroed in the middle of frames; ffmpeg logs errors, exits 0, decodes most frames
+    good = bytearray(clip(d.parent / "good.avi", seconds=4, size="160x120").read_bytes())
+    rng = random.Random(1)
+    for _ in range(30):
+        p = rng.randrange(len(good) // 4, len(good))
+        good[p : p + 40] = bytes(40)
+    (d / "damaged.avi").write_bytes(bytes(good))
+    return d

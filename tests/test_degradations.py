@@ -3,7 +3,7 @@ import pytest
 import torch
 from nvidia.dali import fn, pipeline_def, types
 
-from vrestore.pipeline.degrade.degradations import DegradationSpec, add_boxes, add_noise, blur, box_mask, degrade
+from vrestore.pipeline.degrade.degradations import DegradationSpec, add_boxes, add_noise, blur, box_mask, degrade, gaussian_blur
 
 
 def photo_like(n=4, h=96, w=128, seed=0):
@@ -36,12 +36,47 @@ def test_dali_blur_equals_the_torch_blur_used_by_degrade():
     images = torch.cat([photo_like(), torch.randint(0, 256, (1, 3, 96, 128)).float()])
     ours = blur(images, spec)
     nhwc = images.permute(0, 2, 3, 1).numpy().astype(np.uint8)
-    dali = torch.from_numpy(run_dali(lambda x: dali_blur(x, spec), nhwc)).permute(0, 3, 1, 2).float()
+    dali = torch.from_numpy(run_dali(lambda x: dali_blur(x, spec, spec.blur_sigma), nhwc)).permute(0, 3, 1, 2).float()
     assert (dali - ours).abs().max().item() <= 1.0  # within 1/255, borders included
     assert (ours - images).abs().mean().item() > 2  # and the blur did blur
     # the border handling is pinned down too: a replicate-padded blur differs at the edges
     replicate = torch.nn.functional.pad(images, (3, 3, 3, 3), mode="replicate")
     assert (blur(replicate, spec)[..., 3:-3, 3:-3] - dali).abs().max().item() > 1.0
+
+
+def test_dali_blur_at_per_frame_sigmas_equals_the_torch_blur():
+    """The path training runs: T-frame sequences, one sigma drawn per frame by DALI
+    (blur_sigmas + dali_blur, as region_crops calls them), against degradations.gaussian_blur
+    at the sigmas DALI drew. Both take the same float sums of the same taps and round once, so
+    they differ only where a sum lands within float error of a half level: at most 1 level, on
+    a tiny share of pixels. A sigma 0.1 off moves most pixels of this content by a level or
+    more, which both bounds below catch."""
+    from vrestore.trainer.dali_input import blur_sigmas, dali_blur
+
+    spec, T = DegradationSpec(blur_sigma=0.5, blur_sigma_max=3.0), 5
+    clips = [torch.cat([photo_like(T - 1, seed=k), torch.randint(0, 256, (1, 3, 96, 128)).float()]) for k in range(3)]
+
+    @pipeline_def(batch_size=len(clips), num_threads=1, device_id=None, seed=7)
+    def pipe():
+        x = fn.external_source(source=lambda: [np.ascontiguousarray(c.permute(0, 2, 3, 1).numpy().astype(np.uint8)) for c in clips], batch=True,
+                               layout="FHWC", dtype=types.UINT8)
+        sigma = blur_sigmas(spec, T)
+        return dali_blur(x, spec, sigma, T), sigma
+
+    p = pipe()
+    p.build()
+    blurred, sigmas = p.run()
+    drawn = []
+    for i, clip in enumerate(clips):
+        sigma = torch.from_numpy(np.array(sigmas.at(i)))
+        drawn += sigma.tolist()
+        dali = torch.from_numpy(np.array(blurred.at(i))).permute(0, 3, 1, 2).float()
+        ours = gaussian_blur(clip, sigma, spec.blur_window).round().clamp(0, 255)
+        differ = (dali - ours).abs()
+        assert differ.max().item() <= 1.0 and (differ > 0).float().mean().item() < 1e-3, (i, sigma)
+        off = gaussian_blur(clip, sigma + 0.1, spec.blur_window).round().clamp(0, 255)
+        assert (dali - off).abs().max().item() > 1.0 or ((dali - off).abs() > 0).float().mean().item() > 0.05
+    assert len(set(drawn)) == len(drawn) == T * len(clips) and 0.5 <= min(drawn) and max(drawn) <= 3.0  # per frame, in range
 
 
 def test_noise_has_the_configured_std():

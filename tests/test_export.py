@@ -76,7 +76,7 @@ def test_onnx_export_runs_in_onnxruntime(three_frame_weights, tmp_path):
 def refused_as_weights(exported, words):
     """An exported file given to restore as weights: one line saying what it is (torch.load's
     own complaint was a warning with a source path and a page on weights_only)."""
-    from test_real_world import cli_run, one_line_error
+    from cli_helpers import cli_run, one_line_error
 
     one_line_error(cli_run("vrestore", "restore", exported, "--weights", exported, "--output-dir", exported.parent / "out"),
                    words, "takes the generator.pth")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_real_world import clip, run
+from cli_helpers import clip, run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -72,7 +72,8 @@ def test_the_trainers_own_loop_never_syncs_between_loss_readouts(graphed, sample
     sync debug mode is "error", so any device-to-host wait in that stretch raises and fails the
     run. The loop's only sync is its loss readout every --log-every steps (100 here)."""
     pytest.importorskip("nvidia.dali")  # trainer.dali_input imports it (a GPU machine may lack it)
-    from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
+    from vrestore.pipeline.dataset.make_shards import make_shards
+    from vrestore.pipeline.dataset.shard_config import ShardConfig
     from vrestore.trainer.config import TrainConfig
     from vrestore.trainer.train import LoopHooks, train
 
@@ -89,7 +90,7 @@ def test_the_trainers_own_loop_never_syncs_between_loss_readouts(graphed, sample
         watched.append(step)
 
     cfg = TrainConfig(shards=shards, out=tmp_path / "run", device="cuda", amp="bf16", cuda_graphs=graphed, max_steps=14,
-                      log_every=100, val_interval=1e6, save_every_minutes=0, crop=32, ngf=8, ndf=8, batch_size=4, val_frames=2,
+                      log_every=100, val_interval=1e6, save_every_minutes=0, crop=32, depth=5, ngf=8, ndf=8, batch_size=4, val_frames=2,
                       samples=2, num_threads=1, progress=False)
     try:
         result = train(cfg, LoopHooks(on_step=on_step))

@@ -15,10 +15,11 @@ import webdataset as wds
 from PIL import Image
 
 from conftest import count_frames, videos_in
-from test_real_world import cli_run
+from cli_helpers import cli_run, clip, one_line
 from vrestore.pipeline.atomic import TMP_MARK
 from vrestore.pipeline.media.discover import SourceError
-from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
+from vrestore.pipeline.dataset.make_shards import make_shards
+from vrestore.pipeline.dataset.shard_config import ShardConfig
 
 
 def shard(src, out, **kw):
@@ -302,7 +303,7 @@ def test_a_long_video_is_cut_into_runs_that_fit_a_shard_and_keep_their_neighbour
     each cut run carries 2 context frames either side, every frame is the centre of exactly
     one window, and a window at a cut holds the frame's real neighbours (mirrored only at the
     video's ends), for windows of 5 and of 3."""
-    from test_real_world import clip
+    from cli_helpers import clip
     from vrestore.pipeline.dataset.shard_set import load_shard_set
     from vrestore.pipeline.dataset.windows import read_frame_index
 
@@ -337,12 +338,12 @@ def test_make_shards_memory_does_not_grow_with_a_videos_length(tmp_path):
     """Peak RSS of make-shards for a 4 s and a 40 s 640x480 video, at --clip-len 5 and 1: the
     longer one's frames, held in memory, would add what its shards weigh (~40 MB); they wait on
     disk instead (dataset/spool.py), so the peaks stay within a few MB."""
-    from test_real_world import clip
+    from cli_helpers import clip
 
     # the peak of the run itself: importing torch peaks higher than a short run, so the peak is
     # reset (clear_refs 5) once the imports are done, and read (VmHWM) after the run
     script = ("import sys; from pathlib import Path; "
-              "from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards; "
+              "from vrestore.pipeline.dataset.make_shards import make_shards; from vrestore.pipeline.dataset.shard_config import ShardConfig; "
               "open('/proc/self/clear_refs', 'w').write('5'); "
               "make_shards(ShardConfig(Path(sys.argv[1]), Path(sys.argv[2]), clip_len=int(sys.argv[3]), progress=False, workers=1)); "
               "print([line for line in open('/proc/self/status') if line.startswith('VmHWM')][0].split()[1])")
@@ -389,3 +390,25 @@ def test_a_manifest_names_only_its_own_shards_and_counts_that_add_up(tiny_shards
         r = cli_run("vrestore", "preview", folder, "--out", tmp_path / f"p{len(words)}.png")
         assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error:"), r.stderr
     load_shard_set(tiny_shards)  # the untouched one loads
+
+
+def test_merge_manifests_joins_only_the_nodes_of_one_source_and_keeps_a_single_nodes_manifest(tmp_path):
+    from vrestore.pipeline.dataset.make_shards import make_shards
+    from vrestore.pipeline.dataset.shard_config import ShardConfig
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        d.mkdir()
+        clip(d / "x.avi")
+        clip(d / "y.avi")
+    out = tmp_path / "shards"
+    make_shards(ShardConfig(a, out, num_nodes=2, node_rank=0, progress=False, workers=1))
+    make_shards(ShardConfig(b, out, num_nodes=2, node_rank=1, progress=False, workers=1))  # another collection
+    assert "different sources" in one_line(cli_run("vrestore", "merge-manifests", out))
+    single = tmp_path / "single"
+    make_shards(ShardConfig(a, single, progress=False, workers=1))
+    before = (single / "manifest.json").read_bytes()
+    make_shards(ShardConfig(a, single, num_nodes=2, node_rank=0, progress=False, workers=1, prefix="n"))
+    make_shards(ShardConfig(a, single, num_nodes=2, node_rank=1, progress=False, workers=1, prefix="n"))
+    assert "single-node run's manifest" in one_line(cli_run("vrestore", "merge-manifests", single))
+    assert (single / "manifest.json").read_bytes() == before

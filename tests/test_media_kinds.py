@@ -5,9 +5,7 @@ checked before work."""
 import subprocess
 import unicodedata
 
-import pytest
-
-from test_real_world import cli_run, one_line_error
+from cli_helpers import cli_run, one_line_error
 from vrestore.pipeline.media.probe import probe_video
 from vrestore.pipeline.media.video_io import not_carried
 

@@ -8,10 +8,10 @@ from vrestore.models import (
 )
 
 
-@pytest.mark.parametrize("crop,grid,depth", [(128, 14, 7), (256, 30, 8)])
+@pytest.mark.parametrize("crop,grid,depth", [(96, 10, 5), (128, 14, 6), (128, 14, 7), (256, 30, 8)])
 def test_shapes_at_the_training_crops(crop, grid, depth):
-    g_cfg = GeneratorConfig.for_crop(crop, ngf=8)
-    assert g_cfg.depth == depth
+    g_cfg = GeneratorConfig(ngf=8, depth=depth)
+    g_cfg.check_crop(crop)
     g, d = build_generator(g_cfg), build_discriminator(DiscriminatorConfig(ndf=8))
     x = torch.rand(2, 3, crop, crop) * 2 - 1
     y = g(x)
@@ -21,7 +21,7 @@ def test_shapes_at_the_training_crops(crop, grid, depth):
 
 @pytest.mark.parametrize("norm", ["batch", "instance"])
 def test_restore_size_round_trip_on_a_240x320_frame(norm):
-    g = build_generator(GeneratorConfig.for_crop(128, ngf=8, norm=norm)).eval()
+    g = build_generator(GeneratorConfig(ngf=8, depth=7, norm=norm)).eval()
     frame = torch.rand(1, 3, 240, 320) * 2 - 1
     padded, crop_back = pad_to_multiple(frame, g.cfg.multiple)
     assert padded.shape[-2:] == (256, 384)
@@ -33,7 +33,7 @@ def test_restore_size_round_trip_on_a_240x320_frame(norm):
 
 def test_eval_mode_is_deterministic_and_train_mode_is_not():
     # dropout and batch statistics make train-mode output vary frame to frame (video flicker)
-    g = build_generator(GeneratorConfig.for_crop(128, ngf=8))
+    g = build_generator(GeneratorConfig(ngf=8))
     x = torch.rand(2, 3, 128, 128)
     g.train()
     assert not torch.equal(g(x), g(x))
@@ -53,7 +53,7 @@ def test_init_and_bias_follow_pix2pix():
 
 
 def test_weights_and_config_round_trip_with_weights_only(tmp_path):
-    g = build_generator(GeneratorConfig.for_crop(128, ngf=8, norm="instance"))
+    g = build_generator(GeneratorConfig(ngf=8, norm="instance"))
     torch.save({"config": g.cfg.to_dict(), "state_dict": g.state_dict()}, tmp_path / "g.pth")
     saved = torch.load(tmp_path / "g.pth", weights_only=True)
     rebuilt = UNetGenerator(GeneratorConfig(**saved["config"]))
@@ -73,15 +73,33 @@ def test_gan_losses():
 
 
 def test_bad_configs_are_refused():
-    for bad in (lambda: GeneratorConfig.for_crop(100), lambda: GeneratorConfig(norm="group"), lambda: GeneratorConfig(depth=3)):
-        with pytest.raises(ValueError):
+    for bad, words in ((lambda: GeneratorConfig(depth=6).check_crop(96), "--crop 96: must be a multiple of 64"),
+                       (lambda: GeneratorConfig(arch="nafnet").check_crop(40), "--crop 40: must be a multiple of 16"),
+                       (lambda: GeneratorConfig(norm="group"), "norm"), (lambda: GeneratorConfig(depth=3), "--depth 3")):
+        with pytest.raises(ValueError, match=words):
             bad()
+
+
+def test_depth_is_its_own_choice_and_the_crop_does_not_change_the_network():
+    # the crop used to set the depth (log2): a smaller crop to save memory changed the network
+    # and restore's padding; now one network trains on any crop that is a multiple of 2^depth
+    from vrestore.trainer.config import TrainConfig
+    nets = {crop: TrainConfig(shards=".", crop=crop) for crop in (64, 128, 256)}
+    assert {c.depth for c in nets.values()} == {6}
+    g = build_generator(GeneratorConfig(ngf=8, depth=6)).eval()
+    for crop in (64, 128):
+        with torch.no_grad():
+            assert g(torch.rand(1, 3, crop, crop)).shape[-1] == crop
+    assert GeneratorConfig(depth=6).multiple == 64  # 1080 rows pad to 1088, not 1280 as at a 256 crop's depth 8
+    with pytest.raises(ValueError, match="--crop 96: must be a multiple of 64"):
+        TrainConfig(shards=".", crop=96)
+    assert TrainConfig(shards=".", crop=96, depth=5).depth == 5
 
 
 def test_residual_unet_adds_its_output_to_the_centre_frame():
     # --residual: a net whose last layer outputs nothing passes the centre frame through
     # unchanged (so lightly damaged footage is not redrawn); the plain U-Net outputs zero there
-    cfgs = {r: GeneratorConfig.for_crop(64, ngf=8, frames=3, residual=r) for r in (False, True)}
+    cfgs = {r: GeneratorConfig(ngf=8, frames=3, residual=r) for r in (False, True)}
     x = torch.rand(2, 9, 64, 64) * 2 - 1
     for residual, cfg in cfgs.items():
         g = build_generator(cfg).eval()

@@ -13,8 +13,9 @@ from conftest import count_frames, trimmed
 from vrestore.models import GeneratorConfig, build_generator, centre_frame, pad_to_multiple
 from vrestore.pipeline.degrade.degradations import DegradationSpec
 from vrestore.pipeline.inference.frame_windows import sliding_windows
-from vrestore.pipeline.neighbours import window_indices
-from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
+from vrestore.pipeline.media.neighbours import window_indices
+from vrestore.pipeline.dataset.make_shards import make_shards
+from vrestore.pipeline.dataset.shard_config import ShardConfig
 from vrestore.pipeline.evaluation.metrics import temporal_squared_error
 from vrestore.pipeline.inference.restore import RestoreConfig, restore_videos
 from vrestore.pipeline.inference.restorer import Restorer
@@ -163,9 +164,10 @@ def test_one_crop_and_one_flip_serve_every_frame_of_a_clip(tmp_path):
     # the preview shows the clean centre and every degraded frame of the clip
     from PIL import Image
 
+    from vrestore.trainer.config import PreviewConfig
     from vrestore.trainer.preview import make_preview
 
-    make_preview(out, tmp_path / "p.png", spec, n=2, crop=32)
+    make_preview(PreviewConfig(out, tmp_path / "p.png", num=2, crop=32, spec=spec), torch.device("cpu"))
     with Image.open(tmp_path / "p.png") as picture:
         assert picture.size == (4 * 32 + 3 * 4, 2 * 32 + 4)
 
@@ -268,8 +270,8 @@ def test_restore_reports_in_box_and_temporal_scores_with_masks(restored_cat):
     assert len(result.videos) == len(list(clean.glob("*.avi")))  # the masks are not restored
     for r in result.videos:
         assert r.mask and r.mask.endswith("_mask.avi")
-        assert r.psnr_boxes_input < r.psnr_outside_input  # gray boxes are far from the picture
-        assert r.temporal_psnr_input is not None and r.temporal_psnr_restored is not None
+        assert r.score("psnr_boxes_input") < r.score("psnr_outside_input")  # gray boxes are far from the picture
+        assert r.score("temporal_psnr_input") is not None and r.score("temporal_psnr_restored") is not None
 
 
 @pytest.mark.slow
@@ -308,7 +310,7 @@ def test_restores_all_row_is_bench_qualitys_figure(restored_cat):
         per_frame += list(10 * np.log10(255**2 / mse))
     assert row["psnr_restored"] == pytest.approx(np.mean(per_frame), abs=1e-6)
     # the box PSNR pools pixels: not the frame-weighted mean of per-video figures (that differs)
-    weighted = sum(r.psnr_boxes_restored * r.frames for r in result.videos) / row["frames"]
+    weighted = sum(r.score("psnr_boxes_restored") * r.frames for r in result.videos) / row["frames"]
     assert abs(weighted - row["psnr_boxes_restored"]) > 1e-6
 
 
@@ -316,7 +318,7 @@ def test_weights_carry_the_spacing_of_their_windows_and_restore_feeds_it(tmp_pat
     """Shards of every 2nd frame (--frame-stride 2) give training windows whose neighbours are
     2 source frames apart: the weights record it, restore feeds windows with that spacing (and
     says so, in its report too); consecutive-frame weights keep spacing 1."""
-    from test_real_world import cli_run, clip
+    from cli_helpers import cli_run, clip
     from vrestore.models.weights import load_network
     from vrestore.pipeline.inference.frame_windows import sliding_windows
 
@@ -325,7 +327,7 @@ def test_weights_carry_the_spacing_of_their_windows_and_restore_feeds_it(tmp_pat
     clip(src / "a.avi", seconds=3, rate=10, size="64x48")
     r = cli_run("make-shards", src, tmp_path / "shards", "--frame-stride", "2", "--clip-len", "3", "--quiet")
     assert r.returncode == 0, r.stderr
-    r = cli_run("vrestore", "train", "--shards", tmp_path / "shards", "--out", tmp_path / "run", "--crop", "32", "--ngf", "4",
+    r = cli_run("vrestore", "train", "--shards", tmp_path / "shards", "--out", tmp_path / "run", "--crop", "32", "--depth", "5", "--ngf", "4",
                 "--ndf", "4", "--batch-size", "2", "--val-frames", "1", "--max-steps", "1", "--quiet")
     assert r.returncode == 0 and "2 source frames apart" in r.stderr, r.stderr
     assert load_network(tmp_path / "run" / "generator.pth").cfg.frame_spacing == 2
@@ -338,3 +340,33 @@ def test_weights_carry_the_spacing_of_their_windows_and_restore_feeds_it(tmp_pat
     frames = np.arange(8)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
     got = [w[:, :, 0, 0, 0].tolist() for _, w in sliding_windows(iter([frames[:3], frames[3:]]), 3, 2)]
     assert sum(got, []) == [[2, 0, 2], [1, 1, 3], [0, 2, 4], [1, 3, 5], [2, 4, 6], [3, 5, 7], [4, 6, 6], [5, 7, 5]]
+
+
+def test_validation_logs_every_score_of_the_one_record_temporal_included(tiny_frame_shards):
+    """Validation reports what restore reports, by metrics.Scores' names: the temporal score too,
+    from each sample's centre and the frame after it, each restored from its own window."""
+    from contextlib import nullcontext
+
+    from vrestore.pipeline.evaluation.metrics import Scores, pooled_psnr, to_255
+    from vrestore.trainer.validate import format_metrics, validate, validation_set
+
+    def run(x):
+        padded, crop_back = pad_to_multiple(x, G.cfg.multiple)
+        return to_255(crop_back(G(padded)))
+
+    torch.manual_seed(0)
+    G = build_generator(GeneratorConfig(ngf=4, depth=5, frames=3)).eval()
+    vset = validation_set(load_shard_set(tiny_frame_shards, 3), DegradationSpec(), 3, torch.device("cpu"))
+    m, _ = validate(G, vset, nullcontext)
+    for name in Scores.names():
+        assert m[name] is not None and m[f"{name}_input"] is not None, name
+        assert Scores.about(name)["short"] in format_metrics(m)
+    # the temporal figure by hand: squared errors of (next - centre), restored against clean, pooled
+    with torch.no_grad():
+        # whole levels, so float64 sums of their squares are exact: equal to the last bit
+        err = [(((run(xn) - run(x)) - (cn - c)).double() ** 2) for x, xn, c, cn in zip(vset.degraded, vset.degraded_next, vset.clean, vset.clean_next)]
+    assert m["temporal_psnr"] == pytest.approx(pooled_psnr(sum(e.sum().item() for e in err), sum(e.numel() for e in err)), abs=1e-9)
+    # the next frame's window is the sample's frames mirrored at its end (T = 3: frames 1, 2, 1)
+    x, xn = vset.degraded[0].view(3, 3, *vset.degraded[0].shape[-2:]), vset.degraded_next[0].view(3, 3, *vset.degraded[0].shape[-2:])
+    assert torch.equal(xn[0], x[1]) and torch.equal(xn[1], x[2]) and torch.equal(xn[2], x[1])
+    assert torch.equal(to_255(centre_frame(vset.degraded_next[0])), to_255(x[2][None]))

@@ -34,7 +34,7 @@ def test_preview_and_training_run_without_an_ffmpeg_binary(sample_shards, tmp_pa
                         "--out", str(tmp_path / "p.png")], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     r = subprocess.run([sys.executable, "-m", "vrestore", "train", "--shards", str(sample_shards), "--out", str(tmp_path / "run"),
-                        "--crop", "32", "--ngf", "4", "--ndf", "4", "--batch-size", "4", "--max-steps", "2", "--val-frames", "2",
+                        "--crop", "32", "--depth", "5", "--ngf", "4", "--ndf", "4", "--batch-size", "4", "--max-steps", "2", "--val-frames", "2",
                         "--num-threads", "1", "--quiet"], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert list((tmp_path / "run" / "samples").glob("step_*.png"))

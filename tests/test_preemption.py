@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_real_world import cli_run
+from cli_helpers import cli_run
 from test_shared_machines import UNSHARE, other_host
 from test_train import TINY, tiny_cli
 from vrestore.pipeline.atomic import host_token
-from vrestore.pipeline.lease import Lease, fs_now, job_identity
+from vrestore.pipeline.host.lease import Lease, fs_now, job_identity
 from vrestore.trainer.checkpoint import load_checkpoint
 from vrestore.trainer.config import TrainConfig
 from vrestore.trainer.train import LoopHooks, train

@@ -5,13 +5,16 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from cli_helpers import clip, one_line, run
 from conftest import trimmed
-from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
+from vrestore.pipeline.dataset.make_shards import make_shards
+from vrestore.pipeline.dataset.shard_config import ShardConfig
 from vrestore.pipeline.dataset.make_shards_ray import make_shards_ray
 from vrestore.pipeline.degrade.degrade_videos import DegradeConfig, degrade_videos
 from vrestore.pipeline.inference.restore import RestoreConfig, restore_videos
@@ -138,7 +141,7 @@ def test_restore_on_ray_gives_the_local_frames_and_report(degraded_folder, weigh
     for a, b in zip(local.videos, ray.videos):
         fa = np.concatenate(list(read_frames(a.output))); fb = np.concatenate(list(read_frames(b.output)))
         assert fa.shape[0] == a.frames and np.array_equal(fa, fb)
-        assert a.psnr_restored == pytest.approx(b.psnr_restored) and a.psnr_boxes_restored == pytest.approx(b.psnr_boxes_restored)
+        assert a.score("psnr_restored") == pytest.approx(b.score("psnr_restored")) and a.score("psnr_boxes_restored") == pytest.approx(b.score("psnr_boxes_restored"))
     # (the plan's windows per pass follow each process's memory share: a Ray worker's is its own)
     rows = lambda e: [{k: v for k, v in r.items() if k not in ("seconds", "output", "plan")}
                       for r in json.loads((tmp_path / f"{e}.json").read_text())["videos"]]
@@ -177,3 +180,21 @@ def test_slurm_array_task_takes_its_part(sample_tree, tmp_path):
     assert "Slurm array task 5" in r.stderr and "--num-nodes 4 --node-rank 1" in r.stderr
     m = json.loads((tmp_path / "out" / "manifest-node001.json").read_text())
     assert m["params"]["num_nodes"] == 4 and m["params"]["node_rank"] == 1 and len(m["videos"]) == 2  # every 4th of 8
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # the local Ray instance is started once, on one worker
+def test_ray_never_waits_on_workers_that_cannot_start(weights, tmp_path, ray_local):
+    """--ray-workers above the cluster's CPUs (2 here) finishes; an address nothing listens on
+    is one line within seconds, not a wait without end."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        clip(src / f"v{i}.avi")
+    from vrestore.pipeline.degrade.degrade_videos import DegradeConfig, degrade_videos
+
+    result = degrade_videos(DegradeConfig(src, tmp_path / "out", engine="ray", ray_workers=8, progress=False))
+    assert len(result.done) == 3 and not result.failed
+    t0 = time.monotonic()
+    r = run("vrestore", "degrade", src, tmp_path / "o2", "--engine", "ray", "--ray-address", "127.0.0.1:9", process=True)
+    assert "--ray-address" in one_line(r) and time.monotonic() - t0 < 60

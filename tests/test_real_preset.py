@@ -10,7 +10,7 @@ import pytest
 import skimage.data
 import torch
 
-from test_real_world import run
+from cli_helpers import clip, run
 from vrestore.pipeline.degrade import real_world as rw
 from vrestore.pipeline.degrade.real_world import RealDraw, RealSpec, draw, frame_damage
 from vrestore.pipeline.media.video_io import VideoWriter, read_frames
@@ -199,7 +199,7 @@ def test_make_shards_stores_what_degrade_writes_and_dali_reads_it(tmp_path):
     --preset real` writes for that video (one function, one seed rule), each frame once; DALI's
     reader then decodes the same pixels for every window (the validation set's source)."""
     from vrestore.pipeline.dataset.shard_set import load_shard_set
-    from vrestore.pipeline.neighbours import window_indices
+    from vrestore.pipeline.media.neighbours import window_indices
     from vrestore.trainer.dali_input import spread_samples
 
     src = tmp_path / "in"
@@ -244,7 +244,7 @@ def test_real_training_batches_pair_the_clean_centre_with_its_damaged_clip(tmp_p
     and one flip, each frame decoded only over the crop."""
     from vrestore.pipeline.dataset.shard_set import load_shard_set
     from vrestore.pipeline.degrade.degradations import DegradationSpec
-    from vrestore.pipeline.neighbours import window_indices
+    from vrestore.pipeline.media.neighbours import window_indices
     from vrestore.trainer.dali_input import train_batches
 
     src = tmp_path / "in"
@@ -318,3 +318,29 @@ def test_a_real_model_says_so_in_its_weights_and_restore_report(tmp_path):
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["model"]["trained_for_preset"] == "real"
     assert report["videos"][0]["niqe_input"] is not None and report["videos"][0]["niqe_restored"] is not None
+
+
+@pytest.mark.slow
+def test_the_real_presets_damage_lands_on_the_resized_frames_as_degrade_lands_it(tmp_path):
+    """make-shards --preset real --short-side 96 holds, for each frame, exactly what `vrestore
+    degrade --preset real` makes of the same video resized to that size (same seed rule, same
+    function, lossless both ways): the damage at the size training sees, not at the source's."""
+    from vrestore.pipeline.media.frame_reader import resized_copy
+    from vrestore.pipeline.media.video_io import read_frames
+    import io
+    from PIL import Image
+    import tarfile
+
+    src, small = tmp_path / "in", tmp_path / "small"
+    src.mkdir(), small.mkdir()
+    clip(src / "a.avi", seconds=1, rate=10, size="320x240")
+    assert run("make-shards", src, tmp_path / "shards", "--preset", "real", "--short-side", "96", "--quiet").returncode == 0
+    resized_copy(src / "a.avi", small / "a.avi", short_side=96)
+    assert run("vrestore", "degrade", small, tmp_path / "deg", "--preset", "real", "--codec", "ffv1", "--quiet").returncode == 0
+    expected = np.concatenate(list(read_frames(tmp_path / "deg" / "a.avi")))
+    with tarfile.open(next((tmp_path / "shards").glob("*.tar"))) as t:
+        damaged = {m.name: np.asarray(Image.open(io.BytesIO(t.extractfile(m).read())).convert("RGB"))
+                   for m in t.getmembers() if m.name.endswith(".d.png")}
+    frames = [damaged[k] for k in sorted(damaged)]
+    assert len(frames) == len(expected) == 10 and frames[0].shape == expected[0].shape == (96, 128, 3)
+    assert all(np.array_equal(a, b) for a, b in zip(frames, expected))

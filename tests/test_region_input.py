@@ -7,7 +7,8 @@ import torch
 from nvidia.dali import fn, pipeline_def
 
 from test_real_preset import only, photo_video, run
-from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
+from vrestore.pipeline.dataset.make_shards import make_shards
+from vrestore.pipeline.dataset.shard_config import ShardConfig
 from vrestore.pipeline.dataset.shard_set import load_shard_set
 from vrestore.pipeline.degrade.degradations import DegradationSpec
 from vrestore.trainer.dali_input import read_samples, region_crops, train_batches, whole_frame_crops

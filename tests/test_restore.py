@@ -76,12 +76,12 @@ def test_scores_match_an_independent_computation(pair, weights, tmp_path):
     np_psnr = lambda a, b: np.mean([10 * np.log10(255**2 / np.mean((p - q) ** 2)) for p, q in zip(a, b)])
     sk_ssim = lambda a, b: np.mean([structural_similarity(p, q, data_range=255, channel_axis=-1, gaussian_weights=True,
                                                           sigma=1.5, use_sample_covariance=False) for p, q in zip(a, b)])
-    assert r.psnr_input == pytest.approx(np_psnr(x, o), abs=1e-6)
-    assert r.psnr_restored == pytest.approx(np_psnr(y, o), abs=1e-6)
+    assert r.score("psnr_input") == pytest.approx(np_psnr(x, o), abs=1e-6)
+    assert r.score("psnr_restored") == pytest.approx(np_psnr(y, o), abs=1e-6)
     # ours sums in float32, skimage in float64: 1.2e-5 apart on these frames
-    assert r.ssim_input == pytest.approx(sk_ssim(x, o), abs=3e-5)
-    assert r.ssim_restored == pytest.approx(sk_ssim(y, o), abs=3e-5)
-    assert r.psnr_input < 30  # the noise is there, so the figures are not trivially equal
+    assert r.score("ssim_input") == pytest.approx(sk_ssim(x, o), abs=3e-5)
+    assert r.score("ssim_restored") == pytest.approx(sk_ssim(y, o), abs=3e-5)
+    assert r.score("psnr_input") < 30  # the noise is there, so the figures are not trivially equal
 
 
 def test_mismatched_original_is_reported_not_paired(pair, weights, tmp_path):
@@ -89,10 +89,10 @@ def test_mismatched_original_is_reported_not_paired(pair, weights, tmp_path):
     other = make_video(tmp_path / "orig" / "clip.avi", rate=10)
     result = restore_videos(RestoreConfig(noisy, weights, tmp_path / "out", originals=other, progress=False))
     r = result.videos[0]
-    assert r.psnr_restored is None and "15 fps but original 10 fps" in r.mismatch
+    assert r.score("psnr_restored") is None and "15 fps but original 10 fps" in r.mismatch
     short = make_video(tmp_path / "short" / "clip.avi", seconds=1)
     r = restore_videos(RestoreConfig(noisy, weights, tmp_path / "out2", originals=short, progress=False)).videos[0]
-    assert r.psnr_restored is None and "differ in frame count (input 30)" in r.mismatch
+    assert r.score("psnr_restored") is None and "differ in frame count (input 30)" in r.mismatch
 
 
 def test_folder_with_corrupt_file_restores_the_rest_and_exits_1(weights, tmp_path):

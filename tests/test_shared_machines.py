@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from vrestore.pipeline.atomic import TMP_MARK, host_token, remove_dead_temp_files
-from vrestore.pipeline.lease import exclusive
-from vrestore.pipeline.limits import cpu_count, memory_free
-from test_real_world import BIN, cli_run, clip
+from vrestore.pipeline.host.lease import exclusive
+from vrestore.pipeline.host.limits import cpu_count, memory_free
+from cli_helpers import BIN, cli_run, clip
 from test_train import check_two_rank_run, tiny_cli
 
 UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]
@@ -105,7 +105,7 @@ def test_two_hosts_writing_into_one_folder_lose_nothing(command, weights, tmp_pa
 
 
 def limits_in(prefix: list) -> tuple:
-    code = "from vrestore.pipeline.limits import cpu_count, memory_free; print(cpu_count(), memory_free())"
+    code = "from vrestore.pipeline.host.limits import cpu_count, memory_free; print(cpu_count(), memory_free())"
     r = subprocess.run([*prefix, sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     cpus, mem = r.stdout.split()
@@ -146,7 +146,7 @@ def test_a_memory_limited_cgroup_sets_the_budget():
         pytest.skip("cannot create a memory cgroup here")
     try:
         code = f"import os; open('{group}/cgroup.procs', 'w').write(str(os.getpid())); os.execvp({sys.executable!r}, [{sys.executable!r}, '-c', " \
-               "'from vrestore.pipeline.limits import memory_free; print(memory_free())'])"
+               "'from vrestore.pipeline.host.limits import memory_free; print(memory_free())'])"
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         assert int(r.stdout) <= limit < memory_free()  # the job's room, not the host's
@@ -256,7 +256,7 @@ def test_usage_errors_under_torchrun_exit_2_on_every_rank(tiny_shards, tmp_path)
     for extra, words in ((["--device", "cuda:1", "--out", tmp_path / "o"], "--device cuda:1 under torchrun"),
                          (["--out", blocked / "run"], f"--out: cannot write in {blocked / 'run'}")):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "vrestore", "train",
-               "--shards", str(tiny_shards), "--crop", "32", "--ngf", "4", "--ndf", "4", "--batch-size", "4", "--quiet",
+               "--shards", str(tiny_shards), "--crop", "32", "--depth", "5", "--ngf", "4", "--ndf", "4", "--batch-size", "4", "--quiet",
                *map(str, extra)]
         r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)
         assert words in r.stderr, r.stderr[-3000:]
@@ -270,7 +270,7 @@ from pathlib import Path
 import ray
 from ray.cluster_utils import Cluster
 from vrestore.pipeline.degrade.degrade_videos import DegradeConfig, degrade_videos
-from vrestore.pipeline.dataset.make_shards import ShardConfig
+from vrestore.pipeline.dataset.shard_config import ShardConfig
 from vrestore.pipeline.dataset.make_shards_ray import make_shards_ray
 
 src, out = Path(sys.argv[1]), Path(sys.argv[2])
@@ -313,7 +313,7 @@ def test_a_two_node_ray_cluster_runs_degrade_and_make_shards(tmp_path):
 def test_every_writing_command_clears_only_this_hosts_dead_temp_files(command, tiny_shards, weights, tmp_path):
     """Each command that writes into a folder removes the temporary files its killed runs left
     there (this host's, dead process) and leaves another host's and any unmarked file alone."""
-    from test_real_world import cli_run
+    from cli_helpers import cli_run
 
     src = tmp_path / "in"
     src.mkdir()

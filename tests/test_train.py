@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_real_world import cli_run
+from cli_helpers import cli_run
 from vrestore.models import DiscriminatorConfig, GANLoss, GeneratorConfig, build_discriminator, build_generator
 from vrestore.models.weights import WeightsError, load_network, save_weights
 from vrestore.trainer.config import TrainConfig
@@ -24,11 +24,11 @@ from vrestore.trainer.schedule import lr_at, progress
 from vrestore.trainer.train import train
 from vrestore.trainer.validate import validate, validation_set
 
-TINY = dict(crop=32, ngf=4, ndf=4, batch_size=4, val_frames=2, samples=2, num_threads=1, progress=False)
+TINY = dict(crop=32, depth=5, ngf=4, ndf=4, batch_size=4, val_frames=2, samples=2, num_threads=1, progress=False)
 
 
 def tiny_cli(shards, out, *extra):
-    return ["--shards", str(shards), "--out", str(out), "--crop", "32", "--ngf", "4", "--ndf", "4",
+    return ["--shards", str(shards), "--out", str(out), "--crop", "32", "--depth", "5", "--ngf", "4", "--ndf", "4",
             "--batch-size", "4", "--val-frames", "2", "--num-threads", "1", "--quiet", *map(str, extra)]
 
 
@@ -464,7 +464,7 @@ def test_train_from_a_video_folder_shards_once_and_reuses_the_shards(tmp_path):
     for name in ("a.avi", "b.avi", "c.avi"):
         make_video(videos / name, size="64x48", rate=10, seconds=1, audio=False)
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "vrestore", "train", "--videos", str(videos), "--out", str(out), "--crop", "32", "--ngf", "4", "--ndf", "4",
+    args = [sys.executable, "-m", "vrestore", "train", "--videos", str(videos), "--out", str(out), "--crop", "32", "--depth", "5", "--ngf", "4", "--ndf", "4",
             "--batch-size", "4", "--val-frames", "1", "--num-threads", "1", "--quiet", "--frames", "3"]
     r = subprocess.run([*args, "--max-steps", "2"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -515,7 +515,7 @@ def test_train_from_videos_with_a_validation_list(sample_tree, tmp_path):
 
 def test_residual_defaults_to_on_for_the_real_preset_only(tmp_path):
     from vrestore.trainer.config import TrainConfig
-    from vrestore.trainer.train import network_configs
+    from vrestore.trainer.run_start import network_configs
     residual = lambda preset, **kw: network_configs(TrainConfig(shards=tmp_path, crop=64, ngf=8, **kw), 5, preset)[0].residual
     assert residual("real") and not residual("seed")
     assert not residual("real", residual=False) and residual("seed", residual=True)  # --no-residual / --residual win

@@ -25,7 +25,7 @@ from vrestore.models.weights import first_line, save_file, save_weights
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
-LOCK = ".vrestore-train.lock"  # held by the run writing into --out (a lease: pipeline/lease.py)
+LOCK = ".vrestore-train.lock"  # held by the run writing into --out (a lease: pipeline/host/lease.py)
 RUN = "run.json"
 FORMAT = 3  # 2: the generator's EMA and the best validation; 3: the run id and its training time
 READABLE = (2, 3)  # format 2 loads as a run of unknown id that trained for 0 s

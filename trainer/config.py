@@ -1,13 +1,14 @@
-"""`TrainConfig`: every setting of a training run, one field per command-line option."""
+"""`TrainConfig`: every setting of a training run, one field per command-line option; and
+`PreviewConfig`, the settings of `vrestore preview` (one batch of the training input)."""
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from vrestore.models.networks import ARCHS, NORMS, TEMPORAL
+from vrestore.models.networks import ARCHS, DEPTH, NORMS, TEMPORAL, GeneratorConfig
 from vrestore.pipeline.degrade.degradations import DegradationSpec
 from vrestore.pipeline.degrade.real_world import PRESETS, RealSpec
 from vrestore.pipeline.options import comma_ints, option
-from vrestore.pipeline.precision import AMP_MODES
+from vrestore.pipeline.devices import AMP_MODES
 
 GAN_MODES = ("vanilla", "lsgan")
 RESUME_MODES = ("auto", "require", "never")
@@ -30,10 +31,11 @@ CROP = 128  # the training crop by default (train and preview --crop)
 
 
 def check_crop(crop: int, min_side: Optional[int] = None) -> None:
-    """Training and preview crops: the U-Net's depth is log2(crop), so a power of two; and, once
-    the shards are known, no larger than their smallest frame side."""
-    if crop < 32 or crop & (crop - 1):
-        raise ValueError(f"--crop {crop}: must be a power of two >= 32 (64, 128, 256)")
+    """Training and preview crops: multiples of 32 (the shallowest generator's 2^levels; train
+    checks its own generator's too); and, once the shards are known, no larger than their
+    smallest frame side."""
+    if crop < 32 or crop % 32:
+        raise ValueError(f"--crop {crop}: must be a multiple of 32 (64, 96, 128, 256)")
     if min_side is not None and crop > min_side:
         raise ValueError(f"--crop {crop}: larger than the smallest frame side in the shards ({min_side})")
 
@@ -57,7 +59,7 @@ class TrainConfig:
                        path={"file_okay": False})
     epochs: int = option(50, "Epochs of the schedule (the lr decays over its last --decay-fraction).")
     batch_size: int = option(16, "Samples per step, per rank.")
-    crop: int = option(CROP, "Square training crop, a power of two; sets the U-Net depth (128: 7, 256: 8).")
+    crop: int = option(CROP, "Square training crop, a multiple of the generator's 2^levels (unet: 2^--depth).")
     frames: Optional[int] = option(None, "Frames the generator sees (odd): the centre and its neighbours. Default: the "
                                    "shards' make-shards --clip-len; shards of the frames layout also give any smaller odd T "
                                    "(clips-layout shards only their own).")
@@ -78,6 +80,8 @@ class TrainConfig:
                                "frames pad to 2^L).", parse=comma_ints)
     middle_blocks: int = option(2, "nafnet: blocks at the lowest resolution.")
     dec_blocks: tuple = option((1, 1, 1, 1), "nafnet: blocks per decoder level, innermost first, comma-separated.", parse=comma_ints)
+    depth: int = option(DEPTH, "unet: stride-2 levels, at least 5. Frames pad to multiples of 2^depth (restore pads and "
+                        "crops back: 1080 rows pad to 1088 at 6) and --crop must be one. Recorded in the weights.")
     ngf: int = option(64, "Generator width (unet: the outer layer's; nafnet: the first level's).")
     residual: Optional[bool] = option(None, "unet: the net predicts a correction added to the centre frame instead of "
                                       "redrawing every pixel (NAFNet always does), so lightly damaged footage passes "
@@ -166,6 +170,7 @@ class TrainConfig:
             if not ok:
                 raise ValueError(message)
         check_crop(self.crop)
+        GeneratorConfig(arch=self.arch, depth=self.depth, enc_blocks=self.enc_blocks, dec_blocks=self.dec_blocks).check_crop(self.crop)
 
     def __setattr__(self, name, value):
         if name in ("enc_blocks", "dec_blocks") and value is not None:
@@ -191,3 +196,27 @@ class TrainConfig:
         """Plain types only, for config.json and checkpoint.pt (weights_only loads it)."""
         d = asdict(self)
         return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}
+
+
+MAX_ROWS = 256  # a grid taller than this is no longer looked at, and the batch grows with it
+
+
+@dataclass
+class PreviewConfig:
+    shards: Path
+    out: Path = option(Path("preview.png"), "PNG to write.", path={"dir_okay": False})
+    num: int = option(8, "Samples (rows).", short="-n")
+    crop: int = option(CROP, "Training crop size (a multiple of 32), as train --crop.")
+    device: str = option("auto", "cuda, cuda:N, cpu, or auto (cuda when available).")
+    seed: int = option(0, "Seed of the crops and the degradations.")
+    preset: Optional[str] = option(None, "Check the shards carry this preset (make-shards --preset); default: theirs. A "
+                                   "real-preset grid shows the damaged copies the shards hold.", choices=PRESETS, show_default=False)
+    spec: DegradationSpec = field(default_factory=DegradationSpec)
+
+    def __post_init__(self):
+        self.shards, self.out = Path(self.shards), Path(self.out)
+        if not 1 <= self.num <= MAX_ROWS:
+            raise ValueError(f"--num {self.num}: must be 1 to {MAX_ROWS} (one batch of that many samples is held in memory)")
+        if self.out.suffix.lower() != ".png":
+            raise ValueError(f"--out {self.out}: the picture is a PNG; give a name ending in .png")
+        check_crop(self.crop)

@@ -54,13 +54,19 @@ def decode_whole(encoded: list, device: str) -> list:
     return [fn.decoders.image(e, device="mixed" if device == "gpu" else "cpu", output_type=types.RGB) for e in encoded]
 
 
-def dali_blur(images, spec: DegradationSpec, frames: int = 0):
-    """The seed preset's blur on decoded frames (`frames` > 0: a sequence of that many, each
-    with its own sigma when the spec draws one, as `degrade` draws per frame)."""
-    sigma = spec.blur_sigma
-    if spec.blur_sigma_max is not None:
-        sigma = fn.random.uniform(range=[spec.blur_sigma, spec.blur_sigma_max], shape=[frames] if frames else None)
-        sigma = fn.per_frame(sigma) if frames else sigma
+def blur_sigmas(spec: DegradationSpec, frames: int = 0):
+    """The blur sigma: the spec's number, or a DALI draw from its range, one per frame of a
+    sequence of `frames` (`degrade` draws per frame too) or one per image (`frames` 0)."""
+    if spec.blur_sigma_max is None:
+        return spec.blur_sigma
+    return fn.random.uniform(range=[spec.blur_sigma, spec.blur_sigma_max], shape=[frames] if frames else None)
+
+
+def dali_blur(images, spec: DegradationSpec, sigma, frames: int = 0):
+    """The seed preset's blur on decoded images (`frames` > 0: sequences of that many, FHWC, each
+    frame with its own sigma when `sigma` holds one per frame): degradations.gaussian_blur's."""
+    if frames and not isinstance(sigma, (int, float)):
+        sigma = fn.per_frame(sigma)
     return fn.gaussian_blur(images, window_size=spec.blur_window, sigma=sigma)
 
 
@@ -81,7 +87,7 @@ def region_crops(encoded: list, t: int, spec, crop, device, pos_x, pos_y, mirror
         damaged = fn.stack(*[decode_region(e, device, region) for e in encoded[t:]], axis_name="F")
         return clean, trim_flip(damaged, trim, mirror), shape
     pixels = [decode_region(e, device, region) for e in encoded]
-    blurred = dali_blur(fn.stack(*pixels, axis_name="F"), spec, t)
+    blurred = dali_blur(fn.stack(*pixels, axis_name="F"), spec, blur_sigmas(spec, t), t)
     return trim_flip(pixels[t // 2], trim, mirror), trim_flip(blurred, trim, mirror), shape
 
 
@@ -101,7 +107,7 @@ def whole_frame_crops(encoded: list, t: int, spec, crop, device, pos_x, pos_y, m
     if len(frames) > t:  # the real preset: its damaged frames, as stored
         degraded = [cut(d) for d in frames[t:]]
     else:
-        degraded = [cut(dali_blur(images, spec)) for images in frames]
+        degraded = [cut(dali_blur(images, spec, blur_sigmas(spec))) for images in frames]
     return cut(frames[t // 2]), fn.stack(*degraded, axis_name="F"), frames[0].shape(dtype=types.INT32)
 
 

@@ -9,11 +9,12 @@ from typing import Optional
 import numpy as np
 
 from vrestore.pipeline.atomic import atomic_path
+from vrestore.pipeline.evaluation.metrics import Scores
 from vrestore.pipeline.evaluation.pictures import image_grid, write_png
 
 
 def draw_curves(metrics: Path, out: Path) -> bool:
-    """curves.png from metrics.jsonl: validation PSNR (EMA, raw, input) and its gain, SSIM, and
+    """curves.png from metrics.jsonl: validation PSNR (EMA, raw, input; temporal PSNR), SSIM, and
     the training losses against steps. False when matplotlib is not installed."""
     try:
         from matplotlib.figure import Figure  # no pyplot: no global figure state, no display
@@ -28,10 +29,12 @@ def draw_curves(metrics: Path, out: Path) -> bool:
     if any(v is not None for v in val("psnr_raw")):
         a.plot(steps, val("psnr_raw"), ".--", label="raw weights")
     a.plot(steps, val("psnr_input"), ":", label="degraded input")
-    a.set(title="validation PSNR, whole frames (dB)", xlabel="step")
+    if any(v is not None for v in val("temporal_psnr")):  # T > 1
+        a.plot(steps, val("temporal_psnr"), "s-", ms=3, label=f"restored, {Scores.about('temporal_psnr')['short']}")
+    a.set(title=f"validation {Scores.about('psnr')['label']}, whole frames", xlabel="step")
     b.plot(steps, val("ssim"), "o-", label="restored")
     b.plot(steps, val("ssim_input"), ":", label="degraded input")
-    b.set(title="validation SSIM", xlabel="step")
+    b.set(title=f"validation {Scores.about('ssim')['label']}", xlabel="step")
     for name in ("G_L1", "G_GAN", "D_real", "D_fake"):
         c.plot(steps, [r["train"].get(name) for r in rows], ".-", label=name)
     c.set(title="training losses (mean since the last validation)", xlabel="step", yscale="log")

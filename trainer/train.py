@@ -14,18 +14,16 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from vrestore.models import DiscriminatorConfig, GANLoss, GeneratorConfig, build_discriminator, build_generator
+from vrestore.models import GANLoss, build_discriminator, build_generator
 from vrestore.pipeline.atomic import check_writable, remove_dead_temp_files, write_json_atomic
 from vrestore.pipeline.cluster.slurm import requeue_this_job
-from vrestore.pipeline.degrade.real_world import RealSpec
-from vrestore.pipeline.lease import Lease
-from vrestore.pipeline.precision import amp_dtype
+from vrestore.pipeline.host.lease import Lease
+from vrestore.pipeline.devices import amp_dtype
 from vrestore.trainer import distributed
 from vrestore.models.weights import first_line
-from vrestore.trainer.checkpoint import (CHECKPOINT, LOCK, has_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
-                                         start_run, write_weights)
+from vrestore.trainer.checkpoint import CHECKPOINT, LOCK, rng_state, save_checkpoint, set_rng_state, write_weights
 from vrestore.trainer.config import TrainConfig
-from vrestore.pipeline.dataset.shard_set import load_shard_set
+from vrestore.trainer.run_start import network_configs, prepare_out, shards_preset, stream_state, training_shards
 from vrestore.trainer.dali_input import batches_per_epoch, train_batches
 from vrestore.trainer.ema import GeneratorEMA
 from vrestore.trainer.pix2pix_step import LOSS_NAMES, GraphedStep, Pix2Pix, load_adam_state, make_adam
@@ -48,89 +46,6 @@ class TrainResult:
     skipped_steps: int = 0
     images_per_s: Optional[float] = None  # all ranks, from the first loss readout to the last step (validations and saves between included)
     note: str = ""  # what the end of the run has to tell (the requeue, the lost lease)
-
-
-def network_configs(cfg: TrainConfig, frames: int, preset: str = "seed", spacing: int = 1):
-    """The networks' configs. `spacing`: source frames between the neighbours of the shards'
-    windows (make-shards --frame-stride), recorded in the generator so restore feeds it alike."""
-    # residual by default on the real preset: its mild codec damage must pass through nearly
-    # unchanged, which the plain U-Net, redrawing every pixel, did not learn in the minutes
-    # bench/presets.py gives it (docs/degradations.md); the seed preset keeps pix2pix's
-    residual = cfg.residual if cfg.residual is not None else preset == "real"
-    g = GeneratorConfig.for_crop(cfg.crop, ngf=cfg.ngf, norm=cfg.norm, dropout=cfg.dropout, frames=frames, arch=cfg.arch,
-                                 temporal=cfg.temporal, enc_blocks=cfg.enc_blocks, middle_blocks=cfg.middle_blocks, dec_blocks=cfg.dec_blocks,
-                                 preset=preset, residual=residual, frame_spacing=spacing if frames > 1 else 1)
-    return g, DiscriminatorConfig(ndf=cfg.ndf, norm=cfg.norm)
-
-
-def shards_preset(cfg: TrainConfig, shards, val_shards) -> str:
-    """The preset the shards carry (make-shards --preset), which --preset, when given, and the
-    validation shards must match: a real model validated on seed damage would be judged on
-    what it never learned."""
-    if cfg.preset is not None and cfg.preset != shards.preset:
-        raise ValueError(f"--preset {cfg.preset}, but {cfg.shards} was made with --preset {shards.preset}; "
-                         f"make shards with make-shards --preset {cfg.preset}")
-    if cfg.videos is None and cfg.real != RealSpec():
-        # the real preset's damage is drawn by make-shards into the shards; here it would only be recorded
-        raise ValueError("--real-* options shape the damage make-shards writes into shards, and these shards are made: "
-                         "pass them to make-shards --preset real (or train with --videos)")
-    if val_shards.preset != shards.preset:
-        raise ValueError(f"{cfg.val_shards} was made with --preset {val_shards.preset}, {cfg.shards} with --preset {shards.preset}: "
-                         "make both with the same make-shards --preset")
-    return shards.preset
-
-
-def training_shards(cfg: TrainConfig):
-    """(train, validation) shards as samples of the generator's frame count: --frames, or the
-    train shards' clip length. Frames-layout shards give windows of any odd length up to
-    theirs; clips-layout shards only their own (load_shard_set says which, in one line)."""
-    shards = load_shard_set(cfg.shards, cfg.frames)
-    val_shards = load_shard_set(cfg.val_shards, shards.clip_len) if cfg.val_shards else shards
-    return shards, val_shards
-
-
-def prepare_out(cfg: TrainConfig, d, frames: int, preset: str, spacing: int) -> tuple:
-    """(checkpoint state or None, run id): continue the run OUT holds, or start a new one, as
-    --resume and --overwrite say. A checkpoint of another configuration is refused, naming what
-    differs, so `--resume auto` never continues a run the command does not describe."""
-    found = has_checkpoint(cfg.out)
-    if found and cfg.resume == "never" and not cfg.overwrite:
-        raise ValueError(f"{cfg.out} holds a checkpoint of an earlier run; --resume auto continues it, --overwrite starts over")
-    if not found and cfg.resume == "require":
-        raise FileNotFoundError(f"--resume require: no {CHECKPOINT} in {cfg.out}")
-    if cfg.overwrite or not found:
-        # rank 0 clears and names the new run (only rank 0 writes); the others need no id
-        return None, (start_run(cfg.out) if d.is_main else None)
-    state = load_checkpoint(cfg.out)
-    g, dc = network_configs(cfg, frames, preset, spacing)
-    saved = GeneratorConfig(**state["G_config"]).to_dict()  # older checkpoints lack newer keys: their defaults
-    differ = [f"generator {k}: {saved[k]} in the checkpoint, {v} now" for k, v in g.to_dict().items() if saved[k] != v]
-    differ += [f"critic {k}: {state['D_config'][k]} in the checkpoint, {v} now" for k, v in dc.to_dict().items() if state["D_config"].get(k) != v]
-    differ += cfg.differences(state["config"])
-    if differ:
-        raise ValueError(f"{cfg.out} holds a run of another configuration ({'; '.join(differ)}): the same options continue it, "
-                         f"--overwrite starts a new run there, or choose another --out")
-    if d.is_main:
-        changed = [f"--{k.replace('_', '-')} {state['config'].get(k)} -> {getattr(cfg, k)}" for k in ("epochs", "max_minutes")
-                   if k in state["config"] and state["config"][k] != getattr(cfg, k)]
-        if changed:
-            print(f"resume: {', '.join(changed)}: the rest of the lr schedule follows the new length", file=sys.stderr)
-    return state, state["run_id"]
-
-
-def stream_state(cfg: TrainConfig, d, state: Optional[dict]) -> Optional[dict]:
-    """This rank's saved RNG and input position, if the run layout still matches them."""
-    if state is None:
-        return None
-    old = state["config"]
-    same = (len(state["ranks"]) == d.world_size and old["batch_size"] == cfg.batch_size
-            and old["shards"] == str(cfg.shards) and old["crop"] == cfg.crop)
-    if not same:
-        if d.is_main:
-            print("resume: ranks, batch size, crop or shards changed, so the input stream starts a new epoch order "
-                  "(weights, optimisers, step and schedule are restored)", file=sys.stderr)
-        return None
-    return state["ranks"][d.rank]
 
 
 @dataclass
@@ -161,7 +76,7 @@ def train(cfg: TrainConfig, hooks: Optional[LoopHooks] = None) -> TrainResult:
         if not d.is_main:
             return run(cfg, d, hooks or LoopHooks(), stop, None)
         # A second run into one --out stops at once; a lock whose holder died is taken over
-        # (pipeline/lease.py). A lost lease is only noted here: the loop stops on it, agreed by all ranks.
+        # (pipeline/host/lease.py). A lost lease is only noted here: the loop stops on it, agreed by all ranks.
         with Lease(cfg.out / LOCK, f"--out {cfg.out}", cfg.lock_stale_minutes, on_lost=lambda message: None) as lease:
             remove_dead_temp_files(cfg.out)  # a killed run's half-written saves (this host's only)
             return run(cfg, d, hooks or LoopHooks(), stop, lease)

@@ -15,17 +15,16 @@ catch_warning_early()  # before the imports below (seconds): Slurm's warning mus
 import click  # noqa: E402
 
 from vrestore.cli_options import PRESET_HELP, config_options, degradation_options, fail, one_line_errors, pop_real, pop_spec, real_options
-from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards
+from vrestore.pipeline.dataset.make_shards import make_shards
+from vrestore.pipeline.dataset.shard_config import ShardConfig
 from vrestore.pipeline.dataset.shard_summary import format_summary
 from vrestore.pipeline.dataset.manifest import merge_manifests
-from vrestore.pipeline.cluster.ray_engine import ENGINES, check_engine
 from vrestore.pipeline.cluster.slurm import slurm_array_part
 from vrestore.pipeline.dataset.sample_videos import SampleConfig, make_sample_videos
-from vrestore.pipeline.degrade.real_world import PRESETS
 from vrestore.pipeline.inference.export import ExportConfig
 from vrestore.pipeline.inference.restore import RestoreConfig
 from vrestore.pipeline.degrade.degrade_videos import DegradeConfig
-from vrestore.trainer.config import CROP, TrainConfig
+from vrestore.trainer.config import PreviewConfig, TrainConfig
 
 DISTRIBUTION = "video-restoration-gan"  # the installed package whose version --version prints
 
@@ -61,14 +60,10 @@ def sample_videos_cmd(out, **options):
 @click.argument("src", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path), default="shards")
 @config_options(ShardConfig)
-@click.option("--num-nodes", type=int, help="Nodes sharding one collection into one OUT (then merge-manifests). Default: 1, or SLURM_ARRAY_TASK_COUNT inside a Slurm array.")
-@click.option("--node-rank", type=int, help="This node's rank; takes every num-nodes-th video. Default: 0, or the Slurm array task's index.")
-@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True, help="local: threads in this process; ray: one Ray task per --mix-window videos, retried, on a local instance or --ray-address.")
-@click.option("--ray-address", help="With --engine ray: the cluster to join (host:port, or auto); default: start a local instance on --workers cores.")
 @real_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @one_line_errors(interrupted="interrupted; finished shards are kept, re-run the same command to resume")
-def make_shards_cmd(quiet, engine, ray_address, **options):
+def make_shards_cmd(quiet, **options):
     """Decode the videos under SRC with ffmpeg into WebDataset shards in OUT (default: shards/).
 
     One sample per frame: KEY.jpg (or .png) and KEY.json (video id, class, group, clip, frame,
@@ -77,18 +72,15 @@ def make_shards_cmd(quiet, engine, ray_address, **options):
     the .idx file DALI reads, and OUT/manifest.json lists shards, sample counts and skipped
     videos. Re-running on the same OUT resumes where an interrupted run stopped.
     """
-    check_engine(engine, ray_address, None)
     if options["num_nodes"] is None and options["node_rank"] is None and (part := slurm_array_part()):
         options["num_nodes"], options["node_rank"], note = part
         click.echo(f"make-shards: {note}", err=True)
-    options["num_nodes"] = 1 if options["num_nodes"] is None else options["num_nodes"]
-    options["node_rank"] = 0 if options["node_rank"] is None else options["node_rank"]
     real = pop_real(options)
     cfg = ShardConfig(**options, real=real, progress=not quiet)
-    if engine == "ray":
+    if cfg.engine == "ray":
         from vrestore.pipeline.dataset.make_shards_ray import make_shards_ray
 
-        result = make_shards_ray(cfg, ray_address)
+        result = make_shards_ray(cfg, cfg.ray_address)
     else:
         result = make_shards(cfg)
     click.echo(format_summary(result))
@@ -138,29 +130,21 @@ def degrade_cmd(src, dst, quiet, **options):
 
 @cli.command("preview")
 @click.argument("shards", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default="preview.png", show_default=True, help="PNG to write.")
+@config_options(PreviewConfig)
 @degradation_options
-@click.option("-n", "--num", default=8, show_default=True, help="Samples (rows).")
-@click.option("--crop", default=CROP, show_default=True, help="Training crop size.")
-@click.option("--device", default="auto", show_default=True, help="cuda, cuda:N, cpu, or auto (cuda when available).")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--preset", type=click.Choice(PRESETS), help="Check the shards carry this preset (make-shards --preset); "
-              "default: theirs. A real-preset grid shows the damaged copies the shards hold.")
 @one_line_errors()
-def preview_cmd(shards, out, num, crop, device, seed, preset, **options):
+def preview_cmd(**options):
     """Run the training input pipeline for one batch and write a clean | degraded grid.
     Look at it before spending GPU hours."""
-    from vrestore.pipeline.dataset.shard_set import load_shard_set
     from vrestore.pipeline.devices import resolve_device
     from vrestore.trainer.preview import make_preview
 
-    held = load_shard_set(shards).preset
-    if preset is not None and preset != held:
-        fail(f"--preset {preset}, but {shards} was made with --preset {held}; make shards with make-shards --preset {preset}")
-    device = resolve_device(device)
-    path = make_preview(shards, out, pop_spec(options), n=num, crop=crop, device=device, seed=seed)
-    click.echo(f"wrote {path} ({num} samples: clean | degraded (every frame of a window), {crop}x{crop} crops, device {device}, "
-               f"preset {held})")
+    spec = pop_spec(options)
+    cfg = PreviewConfig(**options, spec=spec)
+    device = resolve_device(cfg.device)
+    path = make_preview(cfg, device)
+    click.echo(f"wrote {path} ({cfg.num} samples: clean | degraded (every frame of a window), {cfg.crop}x{cfg.crop} crops, "
+               f"device {device})")
 
 
 @cli.command("train")

@@ -149,6 +149,7 @@ def config_options(cls, skip=()):
                     kw["type"] = click.Path(path_type=Path, **(meta.get("path") or {}))
                 elif base in (int, float, str) and not meta.get("parse"):
                     kw["type"] = base
+            decls = [meta["short"], *decls] if meta.get("short") else decls
             command = click.option(*decls, **kw)(command)
         return command
     return decorate

@@ -5,7 +5,8 @@ import sys
 
 from vrestore.pipeline.atomic import atomic_path
 from vrestore.pipeline.dataset.holdout import hold_out
-from vrestore.pipeline.dataset.make_shards import ShardConfig, make_shards, select_videos
+from vrestore.pipeline.dataset.make_shards import make_shards, select_videos
+from vrestore.pipeline.dataset.shard_config import ShardConfig
 from vrestore.trainer.config import TrainConfig
 
 

@@ -20,12 +20,27 @@ from typing import Callable, Iterator, Optional
 from tqdm import tqdm
 
 from vrestore.pipeline.atomic import pid_alive
-from vrestore.pipeline.limits import cpu_count, set_thread_share
+from vrestore.pipeline.host.limits import cpu_count, set_thread_share
+from vrestore.pipeline.options import option
 
 RETRIES = 3  # a task whose worker or node was lost runs again, up to this many times; an error
 # raised by the work itself (a corrupt video) is not retried: it fails that video once, reported
 CONNECT_TIMEOUT_S = 10  # --ray-address: how long to wait for the cluster's port before saying so
 ENGINES = ("local", "ray")
+
+
+# The cluster options of every command that takes them (restore, degrade, make-shards), written
+# once: `per_task` says what one Ray task does in that command, `workers` how many run.
+def engine_option(per_task: str):
+    return option("local", f"local: this process; ray: {per_task}, on a local instance or --ray-address.", choices=ENGINES)
+
+
+def ray_address_option(local: str = "this machine"):
+    return option(None, f"With --engine ray: the cluster to join (host:port, or auto); default: start a local instance on {local}.")
+
+
+def ray_workers_option(default: str):
+    return option(None, f"With --engine ray: how many workers (default: {default}).")
 
 
 def check_engine(engine: str, address: Optional[str], workers: Optional[int]) -> None:

@@ -19,9 +19,10 @@ from tqdm import tqdm
 from vrestore.pipeline.atomic import check_writable, remove_dead_temp_files, write_json_atomic
 from vrestore.pipeline.cluster import ray_engine
 from vrestore.pipeline.dataset.make_shards import (
-    NoReadableVideo, ShardConfig, ShardResult, decode_batches, select_videos, shard_batch, videos_fingerprint, window_rng,
+    NoReadableVideo, ShardResult, decode_batches, select_videos, shard_batch, videos_fingerprint, window_rng,
 )
 from vrestore.pipeline.dataset.manifest import build_manifest, node_manifest_name
+from vrestore.pipeline.dataset.shard_config import ShardConfig
 from vrestore.pipeline.dataset.shard_writer import ShardWriter
 from vrestore.pipeline.media.discover import SourceError
 from vrestore.pipeline.media.frame_reader import ffmpeg_version, require_ffmpeg

@@ -27,7 +27,7 @@ from typing import Optional
 import ffmpeg
 
 from vrestore.pipeline.atomic import TMP_MARK, atomic_path, check_writable, remove_dead_temp_files
-from vrestore.pipeline.limits import cpu_count
+from vrestore.pipeline.host.limits import cpu_count
 from vrestore.pipeline.media.ffmpeg_cmd import arg_path, ffmpeg_command
 from vrestore.pipeline.options import comma_names, option
 

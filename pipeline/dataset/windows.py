@@ -8,7 +8,7 @@ in the tar (DALI's index gives every component its own offset and size). This is
 "store each frame once and read neighbours by index", done in the index DALI already reads.
 
 Every frame of a run is the centre of one window, its neighbours mirrored at the run's ends by
-restore's own rule (pipeline/neighbours.py): for T = 5 the first frame sees [2, 1, 0, 1, 2]. The
+restore's own rule (pipeline/media/neighbours.py): for T = 5 the first frame sees [2, 1, 0, 1, 2]. The
 per-frame `.idx` that make-shards writes beside each tar lists every frame's offset and size;
 `write_window_index` turns it into the index of T-frame windows, for any odd T up to the
 shards' clip length, in a seeded order that mixes the runs (a fixed order: every rank and a
@@ -19,7 +19,7 @@ import random
 from pathlib import Path
 
 from vrestore.pipeline.dataset.manifest import ManifestError
-from vrestore.pipeline.neighbours import window_indices
+from vrestore.pipeline.media.neighbours import window_indices
 
 
 def read_frame_index(idx_path) -> list:

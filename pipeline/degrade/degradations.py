@@ -1,10 +1,14 @@
 """The one definition of the degradations the GAN learns to undo: blur -> noise -> boxes.
 
-Training (DALI for blur and, on a GPU, noise; torch for the rest), `vrestore degrade` and
-evaluation all take their numbers from `DegradationSpec`, and the torch functions here are the
-reference the DALI ops are tested against. Images are float tensors on the 0..255 scale,
-NCHW; every step rounds to whole levels, as an 8-bit video of the degraded frames would hold.
+Training, `vrestore degrade` and evaluation all take their numbers from `DegradationSpec`. In
+training, DALI blurs (on the GPU when training on one; tests/test_degradations.py proves its blur
+equal to `gaussian_blur` here at per-frame sigmas) and torch adds the noise and the boxes with
+`add_noise` and `add_boxes` below, on the training device. The real preset (real_world.py) builds
+its blur and noise on the same `gaussian_kernel` and `gaussian_noise`. Images are float tensors
+on the 0..255 scale, NCHW; every seed step rounds to whole levels, as an 8-bit video of the
+degraded frames would hold.
 """
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -51,30 +55,57 @@ def draw_uniform(low: float, high: Optional[float], n: int, generator, device) -
 
 
 def gaussian_kernel1d(window: int, sigma: torch.Tensor) -> torch.Tensor:
-    """(N, window) normalised Gaussian taps, one row per sigma."""
+    """(N, window) normalised Gaussian taps, one row per sigma: the sampled Gaussian, as DALI's
+    gaussian_blur and OpenCV build it."""
     x = torch.arange(window, dtype=torch.float32, device=sigma.device) - (window - 1) / 2
     k = torch.exp(-(x[None, :] ** 2) / (2 * sigma[:, None].float() ** 2))
     return k / k.sum(dim=1, keepdim=True)
 
 
-def blur(images: torch.Tensor, spec: DegradationSpec, generator=None) -> torch.Tensor:
-    """Separable Gaussian blur with mirrored borders (reflect-101, DALI's and OpenCV's default)."""
+def gaussian_kernel(window: int, sigma_y: float, sigma_x: float, angle: float = 0.0) -> torch.Tensor:
+    """(window, window) Gaussian summing to 1, sigmas along axes rotated by `angle` (radians).
+    Isotropic: exactly the outer product of the separable taps `gaussian_blur` uses."""
+    if sigma_y == sigma_x:
+        k = gaussian_kernel1d(window, torch.tensor([float(sigma_y)]))[0]
+        return torch.outer(k, k)
+    r = torch.arange(window, dtype=torch.float64) - window // 2
+    y, x = torch.meshgrid(r, r, indexing="ij")
+    c, s = math.cos(angle), math.sin(angle)
+    u, v = c * x + s * y, -s * x + c * y
+    k = torch.exp(-(u**2 / (2 * sigma_x**2) + v**2 / (2 * sigma_y**2)))
+    return (k / k.sum()).float()
+
+
+def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor, window: int) -> torch.Tensor:
+    """Separable Gaussian blur, one sigma per image ((N,) tensor), mirrored borders (reflect-101,
+    DALI's and OpenCV's default); float out, unrounded."""
     n, c, h, w = images.shape
-    sigma = draw_uniform(spec.blur_sigma, spec.blur_sigma_max, n, generator, images.device)
-    k = gaussian_kernel1d(spec.blur_window, sigma).repeat_interleave(c, dim=0)  # (N*C, K)
-    r = spec.blur_window // 2
+    k = gaussian_kernel1d(window, sigma).repeat_interleave(c, dim=0)  # (N*C, K)
+    r = window // 2
     # reflect needs the frame larger than the blur's radius; a frame of a few pixels (no
     # training crop is that small) repeats its edge instead of failing
     x = F.pad(images.float().reshape(1, n * c, h, w), (r, r, r, r), mode="reflect" if min(h, w) > r else "replicate")
     x = F.conv2d(x, k[:, None, :, None], groups=n * c)  # vertical
     x = F.conv2d(x, k[:, None, None, :], groups=n * c)  # horizontal
-    return x.reshape(n, c, h, w).round_().clamp_(0, 255)
+    return x.reshape(n, c, h, w)
+
+
+def blur(images: torch.Tensor, spec: DegradationSpec, generator=None) -> torch.Tensor:
+    """The seed preset's blur: a sigma per image from the spec, whole levels out."""
+    sigma = draw_uniform(spec.blur_sigma, spec.blur_sigma_max, images.shape[0], generator, images.device)
+    return gaussian_blur(images, sigma, spec.blur_window).round_().clamp_(0, 255)
+
+
+def gaussian_noise(shape, std, generator=None, device="cpu") -> torch.Tensor:
+    """Zero-mean Gaussian noise of `shape`; `std` a number or a tensor broadcasting to it (per
+    image, or per pixel for shot noise)."""
+    return torch.randn(shape, generator=generator, device=device) * std
 
 
 def add_noise(images: torch.Tensor, spec: DegradationSpec, generator=None) -> torch.Tensor:
     n = images.shape[0]
     std = draw_uniform(spec.noise_std, spec.noise_std_max, n, generator, images.device)
-    noise = torch.randn(images.shape, generator=generator, device=images.device) * std.view(n, 1, 1, 1)
+    noise = gaussian_noise(images.shape, std.view(n, 1, 1, 1), generator, images.device)
     return (images.float() + noise).round_().clamp_(0, 255)
 
 

@@ -15,9 +15,9 @@ import torch
 from tqdm import tqdm
 
 from vrestore.pipeline.atomic import check_writable, fit_name, kept_only_if_used, marker_path, remove_dead_temp_files, temp_path_for
-from vrestore.pipeline.lease import exclusive
+from vrestore.pipeline.host.lease import exclusive
 from vrestore.pipeline.cluster.jobs import run_jobs
-from vrestore.pipeline.cluster.ray_engine import ENGINES, check_engine
+from vrestore.pipeline.cluster.ray_engine import check_engine, engine_option, ray_address_option, ray_workers_option
 from vrestore.pipeline.degrade.degradations import DegradationSpec, add_boxes, degrade
 from vrestore.pipeline.degrade.real_world import PRESETS, RealSpec, damage_codec, draw, frame_damage
 from vrestore.pipeline.options import option
@@ -26,6 +26,9 @@ from vrestore.pipeline.media.discover import (PARTIAL, VIDEOS_LOCK, check_output
 from vrestore.pipeline.media.probe import probe_video
 from vrestore.pipeline.media.video_io import CODECS, VIDEO_FAILURES, VideoWriter, not_carried, read_frames
 
+
+BATCH_FRAMES = 16  # frames degraded at once by default (degrade --batch-size)
+CODEC = "ffv1"  # degrade's output codec by default: lossless, so compression adds no damage of its own
 
 @dataclass
 class DegradeConfig:
@@ -37,15 +40,13 @@ class DegradeConfig:
     split_file: Optional[Path] = option(None, "UCF-101 trainlist/testlist selecting videos under SRC (the file from the current "
                                                    "folder, else from SRC).")
     seed: int = option(0, "Base seed; each video's seed comes from it and the video's path.")
-    codec: str = option("ffv1", "Output codec; ffv1 and png are lossless (the default: compression adds no error of its own).",
+    codec: str = option(CODEC, "Output codec; ffv1 and png are lossless (the default: compression adds no error of its own).",
                         choices=CODECS)
     save_masks: bool = option(False, "Also write NAME_mask.avi: 255 inside the occlusion boxes.")
-    engine: str = option("local", "local: this process; ray: Ray workers (one per CPU core), one video per task, on a local "
-                         "instance or --ray-address.", choices=ENGINES)
-    ray_address: Optional[str] = option(None, "With --engine ray: the cluster to join (host:port, or auto); default: start a "
-                                        "local instance on this machine.")
-    ray_workers: Optional[int] = option(None, "With --engine ray: how many workers (default: one per CPU, at most the cluster's).")
-    batch_size: int = option(16, "Frames degraded at once.")
+    engine: str = engine_option("Ray workers (one per CPU core), one video per task")
+    ray_address: Optional[str] = ray_address_option()
+    ray_workers: Optional[int] = ray_workers_option("one per CPU, at most the cluster's")
+    batch_size: int = option(BATCH_FRAMES, "Frames degraded at once.")
     overwrite: bool = option(False, "Replace existing outputs (default: skip them).")
     progress: bool = True
 
@@ -83,7 +84,7 @@ def mask_path(video_out: Path) -> Path:
     return video_out.with_name(fit_name(f"{video_out.stem}_mask{video_out.suffix}"))
 
 
-def degrade_video(src: Path, dst: Path, spec: DegradationSpec, seed: int, codec="ffv1", save_masks=False, batch_size=16,
+def degrade_video(src: Path, dst: Path, spec: DegradationSpec, seed: int, codec=CODEC, save_masks=False, batch_size=BATCH_FRAMES,
                   on_frames=None, warnings: list = None, real: Optional[RealSpec] = None, notes: list = None, replace: bool = True) -> int:
     """Degrade `src` into `dst` (and its mask); returns the frame count. With a `warnings` list,
     a video ffmpeg complains about but decodes is degraded as far as it decodes (see read_frames);

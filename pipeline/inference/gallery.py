@@ -18,6 +18,7 @@ from pathlib import Path
 import ffmpeg
 
 from vrestore.pipeline.atomic import atomic_path
+from vrestore.pipeline.evaluation.metrics import Scores
 from vrestore.pipeline.media.ffmpeg_cmd import arg_path, ffmpeg_command
 from vrestore.pipeline.media.probe import probe_video
 
@@ -50,11 +51,11 @@ def write_file(path: Path, data: bytes) -> str:
 def score_rows(report: dict) -> list:
     """(name, input, restored) rows of the figures this video has."""
     rows = []
-    for name, key, fmt in (("PSNR (dB)", "psnr", ".2f"), ("SSIM", "ssim", ".4f"), ("PSNR in boxes", "psnr_boxes", ".2f"),
-                           ("temporal PSNR", "temporal_psnr", ".2f"), ("NIQE (lower: more natural)", "niqe", ".2f")):
+    for key in (*Scores.names(), "niqe"):
         a, b = report.get(f"{key}_input"), report.get(f"{key}_restored")
         if a is not None and b is not None:
-            rows.append((name, format(a, fmt), format(b, fmt)))
+            about = Scores.about(key)
+            rows.append((about["label"], format(a, about["fmt"]), format(b, about["fmt"])))
     return rows
 
 
@@ -140,13 +141,11 @@ def write_gallery(path: Path, items: list, model: dict, max_width: int = 480, ma
 def gallery_items(result, input_root: Path) -> list:
     """What write_gallery needs, from a RestoreResult: every restored video, its input and its
     output, and the original it was scored against."""
-    from dataclasses import asdict
-
     items = []
     for r in result.videos:
         src = input_root / r.video if input_root.is_dir() else input_root
         streams = [("degraded input", src), ("restored", Path(r.output))]
-        if r.original and r.psnr_restored is not None:
+        if r.original and r.score("psnr_restored") is not None:
             streams.append(("original", Path(r.original)))
-        items.append((r.video, streams, json.loads(json.dumps(asdict(r), default=str))))
+        items.append((r.video, streams, json.loads(json.dumps(r.row(), default=str))))
     return items

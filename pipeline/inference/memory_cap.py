@@ -16,7 +16,7 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from vrestore.pipeline.limits import memory_free
+from vrestore.pipeline.host.limits import memory_free
 
 AUTO_FRACTION = 0.5  # the automatic budget: this share of the memory available when restore starts
 PROBE_SIDE_MULTIPLES = 4  # the probe frame is this many times the generator's multiple on a side

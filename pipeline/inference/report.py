@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 
 from vrestore.pipeline.atomic import atomic_path, write_json_atomic
-from vrestore.pipeline.evaluation.metrics import DEFINITIONS, VideoScores
+from vrestore.pipeline.evaluation.metrics import DEFINITIONS, Scores, VideoScores
 
 
 @dataclass
@@ -21,23 +21,11 @@ class VideoReport:
     seconds: float
     original: Optional[str] = None
     mask: Optional[str] = None  # NAME_mask.* beside the input: in/out-of-box scores
-    # against the original, over all frames: mean per-frame PSNR and SSIM; PSNR pooled inside
-    # and outside the boxes; temporal PSNR (consecutive-frame differences). None: not measured.
-    psnr_input: Optional[float] = None
-    psnr_restored: Optional[float] = None
-    ssim_input: Optional[float] = None
-    ssim_restored: Optional[float] = None
-    psnr_boxes_input: Optional[float] = None
-    psnr_boxes_restored: Optional[float] = None
-    psnr_outside_input: Optional[float] = None
-    psnr_outside_restored: Optional[float] = None
-    temporal_psnr_input: Optional[float] = None
-    temporal_psnr_restored: Optional[float] = None
-    # NIQE (no reference, lower is more natural; evaluation/niqe.py) of up to --niqe-frames
-    # evenly spaced frames: of the input and the output always, of the original when given
-    niqe_input: Optional[float] = None
-    niqe_restored: Optional[float] = None
-    niqe_original: Optional[float] = None
+    # every score (metrics.Scores, by its names) of the input and the output against the
+    # original, {"psnr_input": .., "psnr_restored": .., ...}; empty: not scored. And NIQE (no
+    # reference, lower is more natural; evaluation/niqe.py) of up to --niqe-frames evenly spaced
+    # frames, niqe_input/_restored always, niqe_original when there is one.
+    scores: dict = field(default_factory=dict)
     niqe_note: Optional[str] = None  # why there is no NIQE (frames under 96x96)
     sums: Optional[dict] = None  # {"input", "restored"}: VideoScores.sums(), pooled into the "all" row
     mismatch: Optional[str] = None  # why no figures, when an original was there but did not pair
@@ -46,9 +34,24 @@ class VideoReport:
     not_carried: Optional[str] = None  # what the output leaves out of the source (subtitles, bits past 8)
     plan: Optional[str] = None  # how frames went through the generator: whole, or tiles of N px (Restorer.plan)
 
+    def score(self, name: str) -> Optional[float]:
+        """One of `scores` ("psnr_restored", "niqe_input", ...); None: not measured."""
+        return self.scores.get(name)
+
     @property
     def psnr_gain(self):
-        return None if self.psnr_restored is None else self.psnr_restored - self.psnr_input
+        return None if self.score("psnr_restored") is None else self.score("psnr_restored") - self.score("psnr_input")
+
+    def row(self) -> dict:
+        """The report's row: the fields with the scores spread in as columns of their own
+        (the running sums left out) and the PSNR gain."""
+        d = {}
+        for k, v in asdict(self).items():
+            if k == "scores":
+                d |= v
+            elif k != "sums":
+                d[k] = v
+        return d | {"psnr_gain": self.psnr_gain}
 
 
 @dataclass
@@ -67,7 +70,7 @@ def niqe_means(reports: list) -> Optional[dict]:
     """Mean NIQE over the videos that have one (a per-video score; no pooling across videos)."""
     out = {}
     for which in ("input", "restored", "original"):
-        values = [getattr(r, f"niqe_{which}") for r in reports if getattr(r, f"niqe_{which}") is not None]
+        values = [r.score(f"niqe_{which}") for r in reports if r.score(f"niqe_{which}") is not None]
         if values:
             out[f"niqe_{which}"] = float(np.mean(values))
     return out or None
@@ -91,12 +94,13 @@ def format_table(result: RestoreResult) -> str:
     and the means over all frames; videos that could not be paired are listed below with the
     reason. Boxes / outside: PSNR inside and outside the occlusion boxes (with masks beside the
     inputs); temporal: PSNR of consecutive-frame differences (flicker lowers it)."""
-    head = ("video", "frames", "PSNR in", "PSNR out", "gain", "SSIM in -> out", "boxes in -> out", "outside in -> out", "temporal in -> out")
-    pair = lambda m, k, f: "-" if m[f"{k}_input"] is None else f"{m[f'{k}_input']:{f}} -> {m[f'{k}_restored']:{f}}"
+    others = Scores.names()[1:]  # after PSNR, which has its own in, out and gain columns
+    head = ("video", "frames", "PSNR in", "PSNR out", "gain", *(f"{Scores.about(k)['short']} in -> out" for k in others))
+    pair = lambda m, k: ("-" if m[f"{k}_input"] is None
+                         else f"{m[f'{k}_input']:{Scores.about(k)['fmt']}} -> {m[f'{k}_restored']:{Scores.about(k)['fmt']}}")
     row = lambda name, frames, m: (name, str(frames), f"{m['psnr_input']:.2f}", f"{m['psnr_restored']:.2f}",
-                                   f"{m['psnr_restored'] - m['psnr_input']:+.2f}", pair(m, "ssim", ".4f"), pair(m, "psnr_boxes", ".2f"),
-                                   pair(m, "psnr_outside", ".2f"), pair(m, "temporal_psnr", ".2f"))
-    rows = [row(r.video, r.frames, asdict(r)) for r in result.videos if r.psnr_restored is not None]
+                                   f"{m['psnr_restored'] - m['psnr_input']:+.2f}", *(pair(m, k) for k in others))
+    rows = [row(r.video, r.frames, r.scores) for r in result.videos if r.score("psnr_restored") is not None]
     if (m := overall(result.videos)) is not None:
         rows.append(row(f"all ({m['videos']} videos)", m["frames"], m))
     lines = []
@@ -107,7 +111,7 @@ def format_table(result: RestoreResult) -> str:
         lines.append("PSNR, SSIM: per frame, averaged over frames; boxes, outside, temporal: one PSNR of the squared error "
                      "pooled over all their pixels (the all row pools every video's)")
     if (n := niqe_means(result.videos)) and "niqe_restored" in n:
-        count = sum(r.niqe_restored is not None for r in result.videos)
+        count = sum(r.score("niqe_restored") is not None for r in result.videos)
         lines.append(f"NIQE (no reference; lower is more natural), mean of {count} videos: input {n['niqe_input']:.2f} -> restored "
                      f"{n['niqe_restored']:.2f}" + (f" (originals {n['niqe_original']:.2f})" if "niqe_original" in n else ""))
     lines += [f"no NIQE: {r.video}: {r.niqe_note}" for r in result.videos if r.niqe_note]
@@ -119,7 +123,7 @@ def format_table(result: RestoreResult) -> str:
 def write_report(path: Path, result: RestoreResult) -> None:
     """JSON with every video and the overall means, and a CSV of the per-video rows beside it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [{k: v for k, v in asdict(r).items() if k != "sums"} | {"psnr_gain": r.psnr_gain} for r in result.videos]
+    rows = [r.row() for r in result.videos]
     doc = {"model": result.model, "definitions": DEFINITIONS, "videos": rows, "overall": overall(result.videos),
            "niqe_mean": niqe_means(result.videos), "failed": [{"video": v, "reason": why} for v, why in result.failed],
            "partial": [{"video": v, "warning": why} for v, why in result.partial],

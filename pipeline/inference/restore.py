@@ -12,29 +12,29 @@ from tqdm import tqdm
 
 from vrestore.models.weights import load_network
 from vrestore.pipeline.atomic import check_writable, kept_only_if_used, marker_path, remove_dead_temp_files
-from vrestore.pipeline.lease import exclusive
+from vrestore.pipeline.host.lease import exclusive
 from vrestore.pipeline.cluster.jobs import run_jobs
-from vrestore.pipeline.cluster.ray_engine import ENGINES, check_engine
+from vrestore.pipeline.cluster.ray_engine import check_engine, engine_option, ray_address_option, ray_workers_option
 from vrestore.pipeline.inference.gallery import GALLERY, gallery_items, write_gallery
 from vrestore.pipeline.inference.memory_cap import check_max_memory
 from vrestore.pipeline.inference.originals import Originals, masks_among
 from vrestore.pipeline.inference.report import RestoreResult, write_report
-from vrestore.pipeline.inference.restore_video import NIQE_FRAMES, restore_video
+from vrestore.pipeline.inference.restore_video import BATCH_FRAMES, CODEC, NIQE_FRAMES, restore_video
 from vrestore.pipeline.inference.restorer import Restorer
-from vrestore.pipeline.limits import cpu_count
+from vrestore.pipeline.host.limits import cpu_count
 from vrestore.pipeline.options import option
 from vrestore.pipeline.media.discover import (PARTIAL, VIDEOS_LOCK, check_output_folder, list_source_videos, note_partial,
                                               output_names, refuse_replacing_inputs)
 from vrestore.pipeline.media.video_io import CODECS, VIDEO_FAILURES
-from vrestore.pipeline.precision import AMP_MODES
+from vrestore.pipeline.devices import AMP_MODES
 
 @dataclass
 class RestoreConfig:
     input: Path  # a video, or a folder searched recursively (the command's argument)
     weights: Path = option(Path("saved_models/generator.pth"), "A generator.pth written by training.")
     output_dir: Path = option(Path("restored_videos"), "Restored videos, in INPUT's relative layout.", path={"file_okay": False})
-    batch_size: int = option(8, "Frames through the generator at once.")
-    codec: str = option("mjpeg", "mjpeg: .avi at JPEG quality 2 (as the original project wrote); ffv1/png: lossless .avi; "
+    batch_size: int = option(BATCH_FRAMES, "Frames through the generator at once.")
+    codec: str = option(CODEC, "mjpeg: .avi at JPEG quality 2 (as the original project wrote); ffv1/png: lossless .avi; "
                         "h264: lossless x264 .mp4.", choices=CODECS)
     device: str = option("auto", "auto (cuda when available), cuda, cuda:N, cpu.")
     amp: str = option("auto", "auto: bf16 (or fp16) autocast on a GPU, fp32 on the CPU.", choices=AMP_MODES)
@@ -54,12 +54,9 @@ class RestoreConfig:
     gallery: bool = option(False, "Also write OUTPUT_DIR/gallery.html and gallery_files/: per video restored in this run, "
                            "degraded | restored | original players that play and scrub together, stills and scores; opens from disk.")
     overwrite: bool = option(False, "Replace existing outputs (default: skip them).")
-    engine: str = option("local", "local: this process; ray: Ray workers (one per GPU, else one per CPU core), one video per "
-                         "task, on a local instance or --ray-address.", choices=ENGINES)
-    ray_address: Optional[str] = option(None, "With --engine ray: the cluster to join (host:port, or auto); default: start a "
-                                        "local instance on this machine.")
-    ray_workers: Optional[int] = option(None, "With --engine ray: how many workers (default: one per GPU in the cluster, else "
-                                        "one per CPU, at most the cluster's CPUs).")
+    engine: str = engine_option("Ray workers (one per GPU, else one per CPU core), one video per task")
+    ray_address: Optional[str] = ray_address_option()
+    ray_workers: Optional[int] = ray_workers_option("one per GPU in the cluster, else one per CPU, at most the cluster's CPUs")
     progress: bool = True
 
     def __post_init__(self):

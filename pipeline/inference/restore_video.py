@@ -17,6 +17,8 @@ from vrestore.pipeline.media.probe import probe_video
 from vrestore.pipeline.media.video_io import VideoWriter, not_carried, prefetched, read_frames
 
 NIQE_FRAMES = 16  # frames NIQE scores per video by default (restore --niqe-frames): evenly spaced, ~1 s of work
+BATCH_FRAMES = 8  # frames through the generator at once by default (restore --batch-size)
+CODEC = "mjpeg"  # restore's output codec by default (restore --codec)
 
 
 class Sink:
@@ -67,7 +69,7 @@ class Sink:
             self.mismatch += f" (input {self.out.frames})"
 
 
-def restore_video(src: Path, dst: Path, restorer: Restorer, codec="mjpeg", batch_size=8, original: Optional[Path] = None,
+def restore_video(src: Path, dst: Path, restorer: Restorer, codec=CODEC, batch_size=BATCH_FRAMES, original: Optional[Path] = None,
                   comparison: Optional[Path] = None, on_frames=None, niqe_frames: int = NIQE_FRAMES, replace: bool = True) -> VideoReport:
     """Restore one video into `dst` (audio copied); with `original`, score input and output
     against it (inside and outside the boxes too when NAME_mask.* lies beside `src`); with
@@ -113,11 +115,9 @@ def restore_video(src: Path, dst: Path, restorer: Restorer, codec="mjpeg", batch
                          mismatch=mismatch or sink.mismatch, warning=warnings[-1] if warnings else None, audio=out.audio_note,
                          not_carried="; ".join(not_carried(info)) or None, plan=restorer.notes.get((info.height, info.width)))
     if sink.scores is not None:
-        for k, v in sink.scores.means().items():
-            setattr(report, k, v)
+        report.scores |= sink.scores.means()
         report.sums = sink.scores.sums()
     if sink.niqe is not None:
-        for k, v in sink.niqe.scores().items():
-            setattr(report, f"niqe_{k}", v)
+        report.scores |= {f"niqe_{k}": v for k, v in sink.niqe.scores().items()}
         report.niqe_note = sink.niqe.problem
     return report

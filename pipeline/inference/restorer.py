@@ -11,12 +11,11 @@ import torch
 
 from vrestore.models import pad_to_multiple
 from vrestore.models.weights import load_network
-from vrestore.pipeline.devices import resolve_device
+from vrestore.pipeline.devices import amp_dtype, resolve_device
 from vrestore.pipeline.evaluation.metrics import to_255
 from vrestore.pipeline.evaluation.pictures import hwc_uint8
 from vrestore.pipeline.inference.frame_windows import sliding_windows
 from vrestore.pipeline.inference.memory_cap import budget_bytes, bytes_per_pixel, check_max_memory, tile_for, windows_per_pass
-from vrestore.pipeline.precision import amp_dtype
 
 
 class Restorer:

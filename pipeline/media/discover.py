@@ -180,7 +180,7 @@ def list_source_videos(src: Path, split_file: Optional[Path] = None, exclude: tu
     return entries, missing
 
 
-# restore and degrade: one run at a time writes videos into a folder (pipeline/lease.py)
+# restore and degrade: one run at a time writes videos into a folder (pipeline/host/lease.py)
 VIDEOS_LOCK = ".vrestore-videos.lock"
 PARTIAL = "vrestore-partial"  # the marker beside an output made from a partly decoded input
 

@@ -4,7 +4,7 @@ import os
 import re
 from typing import Optional
 
-from vrestore.pipeline.limits import thread_share
+from vrestore.pipeline.host.limits import thread_share
 
 # "[mpeg4 @ 0x55d0] [error] ac-tex damaged at 0 9": a context, a level tag (with -loglevel
 # level+...), the message; the first two are optional.
