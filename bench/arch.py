@@ -16,14 +16,10 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from quality import evaluate  # bench/quality.py, beside this script
+from quality import evaluate, model_cost, restore_speed  # bench/quality.py, beside this script
 from recipe import ensure_data, eval_sets, train_run
-from vrestore.models.weights import load_network
-from vrestore.pipeline.inference.restore_video import restore_video
 from vrestore.pipeline.inference.restorer import Restorer
 
 # All at width 16 unless named. "lite": no NAFNet block at full resolution (encoder 0-1-1-2,
@@ -36,31 +32,6 @@ ARCHS = {
     "nafnet-lite": ["--arch", "nafnet", "--temporal", "early", "--ngf", "16", *LITE],
     "nafnet-lite-w24": ["--arch", "nafnet", "--temporal", "early", "--ngf", "24", *LITE],
 }
-
-
-def model_cost(weights: Path) -> dict:
-    G = load_network(weights).eval()
-    m, t = G.cfg.multiple, G.cfg.frames
-    h, w = -(-240 // m) * m, -(-320 // m) * m
-    x = torch.rand(1, 3 * t, h, w) * 2 - 1
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        G(x)
-    return {"params_M": sum(p.numel() for p in G.parameters()) / 1e6, "gflops_per_frame": counter.get_total_flops() / 1e9}
-
-
-def restore_speed(weights: Path, clip: Path, tmp: Path) -> dict:
-    """Frames/s at 320x240: the model alone on batches of 8 windows, and restore_video end to end."""
-    restorer = Restorer(weights, "cpu")
-    windows = np.random.default_rng(0).integers(0, 256, (8, restorer.frames, 240, 320, 3), dtype=np.uint8)
-    restorer(windows)  # warm-up
-    t0, n = time.perf_counter(), 0
-    while time.perf_counter() - t0 < 5:
-        restorer(windows)
-        n += len(windows)
-    alone = n / (time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    report = restore_video(clip, tmp / "out.avi", restorer)
-    return {"model_fps": alone, "restore_fps": report.frames / (time.perf_counter() - t0)}
 
 
 def main():

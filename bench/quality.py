@@ -20,13 +20,17 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from vrestore.pipeline.degrade.degrade_videos import DegradeConfig, degrade_videos, mask_path, output_path
 from vrestore.pipeline.degrade.degradations import DegradationSpec
 from vrestore.pipeline.media.discover import list_source_videos
 from vrestore.pipeline.evaluation.metrics import VideoScores
 from vrestore.pipeline.media.probe import probe_video
+from vrestore.models.weights import load_network
+from vrestore.pipeline.inference.restore_video import restore_video
 from vrestore.pipeline.inference.restorer import Restorer
 from vrestore.pipeline.inference.video_scores import FrameQueue
 from vrestore.pipeline.dataset.sample_videos import SampleConfig, make_sample_videos
@@ -73,6 +77,31 @@ def evaluate(method, videos: list, with_ssim=True) -> dict:
             scores.add(to(y), to(c), torch.from_numpy(m[..., :1] > 127).permute(0, 3, 1, 2))
         scores.end_video()
     return asdict(scores.result())  # JSON-ready, the names of metrics.Scores
+
+
+def model_cost(weights: Path) -> dict:
+    G = load_network(weights).eval()
+    m, t = G.cfg.multiple, G.cfg.frames
+    h, w = -(-240 // m) * m, -(-320 // m) * m
+    x = torch.rand(1, 3 * t, h, w) * 2 - 1
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        G(x)
+    return {"params_M": sum(p.numel() for p in G.parameters()) / 1e6, "gflops_per_frame": counter.get_total_flops() / 1e9}
+
+
+def restore_speed(weights: Path, clip: Path, tmp: Path) -> dict:
+    """Frames/s at 320x240: the model alone on batches of 8 windows, and restore_video end to end."""
+    restorer = Restorer(weights, "cpu")
+    windows = np.random.default_rng(0).integers(0, 256, (8, restorer.frames, 240, 320, 3), dtype=np.uint8)
+    restorer(windows)  # warm-up
+    t0, n = time.perf_counter(), 0
+    while time.perf_counter() - t0 < 5:
+        restorer(windows)
+        n += len(windows)
+    alone = n / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    report = restore_video(clip, tmp / "out.avi", restorer)
+    return {"model_fps": alone, "restore_fps": report.frames / (time.perf_counter() - t0)}
 
 
 def degraded_set(clean_root: Path, split, work: Path, spec, seed, limit=None) -> list:
